@@ -1,0 +1,78 @@
+"""Gold-answer extraction and normalisation: `\\boxed{}` (nested), `\\boxed 5`, `\\fbox{}`, GSM8K `#### 42`.
+
+Shared by collection (gold answers from reference solutions) and verification (answers from model
+responses), so both read a box the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+_BOX_START = re.compile(r"\\(?:boxed|fbox)\s*(\{)|\\boxed +([^\s$]+)")
+_GSM8K = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
+
+
+def _balanced(text: str, open_at: int) -> str | None:
+    """Content of the brace group opening at `open_at`, or None if it never closes."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        ch = text[i]
+        if ch == "{" and text[i - 1] != "\\":  # `\{` is a literal brace, not a group
+            depth += 1
+        elif ch == "}" and text[i - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return text[open_at + 1 : i]
+    return None
+
+
+def last_boxed(text: str | None) -> str | None:
+    """Content of the last complete `\\boxed{...}`, `\\fbox{...}` or `\\boxed x` in `text`."""
+    if not text:
+        return None
+    found = None
+    for m in _BOX_START.finditer(text):
+        if m.group(1) is not None:
+            content = _balanced(text, m.start(1))
+            if content is not None:
+                found = content
+        else:
+            found = m.group(2)
+    return found.strip() if found is not None else None
+
+
+def gsm8k_final(text: str | None) -> str | None:
+    """The final answer after GSM8K's `####` marker."""
+    if not text:
+        return None
+    matches = _GSM8K.findall(text)
+    return matches[-1] if matches else None
+
+
+def extract_answer(text: str | None) -> str | None:
+    """Gold answer from a reference solution: GSM8K marker first, then the last box."""
+    return gsm8k_final(text) or last_boxed(text)
+
+
+_THOUSANDS = r"^(-?\d{1,3}(?:,\d{3})+)(\.\d+)?$"
+_TRAILING_ZERO_FRACTION = r"^(-?\d+)\.0+$"
+_LEADING_ZEROS = r"^(-?)0+(\d)"
+
+
+def normalize_answer(expr: pl.Expr, integer_answers: bool | pl.Expr = False) -> pl.Expr:
+    """Numeric clean-up that never changes meaning: `27.0`->`27`, `1,000`->`1000`, `$5$`->`5`;
+    with `integer_answers` (AIME-like sources) also `025`->`25`."""
+    s = expr.str.strip_chars().str.strip_chars("$").str.strip_chars()
+    no_commas = pl.when(s.str.contains(_THOUSANDS)).then(s.str.replace_all(",", "")).otherwise(s)
+    whole = no_commas.str.replace(_TRAILING_ZERO_FRACTION, "$1")
+    unpadded = whole.str.replace(_LEADING_ZEROS, "$1$2")
+    integer_like = whole.str.contains(r"^-?\d+$")
+    padded = pl.when(integer_like & pl.lit(integer_answers)).then(unpadded).otherwise(whole)
+    return pl.when(padded == "").then(None).otherwise(padded)
+
+
+def normalize_answer_value(answer: str, integer_answers: bool = False) -> str | None:
+    """`normalize_answer` for one value."""
+    return pl.select(normalize_answer(pl.lit(answer, dtype=pl.String), integer_answers)).item()

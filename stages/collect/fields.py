@@ -1,0 +1,72 @@
+"""Field paths such as `prompt[0].value`: parsed once, then applied to dict records or Arrow columns."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+
+from stages.records import to_json
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+
+
+def parse_path(path: str) -> list[str | int]:
+    """`prompt[0].value` -> ["prompt", 0, "value"]; raises ValueError on anything else."""
+    tokens: list[str | int] = []
+    pos = 0
+    for m in _TOKEN.finditer(path):
+        gap = path[pos : m.start()]
+        if gap not in ("", "."):
+            break
+        tokens.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if pos != len(path) or not tokens or not isinstance(tokens[0], str):
+        raise ValueError(f"bad field path {path!r}: expected names joined by '.' with optional [index]")
+    return tokens
+
+
+def get_path(record: Any, tokens: list[str | int]) -> Any:
+    """The value at `tokens` in a dict record, or None where any step is missing."""
+    for token in tokens:
+        if isinstance(token, int):
+            if not isinstance(record, list) or not -len(record) <= token < len(record):
+                return None
+            record = record[token]
+        else:
+            if not isinstance(record, dict):
+                return None
+            record = record.get(token)
+    return record
+
+
+def path_expr(tokens: list[str | int], schema: pl.Schema) -> pl.Expr | None:
+    """The polars expression for `tokens` on a frame of `schema`, or None if the top column is absent."""
+    if tokens[0] not in schema:
+        return None
+    expr = pl.col(str(tokens[0]))
+    for token in tokens[1:]:
+        expr = expr.list.get(token, null_on_oob=True) if isinstance(token, int) else expr.struct.field(token)
+    return expr
+
+
+def as_text(value: Any) -> str | None:
+    """A field value as text: strings as they are, numbers printed, one-element lists unwrapped,
+    other structures as JSON (test cases, choices)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) == 1 and not isinstance(value[0], (list, dict)):
+        return as_text(value[0])
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    return to_json(value)
+
+
+def text_expr(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """`as_text` for a whole column of a known dtype (vectorised for strings and numbers)."""
+    if dtype == pl.String:
+        return expr
+    if dtype.is_numeric() or dtype == pl.Boolean:
+        return expr.cast(pl.String)
+    return expr.map_elements(as_text, return_dtype=pl.String, skip_nulls=True)

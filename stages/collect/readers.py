@@ -1,0 +1,200 @@
+"""Readers: every source format becomes batches of *mapped frames* with the same columns.
+
+    problem, answer, solution, tests, domain   text (null where absent)
+    meta                                        JSON text of the rest of the source row
+    row                                         position in the source (line number - 1 for JSONL)
+    error, error_detail                         why a row is unusable before any content check
+
+Columnar sources (Parquet, CSV) are mapped with polars expressions, a batch at a time; record
+sources (JSONL, JSON arrays, `datasets`) are mapped per record so one malformed line or one
+wrong-typed field costs one dropped row, never the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from stages.collect.fields import as_text, get_path, parse_path, path_expr, text_expr
+from stages.collect.spec import SourceSpec
+from stages.records import conform, to_json
+
+TARGETS = ("problem", "answer", "solution", "tests", "domain")
+MAPPED_SCHEMA: dict[str, pl.DataType] = {
+    **{t: pl.String() for t in TARGETS},
+    "meta": pl.String(),
+    "row": pl.Int64(),
+    "error": pl.String(),
+    "error_detail": pl.String(),
+}
+RAW_PREVIEW_CHARS = 2_000
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be read at all (missing file, unknown dataset)."""
+
+
+def read_source(spec: SourceSpec, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Mapped frames for one source, at most `spec.limit` rows in all."""
+    fmt = spec.resolved_format()
+    if spec.path is not None and not spec.path.is_file():
+        raise SourceError(f"source {spec.name!r}: no file at {spec.path}")
+    if fmt in ("parquet", "csv"):
+        yield from _limit_frames(_columnar(spec, fmt, batch_rows), spec.limit)
+        return
+    records = _records(spec, fmt)
+    if spec.limit is not None:
+        records = islice(records, spec.limit)
+    yield from _record_frames(records, spec, batch_rows)
+
+
+# --- record sources -------------------------------------------------------------------------------
+
+Record = tuple[Any, str | None, str | None]  # (record, error reason, error detail)
+
+
+def _records(spec: SourceSpec, fmt: str | None) -> Iterator[Record]:
+    if spec.hf is not None:
+        yield from ((r, None, None) for r in _hub_records(spec))
+    elif fmt == "jsonl":
+        yield from _jsonl_records(spec)
+    else:
+        yield from _json_array_records(spec)
+
+
+def _jsonl_records(spec: SourceSpec) -> Iterator[Record]:
+    """One record per `\\n`-separated line (not `splitlines`: texts may hold U+2028)."""
+    assert spec.path is not None
+    with spec.path.open("rb") as f:
+        for raw in f:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield None, "undecodable_line", f"{exc.reason} at byte {exc.start}: {raw[:200]!r}"
+                continue
+            if not line.strip():
+                yield None, "blank_line", ""
+                continue
+            try:
+                yield json.loads(line), None, None
+            except json.JSONDecodeError as exc:
+                yield None, "malformed_json", f"{exc.msg} at column {exc.colno}: {line[:RAW_PREVIEW_CHARS]}"
+
+
+def _json_array_records(spec: SourceSpec) -> Iterator[Record]:
+    assert spec.path is not None
+    try:
+        data = json.loads(spec.path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SourceError(f"source {spec.name!r}: {spec.path} is not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise SourceError(f"source {spec.name!r}: {spec.path} holds a JSON {type(data).__name__}, expected an array")
+    yield from ((r, None, None) for r in data)
+
+
+def _hub_records(spec: SourceSpec) -> Iterator[Any]:
+    """Rows from `datasets.load_dataset`: the Hub, or a local builder (`json`, `parquet`) offline."""
+    import datasets  # heavy import, only for this source kind
+
+    hf = spec.hf
+    assert hf is not None
+    try:
+        ds = datasets.load_dataset(
+            hf.dataset, hf.config, split=hf.split, data_files=hf.data_files,
+            streaming=hf.streaming, revision=hf.revision,
+        )
+    except Exception as exc:
+        raise SourceError(f"source {spec.name!r}: datasets could not load {hf.dataset!r}: {exc}") from None
+    yield from ds
+
+
+def _map_record(record: Any, paths: dict[str, list[str | int]]) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        return {"error": "not_an_object", "error_detail": f"a JSON {type(record).__name__}: {str(record)[:200]}"}
+    row: dict[str, Any] = {}
+    used = {str(tokens[0]) for tokens in paths.values()}
+    for target, tokens in paths.items():
+        value = get_path(record, tokens)
+        if target == "problem" and value is not None and not isinstance(value, str):
+            return {"error": "problem_not_text", "error_detail": f"problem is a {type(value).__name__}"}
+        row[target] = as_text(value)
+    row["meta"] = to_json({k: v for k, v in record.items() if k not in used})
+    return row
+
+
+def _record_frames(records: Iterable[Record], spec: SourceSpec, batch_rows: int) -> Iterator[pl.DataFrame]:
+    paths = {t: parse_path(p) for t, p in spec.fields.paths().items()}
+    batch: list[dict[str, Any]] = []
+    for position, (record, error, detail) in enumerate(records):
+        row = {"error": error, "error_detail": detail} if error else _map_record(record, paths)
+        row["row"] = position
+        batch.append(row)
+        if len(batch) >= batch_rows:
+            yield pl.DataFrame(batch, schema=MAPPED_SCHEMA)
+            batch = []
+    if batch:
+        yield pl.DataFrame(batch, schema=MAPPED_SCHEMA)
+
+
+# --- columnar sources -----------------------------------------------------------------------------
+
+
+def _arrow_batches(spec: SourceSpec, fmt: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    assert spec.path is not None
+    if fmt == "parquet":
+        yield from pq.ParquetFile(spec.path).iter_batches(batch_size=batch_rows)
+    else:
+        read_options = pacsv.ReadOptions(block_size=1 << 24)
+        yield from pacsv.open_csv(spec.path, read_options=read_options)
+
+
+def _columnar(spec: SourceSpec, fmt: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+    paths = {t: parse_path(p) for t, p in spec.fields.paths().items()}
+    offset = 0
+    for batch in _arrow_batches(spec, fmt, batch_rows):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        yield _map_frame(frame, paths, offset)
+        offset += frame.height
+
+
+def _map_frame(frame: pl.DataFrame, paths: dict[str, list[str | int]], offset: int) -> pl.DataFrame:
+    schema = frame.schema
+    exprs = []
+    for target, tokens in paths.items():
+        expr = path_expr(tokens, schema)
+        if expr is None:
+            continue
+        dtype = pl.LazyFrame(schema=schema).select(expr).collect_schema().dtypes()[0]
+        if target == "problem" and dtype != pl.String:
+            return frame.select(
+                pl.lit("problem_not_text").alias("error"),
+                pl.lit(f"problem column is {dtype}").alias("error_detail"),
+                pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias("row"),
+            ).pipe(conform, MAPPED_SCHEMA)
+        exprs.append(text_expr(expr, dtype).alias(target))
+    used = {str(tokens[0]) for tokens in paths.values()}
+    rest = [c for c in frame.columns if c not in used]
+    meta = pl.struct(rest).struct.json_encode() if rest else pl.lit("{}")
+    return frame.select(
+        *exprs, meta.alias("meta"), pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias("row")
+    ).pipe(conform, MAPPED_SCHEMA)
+
+
+def _limit_frames(frames: Iterator[pl.DataFrame], limit: int | None) -> Iterator[pl.DataFrame]:
+    if limit is None:
+        yield from frames
+        return
+    left = limit
+    for frame in frames:
+        if left <= 0:
+            return
+        yield frame.head(left)
+        left -= frame.height

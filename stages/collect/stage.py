@@ -1,0 +1,95 @@
+"""The collection stage: every source row becomes a problem row or a dropped row with a reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import polars as pl
+
+from stages.answers import extract_answer, normalize_answer
+from stages.collect.readers import read_source
+from stages.collect.spec import CollectConfig, SourceSpec
+from stages.records import DOMAINS, PROBLEM_SCHEMA, conform, detail_json
+from stages.store import StageWriter
+from stages.text import uid_expr
+
+# Problems that cannot be solved from their text alone (Skywork-OR1 removed these too).
+IMAGE_PATTERN = r"(?i)!\[[^\]]*\]\([^)]*\)|<img\b|\[img\]|\b[\w/-]+\.(?:png|jpe?g|gif|svg|bmp|webp)\b"
+URL_PATTERN = r"(?i)\bhttps?://[^\s)\]}]+|\bwww\.[a-z0-9-]+\.[a-z]{2,}[^\s)\]}]*"
+
+
+def run(config: CollectConfig, out: StageWriter) -> dict[str, Any]:
+    """Read every source, keep usable problems, drop the rest with evidence; per-source counts."""
+    per_source: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for spec in config.sources:
+        counts: Counter[str] = Counter()
+        for mapped in read_source(spec, config.batch_rows):
+            out.count_in(mapped.height)
+            rows = classify(mapped, spec, config)
+            kept = rows.filter(pl.col("drop_reason").is_null())
+            dropped = rows.filter(pl.col("drop_reason").is_not_null())
+            out.keep(conform(kept, PROBLEM_SCHEMA).select(list(PROBLEM_SCHEMA)))
+            out.drop(conform(dropped, PROBLEM_SCHEMA).select(*PROBLEM_SCHEMA, "drop_reason", "drop_detail"))
+            counts.update(
+                rows=rows.height,
+                kept=kept.height,
+                with_answer=kept["answer"].is_not_null().sum(),
+                answer_extracted=kept["answer_extracted"].sum(),
+                with_solution=kept["solution"].is_not_null().sum(),
+            )
+            counts.update({f"dropped:{r}": n for r, n in dropped["drop_reason"].value_counts().iter_rows()})
+        if counts["rows"] == 0:
+            warnings.append(f"source {spec.name!r} has no rows ({spec.path or spec.hf})")
+        per_source[spec.name] = {"location": str(spec.path or spec.hf), **counts}
+    return {"sources": per_source, "warnings": warnings}
+
+
+def classify(mapped: pl.DataFrame, spec: SourceSpec, config: CollectConfig) -> pl.DataFrame:
+    """Problem rows with `drop_reason` (null = keep) and `drop_detail` evidence."""
+    problem = pl.col("problem")
+    domain = pl.col("domain").str.strip_chars().str.to_lowercase().fill_null(spec.domain)
+    reason = (
+        pl.when(pl.col("error").is_not_null()).then(pl.col("error"))
+        .when(problem.is_null()).then(pl.lit("missing_problem"))
+        .when(problem.str.strip_chars() == "").then(pl.lit("empty_problem"))
+        .when(problem.str.len_chars() > config.max_problem_chars).then(pl.lit("problem_too_long"))
+        .when(pl.lit(config.drop_image_problems) & problem.str.contains(IMAGE_PATTERN)).then(pl.lit("needs_image"))
+        .when(pl.lit(config.drop_url_problems) & problem.str.contains(URL_PATTERN)).then(pl.lit("needs_url"))
+        .when(~domain.is_in(DOMAINS)).then(pl.lit("invalid_domain"))
+    )
+    evidence = (
+        pl.when(pl.col("error").is_not_null()).then(pl.col("error_detail"))
+        .when(problem.str.len_chars() > config.max_problem_chars)
+        .then(pl.format("{} characters > max_problem_chars {}", problem.str.len_chars(), config.max_problem_chars))
+        .otherwise(pl.coalesce(problem.str.extract(f"({IMAGE_PATTERN})"), problem.str.extract(f"({URL_PATTERN})"), domain))
+    )
+    return (
+        with_answers(mapped, spec)
+        .with_columns(domain.alias("domain"))
+        .with_columns(reason.alias("drop_reason"), evidence.alias("evidence"))
+        .with_columns(
+            uid_expr(problem).alias("uid"),
+            pl.lit(spec.name).alias("source"),
+            pl.concat_list(pl.lit(spec.name)).alias("sources"),
+            pl.when(pl.col("drop_reason").is_not_null())
+            .then(detail_json(source=spec.name, row=pl.col("row"), evidence=pl.col("evidence")))
+            .alias("drop_detail"),
+        )
+    )
+
+
+def with_answers(mapped: pl.DataFrame, spec: SourceSpec) -> pl.DataFrame:
+    """Gold answers: the mapped field, else (if allowed) extracted from the solution; then normalised."""
+    missing = pl.col("answer").is_null() | (pl.col("answer").str.strip_chars() == "")
+    extracted = (
+        pl.when(missing & pl.lit(spec.answer_from_solution))
+        .then(pl.col("solution"))
+        .map_elements(extract_answer, return_dtype=pl.String, skip_nulls=True)
+    )
+    answer = pl.when(missing).then(extracted).otherwise(pl.col("answer"))
+    return mapped.with_columns(
+        normalize_answer(answer, spec.integer_answers).alias("answer"),
+        (missing & extracted.is_not_null()).alias("answer_extracted"),
+    )

@@ -1,0 +1,182 @@
+"""The run store: Parquet shards on disk, one directory per stage, and the checks that keep it honest.
+
+    <stage_dir>/kept/part-00000.parquet ...      rows that go on
+    <stage_dir>/dropped/part-00000.parquet ...   rows set aside, with `drop_reason` and `drop_detail`
+    <stage_dir>/report.json                      counts, reasons, timings, stage details
+
+A stage writes into `<stage_dir>.partial/` and the directory is renamed into place only when the
+invariant rows_in == kept + dropped holds, so a killed stage never leaves a half-written result that
+looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from stages.records import DROP_SCHEMA
+
+DEFAULT_SHARD_ROWS = 100_000
+READ_BATCH_ROWS = 50_000
+
+
+class InvariantError(RuntimeError):
+    """A stage lost or invented rows: rows in != rows kept + rows dropped."""
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temp file + rename), so a crash never leaves half a report."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+class ShardWriter:
+    """Buffers frames and writes a Parquet shard each time `rows_per_shard` rows have accumulated."""
+
+    def __init__(self, directory: Path, rows_per_shard: int = DEFAULT_SHARD_ROWS):
+        self.directory = directory
+        self.rows_per_shard = rows_per_shard
+        self.rows = 0
+        self.shards = 0
+        self._buffer: list[pl.DataFrame] = []
+        self._buffered = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        self._buffer.append(df)
+        self._buffered += df.height
+        self.rows += df.height
+        if self._buffered >= self.rows_per_shard:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        frame = pl.concat(self._buffer, how="vertical_relaxed")
+        frame.write_parquet(self.directory / f"part-{self.shards:05d}.parquet", compression="zstd")
+        self.shards += 1
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> int:
+        self._flush()
+        return self.rows
+
+
+def shard_paths(directory: Path) -> list[Path]:
+    return sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
+
+
+def read_shards(
+    directory: Path, columns: list[str] | None = None, batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[pl.DataFrame]:
+    """Stream the rows of a shard directory in bounded batches (memory does not grow with the data)."""
+    for path in shard_paths(directory):
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+            yield pl.from_arrow(batch)
+
+
+def count_rows(directory: Path) -> int:
+    """Rows in a shard directory, from Parquet footers only."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in shard_paths(directory))
+
+
+def fingerprint(directory: Path) -> str:
+    """Content hash of a shard directory: equal data gives an equal fingerprint, whatever the mtimes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in shard_paths(directory):
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            digest.update(hashlib.file_digest(f, "blake2b").digest())
+    return digest.hexdigest()
+
+
+class StageWriter:
+    """Collects one stage's kept and dropped rows, then checks the invariant and publishes the result.
+
+    Use as a context manager; call `count_in` for every input row read, `keep` and `drop` for every
+    row written, and `finish` once. If the block raises, nothing is published.
+    """
+
+    def __init__(self, stage_dir: Path, stage: str, rows_per_shard: int = DEFAULT_SHARD_ROWS):
+        self.stage_dir = stage_dir
+        self.stage = stage
+        self.partial = stage_dir.with_name(stage_dir.name + ".partial")
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self.kept = ShardWriter(self.partial / "kept", rows_per_shard)
+        self.dropped = ShardWriter(self.partial / "dropped", rows_per_shard)
+        self.rows_in = 0
+        self.drop_reasons: Counter[str] = Counter()
+        self._started = time.perf_counter()
+        self._finished = False
+
+    def __enter__(self) -> StageWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self._finished:
+            shutil.rmtree(self.partial, ignore_errors=True)
+
+    def count_in(self, rows: int) -> None:
+        self.rows_in += rows
+
+    def keep(self, df: pl.DataFrame) -> None:
+        self.kept.write(df.drop([c for c in DROP_SCHEMA if c in df.columns]))
+
+    def drop(self, df: pl.DataFrame) -> None:
+        """Set rows aside; each must carry a non-null `drop_reason` and a `drop_detail` (JSON text)."""
+        if df.height == 0:
+            return
+        missing = [c for c in DROP_SCHEMA if c not in df.columns]
+        if missing:
+            raise ValueError(f"{self.stage}: dropped rows lack {missing}")
+        if df["drop_reason"].null_count():
+            raise ValueError(f"{self.stage}: dropped rows with a null drop_reason")
+        self.drop_reasons.update(dict(df["drop_reason"].value_counts().iter_rows()))
+        self.dropped.write(df)
+
+    def finish(self, details: dict[str, Any] | None = None, **header: Any) -> dict[str, Any]:
+        """Check rows in = kept + dropped, write report.json and move the stage into place."""
+        kept, dropped = self.kept.close(), self.dropped.close()
+        if self.rows_in != kept + dropped:
+            raise InvariantError(
+                f"stage {self.stage!r}: {self.rows_in} rows in but {kept} kept + {dropped} dropped "
+                f"= {kept + dropped}; {self.rows_in - kept - dropped:+d} rows unaccounted for"
+            )
+        report = {
+            "stage": self.stage,
+            **header,
+            "rows_in": self.rows_in,
+            "rows_kept": kept,
+            "rows_dropped": dropped,
+            "drop_reasons": dict(self.drop_reasons.most_common()),
+            "seconds": round(time.perf_counter() - self._started, 3),
+            "details": details or {},
+        }
+        write_json(self.partial / "report.json", report)
+        shutil.rmtree(self.stage_dir, ignore_errors=True)
+        os.replace(self.partial, self.stage_dir)
+        self._finished = True
+        return report
+
+
+def load_report(stage_dir: Path) -> dict[str, Any] | None:
+    path = stage_dir / "report.json"
+    return read_json(path) if path.is_file() else None
