@@ -20,20 +20,24 @@ def stage_dir(root: Path, index: int, name: str) -> Path:
     return root / f"{index:02d}-{name}"
 
 
-def run_stage(fn: StageFn, input_dir: Path, config: BaseModel, out_dir: Path, name: str) -> dict[str, Any]:
+def run_stage(
+    fn: StageFn, input_dir: Path, config: BaseModel, out_dir: Path, name: str, **header: Any
+) -> dict[str, Any]:
     """Run `fn` on the shards in `input_dir`, publish `out_dir`, return its report."""
     with StageWriter(out_dir, name) as out:
         details = fn(input_dir, config, out)
-        return out.finish(details, config=config.model_dump(mode="json"))
+        return out.finish(details, config=config.model_dump(mode="json"), **header)
 
 
-def run_collect(config: CollectConfig, out_dir: Path) -> dict[str, Any]:
+def run_collect(config: CollectConfig, out_dir: Path, **header: Any) -> dict[str, Any]:
     with StageWriter(out_dir, "collect") as out:
         details = collect.run(config, out)
-        return out.finish(details, config=config.model_dump(mode="json"))
+        return out.finish(details, config=config.model_dump(mode="json"), **header)
 
 
-def collect_files(inputs: list[Path], fields: FieldMap, out_dir: Path, domain: str = "math") -> dict[str, Any]:
+def collect_files(
+    inputs: list[Path], fields: FieldMap, out_dir: Path, domain: str = "math"
+) -> dict[str, Any]:
     """Collect arbitrary JSONL/JSON/Parquet/CSV files (one source each, labelled by file name)."""
     sources = [SourceSpec(name=p.stem, path=p, fields=fields, domain=domain) for p in inputs]  # type: ignore[arg-type]
     return run_collect(CollectConfig(sources=sources), out_dir)

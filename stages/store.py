@@ -134,6 +134,10 @@ class StageWriter:
         if exc_type is not None or not self._finished:
             shutil.rmtree(self.partial, ignore_errors=True)
 
+    def output(self, name: str) -> ShardWriter:
+        """An extra shard directory published with the stage (e.g. an export's `sft/` and `rl/`)."""
+        return ShardWriter(self.partial / name, self.kept.rows_per_shard)
+
     def count_in(self, rows: int) -> None:
         self.rows_in += rows
 

@@ -1,0 +1,113 @@
+"""`longcot`: run a recipe, summarise or inspect a run, and the standalone stage commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="longcot",
+    help="Build long chain-of-thought training sets from a recipe.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+_state = {"debug": False}
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one clear line (no traceback unless --debug) and exit non-zero."""
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def guarded(fn):
+    """Turn any exception into one line; `--debug` re-raises it with the traceback."""
+    from functools import wraps
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            raise fail(f"{exc}" if str(exc) else type(exc).__name__) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks and Prefect logs")] = False,
+) -> None:
+    _state["debug"] = debug
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "WARNING")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@app.command()
+@guarded
+def run(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML, e.g. flows/recipes/quickstart.yaml")],
+    run_dir: Annotated[Path | None, typer.Option(help="run directory (default runs/<recipe name>)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="read at most N rows per source")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="replaces ${data_dir} in the recipe")] = None,
+) -> None:
+    """Run a recipe end to end and print the stage summary."""
+    from flows.build import build_dataset
+    from flows.recipe import load_recipe
+    from flows.summary import print_summary
+
+    loaded = load_recipe(recipe, data_dir)
+    target = run_dir or Path("runs") / loaded.name
+
+    def on_stage(name: str, report: dict, cached: bool) -> None:
+        note = " [dim](cached)[/dim]" if cached else ""
+        console.print(
+            f"[green]✓[/green] {name}: {report['rows_in']:,} in → {report['rows_kept']:,} kept, "
+            f"{report['rows_dropped']:,} dropped ({report['seconds']:.1f}s){note}"
+        )
+
+    with console.status(f"running {recipe} into {target} …"):
+        manifest = build_dataset(loaded, target, limit=limit, recipe_file=str(recipe), on_stage=on_stage)
+    print_summary(console, manifest, target)
+
+
+@app.command()
+@guarded
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory, e.g. runs/quickstart")]) -> None:
+    """Print the stage summary of a finished (or failed) run."""
+    from flows.manifest import Manifest
+    from flows.summary import print_summary
+
+    print_summary(console, Manifest.load(run_dir).data, run_dir)
+
+
+@app.command()
+@guarded
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    stage: Annotated[str, typer.Argument(help="stage name or kind, e.g. 02-exact_dedup or exact_dedup")],
+    dropped: Annotated[bool, typer.Option("--dropped", help="show dropped rows with their evidence")] = False,
+    reason: Annotated[str | None, typer.Option(help="only dropped rows with this drop_reason")] = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="how many rows")] = 5,
+) -> None:
+    """Show rows of a stage, with the evidence for dropped ones."""
+    from flows.summary import find_stage, row_panel, select_rows
+
+    stage_dir = find_stage(run_dir, stage)
+    rows = select_rows(stage_dir, dropped or reason is not None, reason, n)
+    if rows.height == 0:
+        console.print(f"no rows in {stage_dir.name} matching that selection")
+        return
+    for row in rows.iter_rows(named=True):
+        console.print(row_panel(row))

@@ -1,0 +1,140 @@
+"""Recipes: YAML files validated by pydantic before any work starts.
+
+name: quickstart
+data_dir: ../shared/data          # `${data_dir}` in any string; env LONGCOT_DATA_DIR overrides
+sources:
+  - {name: gsm8k_train, path: "${data_dir}/sources/gsm8k_train.jsonl", preset: gsm8k_train}
+collect: {max_problem_chars: 100000}
+stages:
+  - stage: exact_dedup
+  - stage: export
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from flows.registry import STAGES
+from stages.collect import CollectConfig, SourceSpec
+
+DATA_DIR_ENV = "LONGCOT_DATA_DIR"
+_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the file, the field and what was expected."""
+
+
+def _step_model(name: str) -> type[BaseModel]:
+    kind = STAGES[name]
+    return create_model(f"{name}_step", __base__=kind.config, stage=(Literal[name], ...))  # type: ignore[call-overload]
+
+
+StepSpec = Annotated[Union[tuple(_step_model(n) for n in STAGES)], Field(discriminator="stage")]  # noqa: UP007
+
+
+class CollectOptions(BaseModel):
+    """`collect:` block: CollectConfig without its sources (they are top level)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_problem_chars: int = CollectConfig.model_fields["max_problem_chars"].default
+    drop_image_problems: bool = True
+    drop_url_problems: bool = True
+    batch_rows: int = Field(CollectConfig.model_fields["batch_rows"].default, gt=0)
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run name: runs/<name>/")
+    description: str = ""
+    data_dir: str | None = None
+    sources: list[SourceSpec] = Field(min_length=1)
+    collect: CollectOptions = CollectOptions()
+    stages: list[StepSpec] = Field(default_factory=list)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Recipe:
+        names = [s.name for s in self.sources]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def collect_config(self, limit: int | None = None) -> CollectConfig:
+        sources = [
+            s if limit is None else s.model_copy(update={"limit": min(limit, s.limit or limit)})
+            for s in self.sources
+        ]
+        return CollectConfig(sources=sources, **self.collect.model_dump())
+
+    def steps(self) -> list[tuple[str, BaseModel]]:
+        """(kind, stage config) per step, the config as the stage's own model (no `stage` key)."""
+        return [
+            (step.stage, STAGES[step.stage].config.model_validate(step.model_dump(exclude={"stage"})))
+            for step in self.stages
+        ]
+
+
+def _substitute(value: Any, variables: dict[str, str], where: str) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1) not in variables:
+                raise RecipeError(
+                    f"{where}: unknown variable ${{{m.group(1)}}} (known: {', '.join(variables)})"
+                )
+            return variables[m.group(1)]
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [_substitute(v, variables, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, where) for k, v in value.items()}
+    return value
+
+
+def format_errors(path: Path, exc: ValidationError) -> str:
+    lines = [f"recipe {path} is invalid:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"  {loc}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_recipe(path: Path, data_dir: str | None = None) -> Recipe:
+    """Parse and validate a recipe; `data_dir` (or $LONGCOT_DATA_DIR) overrides the recipe's own."""
+    if not path.is_file():
+        raise RecipeError(f"recipe {path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe {path}: expected a mapping at the top level, got {type(raw).__name__}")
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or raw.get("data_dir")
+    if chosen is not None:
+        raw["data_dir"] = str(chosen)
+    variables = {"data_dir": str(chosen)} if chosen is not None else {}
+    raw = _substitute(raw, variables, f"recipe {path}")
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError(format_errors(path, exc)) from None
+
+
+def check_inputs(recipe: Recipe) -> None:
+    """Fail before any work if a local source file is missing."""
+    missing = [f"{s.name}: {s.path}" for s in recipe.sources if s.path is not None and not s.path.is_file()]
+    if missing:
+        hint = (
+            f" (data_dir is {recipe.data_dir}; set --data-dir or ${DATA_DIR_ENV})" if recipe.data_dir else ""
+        )
+        raise RecipeError("missing source files" + hint + ":\n  " + "\n  ".join(missing))

@@ -1,0 +1,52 @@
+"""The stage kinds a recipe can name, each with its config model, its function and its code version."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from flows.steps import StageFn
+from stages import collect, export
+from stages.dedup import exact
+
+SHARED_CODE = [Path(__file__).resolve().parents[1] / "stages" / name for name in ("store.py", "records.py")]
+
+
+@dataclass(frozen=True)
+class StageKind:
+    name: str
+    config: type[BaseModel]
+    run: StageFn
+    # an HTML fragment for the run report, from the stage directory (optional)
+    html: Callable[[Path], str] | None = None
+
+    @cached_property
+    def version(self) -> str:
+        """Hash of the stage's source (its package when it is one) plus the run store it writes with:
+        editing the code invalidates cached results of this stage and of nothing else."""
+        source = Path(inspect.getsourcefile(self.run) or "")
+        files = (
+            sorted(source.parent.rglob("*.py")) if source.name in ("stage.py", "__init__.py") else [source]
+        )
+        digest = hashlib.blake2b(digest_size=8)
+        for path in [*files, *SHARED_CODE]:
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+# Always the first stage; its input is the recipe's sources, not a shard directory.
+COLLECT = StageKind("collect", collect.CollectConfig, collect.run)  # type: ignore[arg-type]
+
+STAGES: dict[str, StageKind] = {
+    kind.name: kind
+    for kind in [
+        StageKind("exact_dedup", exact.ExactDedupConfig, exact.run),
+        StageKind("export", export.ExportConfig, export.run),
+    ]
+}
