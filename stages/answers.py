@@ -38,8 +38,8 @@ def last_boxed(text: str | None) -> str | None:
             content = _balanced(text, m.start(1))
             if content is not None:
                 found = content
-        else:
-            found = m.group(2)
+        else:  # `\boxed 5.`: the sentence's full stop is not part of the answer
+            found = m.group(2).rstrip(".,;")
     return found.strip() if found is not None else None
 
 

@@ -95,7 +95,9 @@ def _json_array_records(spec: SourceSpec) -> Iterator[Record]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SourceError(f"source {spec.name!r}: {spec.path} is not valid JSON ({exc})") from None
     if not isinstance(data, list):
-        raise SourceError(f"source {spec.name!r}: {spec.path} holds a JSON {type(data).__name__}, expected an array")
+        raise SourceError(
+            f"source {spec.name!r}: {spec.path} holds a JSON {type(data).__name__}, expected an array"
+        )
     yield from ((r, None, None) for r in data)
 
 
@@ -107,8 +109,12 @@ def _hub_records(spec: SourceSpec) -> Iterator[Any]:
     assert hf is not None
     try:
         ds = datasets.load_dataset(
-            hf.dataset, hf.config, split=hf.split, data_files=hf.data_files,
-            streaming=hf.streaming, revision=hf.revision,
+            hf.dataset,
+            hf.config,
+            split=hf.split,
+            data_files=hf.data_files,
+            streaming=hf.streaming,
+            revision=hf.revision,
         )
     except Exception as exc:
         raise SourceError(f"source {spec.name!r}: datasets could not load {hf.dataset!r}: {exc}") from None
@@ -117,7 +123,10 @@ def _hub_records(spec: SourceSpec) -> Iterator[Any]:
 
 def _map_record(record: Any, paths: dict[str, list[str | int]]) -> dict[str, Any]:
     if not isinstance(record, dict):
-        return {"error": "not_an_object", "error_detail": f"a JSON {type(record).__name__}: {str(record)[:200]}"}
+        return {
+            "error": "not_an_object",
+            "error_detail": f"a JSON {type(record).__name__}: {str(record)[:200]}",
+        }
     row: dict[str, Any] = {}
     used = {str(tokens[0]) for tokens in paths.values()}
     for target, tokens in paths.items():

@@ -14,7 +14,13 @@ from stages.collect.fields import parse_path
 Domain = Literal["math", "code", "science", "puzzle", "general"]
 Format = Literal["auto", "jsonl", "json", "parquet", "csv"]
 MAPPINGS_FILE = Path(__file__).resolve().parents[2] / "data" / "mappings.yaml"
-SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+}
 
 
 class Strict(BaseModel):
@@ -90,7 +96,9 @@ class SourceSpec(Strict):
         if (self.path is None) == (self.hf is None):
             raise ValueError("give exactly one of `path` (a local file) or `hf` (a datasets source)")
         if self.path is not None and self.resolved_format() is None:
-            raise ValueError(f"cannot tell the format of {self.path}; set `format` to one of jsonl, json, parquet, csv")
+            raise ValueError(
+                f"cannot tell the format of {self.path}; set `format` to one of jsonl, json, parquet, csv"
+            )
         return self
 
     def resolved_format(self) -> str | None:
@@ -101,7 +109,9 @@ class SourceSpec(Strict):
 
 class CollectConfig(Strict):
     sources: list[SourceSpec] = Field(min_length=1)
-    max_problem_chars: int = Field(100_000, gt=0, description="longer problems are dropped (problem_too_long)")
+    max_problem_chars: int = Field(
+        100_000, gt=0, description="longer problems are dropped (problem_too_long)"
+    )
     drop_image_problems: bool = True
     drop_url_problems: bool = True
     batch_rows: int = Field(50_000, gt=0)

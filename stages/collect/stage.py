@@ -27,13 +27,11 @@ def run(config: CollectConfig, out: StageWriter) -> dict[str, Any]:
         counts: Counter[str] = Counter()
         for mapped in read_source(spec, config.batch_rows):
             out.count_in(mapped.height)
-            rows = classify(mapped, spec, config)
-            kept = rows.filter(pl.col("drop_reason").is_null())
-            dropped = rows.filter(pl.col("drop_reason").is_not_null())
+            kept, dropped = classify(mapped, spec, config)
             out.keep(conform(kept, PROBLEM_SCHEMA).select(list(PROBLEM_SCHEMA)))
             out.drop(conform(dropped, PROBLEM_SCHEMA).select(*PROBLEM_SCHEMA, "drop_reason", "drop_detail"))
             counts.update(
-                rows=rows.height,
+                rows=mapped.height,
                 kept=kept.height,
                 with_answer=kept["answer"].is_not_null().sum(),
                 answer_extracted=kept["answer_extracted"].sum(),
@@ -46,37 +44,63 @@ def run(config: CollectConfig, out: StageWriter) -> dict[str, Any]:
     return {"sources": per_source, "warnings": warnings}
 
 
-def classify(mapped: pl.DataFrame, spec: SourceSpec, config: CollectConfig) -> pl.DataFrame:
-    """Problem rows with `drop_reason` (null = keep) and `drop_detail` evidence."""
+def classify(
+    mapped: pl.DataFrame, spec: SourceSpec, config: CollectConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split mapped rows into kept problem rows and dropped rows with `drop_reason` and `drop_detail`."""
     problem = pl.col("problem")
     domain = pl.col("domain").str.strip_chars().str.to_lowercase().fill_null(spec.domain)
     reason = (
-        pl.when(pl.col("error").is_not_null()).then(pl.col("error"))
-        .when(problem.is_null()).then(pl.lit("missing_problem"))
-        .when(problem.str.strip_chars() == "").then(pl.lit("empty_problem"))
-        .when(problem.str.len_chars() > config.max_problem_chars).then(pl.lit("problem_too_long"))
-        .when(pl.lit(config.drop_image_problems) & problem.str.contains(IMAGE_PATTERN)).then(pl.lit("needs_image"))
-        .when(pl.lit(config.drop_url_problems) & problem.str.contains(URL_PATTERN)).then(pl.lit("needs_url"))
-        .when(~domain.is_in(DOMAINS)).then(pl.lit("invalid_domain"))
-    )
-    evidence = (
-        pl.when(pl.col("error").is_not_null()).then(pl.col("error_detail"))
+        pl.when(pl.col("error").is_not_null())
+        .then(pl.col("error"))
+        .when(problem.is_null())
+        .then(pl.lit("missing_problem"))
+        .when(problem.str.strip_chars() == "")
+        .then(pl.lit("empty_problem"))
         .when(problem.str.len_chars() > config.max_problem_chars)
-        .then(pl.format("{} characters > max_problem_chars {}", problem.str.len_chars(), config.max_problem_chars))
-        .otherwise(pl.coalesce(problem.str.extract(f"({IMAGE_PATTERN})"), problem.str.extract(f"({URL_PATTERN})"), domain))
+        .then(pl.lit("problem_too_long"))
+        .when(pl.lit(config.drop_image_problems) & problem.str.contains(IMAGE_PATTERN))
+        .then(pl.lit("needs_image"))
+        .when(pl.lit(config.drop_url_problems) & problem.str.contains(URL_PATTERN))
+        .then(pl.lit("needs_url"))
+        .when(~domain.is_in(DOMAINS))
+        .then(pl.lit("invalid_domain"))
     )
-    return (
+    rows = (
         with_answers(mapped, spec)
         .with_columns(domain.alias("domain"))
-        .with_columns(reason.alias("drop_reason"), evidence.alias("evidence"))
         .with_columns(
+            reason.alias("drop_reason"),
             uid_expr(problem).alias("uid"),
             pl.lit(spec.name).alias("source"),
             pl.concat_list(pl.lit(spec.name)).alias("sources"),
-            pl.when(pl.col("drop_reason").is_not_null())
-            .then(detail_json(source=spec.name, row=pl.col("row"), evidence=pl.col("evidence")))
-            .alias("drop_detail"),
         )
+    )
+    return rows.filter(pl.col("drop_reason").is_null()), with_evidence(
+        rows.filter(pl.col("drop_reason").is_not_null()), spec, config
+    )
+
+
+def with_evidence(dropped: pl.DataFrame, spec: SourceSpec, config: CollectConfig) -> pl.DataFrame:
+    """`drop_detail` for dropped rows only (regex extraction is not paid for kept rows)."""
+    problem = pl.col("problem")
+    evidence = (
+        pl.when(pl.col("error").is_not_null())
+        .then(pl.col("error_detail"))
+        .when(pl.col("drop_reason") == "problem_too_long")
+        .then(
+            pl.format(
+                "{} characters > max_problem_chars {}", problem.str.len_chars(), config.max_problem_chars
+            )
+        )
+        .when(pl.col("drop_reason") == "needs_image")
+        .then(problem.str.extract(f"({IMAGE_PATTERN})"))
+        .when(pl.col("drop_reason") == "needs_url")
+        .then(problem.str.extract(f"({URL_PATTERN})"))
+        .otherwise(pl.col("domain"))
+    )
+    return dropped.with_columns(
+        detail_json(source=spec.name, row=pl.col("row"), evidence=evidence).alias("drop_detail")
     )
 
 

@@ -2,7 +2,8 @@
 
 Policy (documented in docs/architecture.md): prefer the row that has a gold answer, then one with a
 reference solution, then one with tests, then the earliest row in input order (sources in recipe order).
-The survivor's `sources` becomes the union of the group's sources, so provenance is never lost.
+The survivor's `sources` becomes the union of the group's sources (its own first, then in the order
+above), so provenance is never lost.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def choose_keepers(keys: pl.DataFrame, group: str) -> pl.DataFrame:
         pl.col("idx").first().alias("keeper_idx"),
         pl.col("uid").first().alias("keeper_uid"),
         pl.col("source").first().alias("keeper_source"),
-        pl.col("sources").list.explode(keep_nulls=False, empty_as_null=False).unique(maintain_order=True).alias("group_sources"),
+        pl.col("sources")
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .unique(maintain_order=True)
+        .alias("group_sources"),
         pl.len().alias("group_size"),
     )
     return (

@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make quickstart` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU torch pinned in the same install command: a bare `torch` pulls multi-GB CUDA wheels.
+TORCH ?= torch==2.13.0
+EXTRAS ?= embed,teacher,dev
+
+export PREFECT_HOME ?= $(CURDIR)/.cache/prefect
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install quickstart test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH)"
+	touch $@
+
+quickstart: install
+	$(BIN)/longcot run flows/recipes/quickstart.yaml
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python benchmarks/collect_dedup.py
+
+clean:
+	rm -rf runs .cache

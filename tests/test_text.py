@@ -1,0 +1,34 @@
+import hashlib
+
+import polars as pl
+
+from stages.text import canonical, canonical_text, dedup_key, uid_expr, uid_of
+
+
+def test_latex_spacing_case_and_whitespace_collapse():
+    assert dedup_key(r"Compute \frac {1} {2}  +  X^ {2}") == dedup_key("compute \\frac{1}{2}+x^{2}")
+    assert uid_of(r"Find $\frac {1} {2}$.") == uid_of("find\n  $\\frac{1}{2}$.")
+
+
+def test_canonical_keeps_words_apart():
+    assert canonical("  Find\tthe  SUM\u2028of x ") == "find the sum of x"
+
+
+def test_nfkc_folds_compatibility_characters():
+    assert canonical("Ｆｉｎｄ １２") == "find 12"  # full-width letters and digits
+    assert canonical("x\u00a0=\u00a01") == "x = 1"  # no-break spaces
+
+
+def test_different_numbers_stay_different():
+    assert uid_of(r"Compute $\binom{8}{4}$.") != uid_of(r"Compute $\binom{9}{4}$.")
+    assert uid_of("What is 12 + 3?") != uid_of("What is 1 + 23?")
+
+
+def test_uid_is_blake2b_of_the_dedup_key_and_the_expression_agrees():
+    text = "  What is 2 + 2?  "
+    expected = hashlib.blake2b(b"whatis2+2?", digest_size=8).hexdigest()
+    assert uid_of(text) == expected
+    frame = pl.DataFrame({"p": [text, None, "Ｆｉｎｄ"]})
+    out = frame.select(uid_expr(pl.col("p")).alias("uid"), canonical_text(pl.col("p")).alias("c"))
+    assert out["uid"].to_list() == [expected, None, uid_of("find")]
+    assert out["c"].to_list() == ["what is 2 + 2?", None, "find"]
