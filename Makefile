@@ -9,6 +9,7 @@ EXTRAS ?= embed,teacher,dev
 export PREFECT_HOME ?= $(CURDIR)/.cache/prefect
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
 .PHONY: install quickstart test lint bench clean
 

@@ -17,6 +17,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
 
+from flows.html_report import write_report
 from flows.manifest import Manifest
 from flows.recipe import Recipe, check_inputs
 from flows.registry import COLLECT, STAGES
@@ -127,8 +128,10 @@ def build_dataset(
             _record(manifest, out_dir, report, cached, on_stage)
     except BaseException as exc:
         manifest.finish("failed", f"{type(exc).__name__}: {exc}")
+        write_report(run_dir, manifest.data)
         raise
     manifest.finish("succeeded")
+    write_report(run_dir, manifest.data)
     return manifest.data
 
 

@@ -52,6 +52,8 @@ def main(
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "WARNING")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a first run migrates a fresh local database, which can outlast Prefect's 20 s default
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 @app.command()
@@ -85,11 +87,14 @@ def run(
 @app.command()
 @guarded
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory, e.g. runs/quickstart")]) -> None:
-    """Print the stage summary of a finished (or failed) run."""
+    """Print the stage summary of a finished (or failed) run and rewrite its report.html."""
+    from flows.html_report import write_report
     from flows.manifest import Manifest
     from flows.summary import print_summary
 
-    print_summary(console, Manifest.load(run_dir).data, run_dir)
+    manifest = Manifest.load(run_dir).data
+    write_report(run_dir, manifest)
+    print_summary(console, manifest, run_dir)
 
 
 @app.command()
