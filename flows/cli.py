@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from flows import cli_verify
+
 app = typer.Typer(
     name="longcot",
     help="Build long chain-of-thought training sets from a recipe.",
@@ -116,3 +118,6 @@ def inspect(
         return
     for row in rows.iter_rows(named=True):
         console.print(row_panel(row))
+
+
+cli_verify.register(app)

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from flows.steps import StageFn
 from stages import collect, export
 from stages.dedup import exact
+from stages.verify import VerifyConfig
+from stages.verify import run as verify_run
 
 SHARED_CODE = [Path(__file__).resolve().parents[1] / "stages" / name for name in ("store.py", "records.py")]
 
@@ -47,6 +49,7 @@ STAGES: dict[str, StageKind] = {
     kind.name: kind
     for kind in [
         StageKind("exact_dedup", exact.ExactDedupConfig, exact.run),
+        StageKind("verify", VerifyConfig, verify_run),
         StageKind("export", export.ExportConfig, export.run),
     ]
 }

@@ -58,19 +58,18 @@ def extract_answer(text: str | None) -> str | None:
 
 _THOUSANDS = r"^(-?\d{1,3}(?:,\d{3})+)(\.\d+)?$"
 _TRAILING_ZERO_FRACTION = r"^(-?\d+)\.0+$"
-_LEADING_ZEROS = r"^(-?)0+(\d)"
+_LEADING_INTEGER_ZEROS = r"^(-?)0+(\d+)$"
 
 
-def normalize_answer(expr: pl.Expr, integer_answers: bool | pl.Expr = False) -> pl.Expr:
+def normalize_answer(expr: pl.Expr, integer_answers: bool = False) -> pl.Expr:
     """Numeric clean-up that never changes meaning: `27.0`->`27`, `1,000`->`1000`, `$5$`->`5`;
     with `integer_answers` (AIME-like sources) also `025`->`25`."""
     s = expr.str.strip_chars().str.strip_chars("$").str.strip_chars()
-    no_commas = pl.when(s.str.contains(_THOUSANDS)).then(s.str.replace_all(",", "")).otherwise(s)
-    whole = no_commas.str.replace(_TRAILING_ZERO_FRACTION, "$1")
-    unpadded = whole.str.replace(_LEADING_ZEROS, "$1$2")
-    integer_like = whole.str.contains(r"^-?\d+$")
-    padded = pl.when(integer_like & pl.lit(integer_answers)).then(unpadded).otherwise(whole)
-    return pl.when(padded == "").then(None).otherwise(padded)
+    s = pl.when(s.str.contains(_THOUSANDS)).then(s.str.replace_all(",", "", literal=True)).otherwise(s)
+    s = s.str.replace(_TRAILING_ZERO_FRACTION, "$1")
+    if integer_answers:
+        s = s.str.replace(_LEADING_INTEGER_ZEROS, "$1$2")
+    return pl.when(s == "").then(None).otherwise(s)
 
 
 def normalize_answer_value(answer: str, integer_answers: bool = False) -> str | None:

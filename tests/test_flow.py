@@ -71,6 +71,9 @@ def test_run_rerun_and_stage_rebuild(recipe_path, tmp_path):
     assert first["stages"][1]["drop_reasons"] == {"duplicate": 50}, "math_again repeats 50 math rows"
     assert not any(s["cached"] for s in first["stages"])
     assert (run_dir / "03-export" / "rl").is_dir() and (run_dir / "03-export" / "sft").is_dir()
+    page = (run_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64") >= 3, "funnel, drop reasons and length plots are inlined"
+    assert "math_again" in page and "duplicate: 50" in page
 
     second = build_dataset(recipe, run_dir)
     assert all(s["cached"] for s in second["stages"]), "an unchanged re-run is all cache hits"

@@ -51,22 +51,22 @@ def path_expr(tokens: list[str | int], schema: pl.Schema) -> pl.Expr | None:
     return expr
 
 
-def as_text(value: Any) -> str | None:
-    """A field value as text: strings as they are, numbers printed, one-element lists unwrapped,
-    other structures as JSON (test cases, choices)."""
+def as_text(value: Any, unwrap: bool = False) -> str | None:
+    """A field value as text: strings as they are, numbers printed, other structures as JSON (test
+    cases, choices). With `unwrap` (answers), a one-element list is its element: `["$3$"]` -> `$3$`."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, list) and len(value) == 1 and not isinstance(value[0], (list, dict)):
+    if unwrap and isinstance(value, list) and len(value) == 1 and not isinstance(value[0], (list, dict)):
         return as_text(value[0])
     if isinstance(value, (bool, int, float)):
         return str(value)
     return to_json(value)
 
 
-def text_expr(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def text_expr(expr: pl.Expr, dtype: pl.DataType, unwrap: bool = False) -> pl.Expr:
     """`as_text` for a whole column of a known dtype (vectorised for strings and numbers)."""
     if dtype == pl.String:
         return expr
     if dtype.is_numeric() or dtype == pl.Boolean:
         return expr.cast(pl.String)
-    return expr.map_elements(as_text, return_dtype=pl.String, skip_nulls=True)
+    return expr.map_elements(lambda v: as_text(v, unwrap), return_dtype=pl.String, skip_nulls=True)

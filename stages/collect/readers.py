@@ -133,7 +133,7 @@ def _map_record(record: Any, paths: dict[str, list[str | int]]) -> dict[str, Any
         value = get_path(record, tokens)
         if target == "problem" and value is not None and not isinstance(value, str):
             return {"error": "problem_not_text", "error_detail": f"problem is a {type(value).__name__}"}
-        row[target] = as_text(value)
+        row[target] = as_text(value, unwrap=target == "answer")
     row["meta"] = to_json({k: v for k, v in record.items() if k not in used})
     return row
 
@@ -188,7 +188,7 @@ def _map_frame(frame: pl.DataFrame, paths: dict[str, list[str | int]], offset: i
                 pl.lit(f"problem column is {dtype}").alias("error_detail"),
                 pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias("row"),
             ).pipe(conform, MAPPED_SCHEMA)
-        exprs.append(text_expr(expr, dtype).alias(target))
+        exprs.append(text_expr(expr, dtype, unwrap=target == "answer").alias(target))
     used = {str(tokens[0]) for tokens in paths.values()}
     rest = [c for c in frame.columns if c not in used]
     meta = pl.struct(rest).struct.json_encode() if rest else pl.lit("{}")

@@ -15,7 +15,9 @@ from stages.store import StageWriter
 from stages.text import uid_expr
 
 # Problems that cannot be solved from their text alone (Skywork-OR1 removed these too).
-IMAGE_PATTERN = r"(?i)!\[[^\]]*\]\([^)]*\)|<img\b|\[img\]|\b[\w/-]+\.(?:png|jpe?g|gif|svg|bmp|webp)\b"
+IMAGE_PATTERN = r"(?i)!\[[^\]]*\]\([^)]*\)|<img\b|\[img\]|\.(?:png|jpe?g|gif|svg|bmp|webp)\b"
+# The same, reaching back to the whole file name for the evidence shown to users.
+IMAGE_EVIDENCE = r"(?i)!\[[^\]]*\]\([^)]*\)|<img\b[^>]*>|\[img\][^\[]*|[\w/.:-]+\.(?:png|jpe?g|gif|svg|bmp|webp)\b"
 URL_PATTERN = r"(?i)\bhttps?://[^\s)\]}]+|\bwww\.[a-z0-9-]+\.[a-z]{2,}[^\s)\]}]*"
 
 
@@ -50,22 +52,19 @@ def classify(
     """Split mapped rows into kept problem rows and dropped rows with `drop_reason` and `drop_detail`."""
     problem = pl.col("problem")
     domain = pl.col("domain").str.strip_chars().str.to_lowercase().fill_null(spec.domain)
-    reason = (
-        pl.when(pl.col("error").is_not_null())
-        .then(pl.col("error"))
-        .when(problem.is_null())
-        .then(pl.lit("missing_problem"))
-        .when(problem.str.strip_chars() == "")
-        .then(pl.lit("empty_problem"))
-        .when(problem.str.len_chars() > config.max_problem_chars)
-        .then(pl.lit("problem_too_long"))
-        .when(pl.lit(config.drop_image_problems) & problem.str.contains(IMAGE_PATTERN))
-        .then(pl.lit("needs_image"))
-        .when(pl.lit(config.drop_url_problems) & problem.str.contains(URL_PATTERN))
-        .then(pl.lit("needs_url"))
-        .when(~domain.is_in(DOMAINS))
-        .then(pl.lit("invalid_domain"))
-    )
+    checks: list[tuple[pl.Expr, str]] = [
+        (problem.is_null(), "missing_problem"),
+        (problem.str.strip_chars() == "", "empty_problem"),
+        (problem.str.len_chars() > config.max_problem_chars, "problem_too_long"),
+    ]
+    if config.drop_image_problems:
+        checks.append((problem.str.contains(IMAGE_PATTERN), "needs_image"))
+    if config.drop_url_problems:
+        checks.append((problem.str.contains(URL_PATTERN), "needs_url"))
+    checks.append((~domain.is_in(DOMAINS), "invalid_domain"))
+    reason = pl.when(pl.col("error").is_not_null()).then(pl.col("error"))
+    for condition, name in checks:
+        reason = reason.when(condition).then(pl.lit(name))
     rows = (
         with_answers(mapped, spec)
         .with_columns(domain.alias("domain"))
@@ -94,7 +93,7 @@ def with_evidence(dropped: pl.DataFrame, spec: SourceSpec, config: CollectConfig
             )
         )
         .when(pl.col("drop_reason") == "needs_image")
-        .then(problem.str.extract(f"({IMAGE_PATTERN})"))
+        .then(problem.str.extract(f"({IMAGE_EVIDENCE})"))
         .when(pl.col("drop_reason") == "needs_url")
         .then(problem.str.extract(f"({URL_PATTERN})"))
         .otherwise(pl.col("domain"))
