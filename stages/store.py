@@ -18,6 +18,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,12 @@ def read_json(path: Path) -> Any:
 
 
 class ShardWriter:
-    """Buffers frames and writes a Parquet shard each time `rows_per_shard` rows have accumulated."""
+    """Buffers frames and writes a Parquet shard each time `rows_per_shard` rows have accumulated.
+
+    Shards are compressed and written on a background thread (polars releases the GIL while it
+    encodes), so the stage computes the next batch meanwhile; at most one shard is in flight, which
+    keeps memory at about two shards.
+    """
 
     def __init__(self, directory: Path, rows_per_shard: int = DEFAULT_SHARD_ROWS):
         self.directory = directory
@@ -55,6 +61,8 @@ class ShardWriter:
         self.shards = 0
         self._buffer: list[pl.DataFrame] = []
         self._buffered = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self._pending: Future[None] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, df: pl.DataFrame) -> None:
@@ -70,13 +78,29 @@ class ShardWriter:
         if not self._buffer:
             return
         frame = pl.concat(self._buffer, how="vertical_relaxed")
-        frame.write_parquet(self.directory / f"part-{self.shards:05d}.parquet", compression="zstd")
+        path = self.directory / f"part-{self.shards:05d}.parquet"
+        self._wait()
+        self._pending = self._pool.submit(frame.write_parquet, path, compression="zstd", compression_level=1)
         self.shards += 1
         self._buffer, self._buffered = [], 0
 
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises a failed write here, in the stage's thread
+            self._pending = None
+
     def close(self) -> int:
-        self._flush()
+        try:
+            self._flush()
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
         return self.rows
+
+    def abort(self) -> None:
+        """Stop without flushing (the stage failed); a write still in flight is awaited, not raised."""
+        self._buffer = []
+        self._pool.shutdown(wait=True)
 
 
 def shard_paths(directory: Path) -> list[Path]:
@@ -126,17 +150,22 @@ class StageWriter:
         self.drop_reasons: Counter[str] = Counter()
         self._started = time.perf_counter()
         self._finished = False
+        self._outputs: list[ShardWriter] = []
 
     def __enter__(self) -> StageWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self._finished:
+            for writer in (self.kept, self.dropped, *self._outputs):
+                writer.abort()
             shutil.rmtree(self.partial, ignore_errors=True)
 
     def output(self, name: str) -> ShardWriter:
         """An extra shard directory published with the stage (e.g. an export's `sft/` and `rl/`)."""
-        return ShardWriter(self.partial / name, self.kept.rows_per_shard)
+        writer = ShardWriter(self.partial / name, self.kept.rows_per_shard)
+        self._outputs.append(writer)
+        return writer
 
     def count_in(self, rows: int) -> None:
         self.rows_in += rows
