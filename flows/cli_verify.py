@@ -8,7 +8,6 @@ often the verifier agrees with those labels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stages.collect.readers import iter_records
 from stages.records import to_json
 from stages.store import StageWriter
 from stages.text import uid_of
@@ -28,23 +28,14 @@ _META_FIELDS = ("starter_code", "fn_name", "entry_point")
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """Rows of a JSONL or Parquet file, and (line number, error) for JSONL lines that do not parse."""
-    if path.suffix == ".parquet":
-        return pl.read_parquet(path).to_dicts(), []
+    """Rows of a JSONL/JSON/Parquet/CSV file, and (line number, error) for rows that cannot be used
+    (the collection readers decide; a blank or malformed line is reported, never skipped)."""
     records, bad = [], []
-    with path.open(encoding="utf-8", newline="") as f:
-        for number, line in enumerate(f, 1):  # file iteration splits on "\n" only, not U+2028
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad.append((number, f"invalid JSON: {exc}"))
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                bad.append((number, "line is not a JSON object"))
+    for number, (record, error, detail) in enumerate(iter_records(path), 1):
+        if error is None:
+            records.append(record)
+        else:
+            bad.append((number, f"{error}: {detail}" if detail else error))
     return records, bad
 
 

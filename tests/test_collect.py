@@ -144,3 +144,13 @@ def test_bad_specs_fail_with_the_field_named():
         SourceSpec.model_validate({"name": "x", "path": "a.jsonl", "preset": "nope"})
     with pytest.raises(ValidationError, match="format"):
         SourceSpec.model_validate({"name": "x", "path": "a.txt"})
+
+
+def test_iter_records_reports_bad_rows_instead_of_skipping_them(tmp_path):
+    from stages.collect.readers import iter_records
+
+    path = tmp_path / "gen.jsonl"
+    path.write_text('{"a": 1}\n\n[1]\n{"a": \n')
+    rows = list(iter_records(path))
+    assert [error for _, error, _ in rows] == [None, "blank_line", "not_an_object", "malformed_json"]
+    assert rows[0][0] == {"a": 1}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -35,6 +36,7 @@ MAPPED_SCHEMA: dict[str, pl.DataType] = {
     "error_detail": pl.String(),
 }
 RAW_PREVIEW_CHARS = 2_000
+READ_BATCH_ROWS = 10_000
 
 
 class SourceError(RuntimeError):
@@ -56,6 +58,23 @@ def read_source(spec: SourceSpec, batch_rows: int) -> Iterator[pl.DataFrame]:
 
 
 # --- record sources -------------------------------------------------------------------------------
+
+
+def iter_records(path: Path) -> Iterator[Record]:
+    """(record, error, detail) for every row of a JSONL, JSON-array, Parquet or CSV file, for
+    commands that map rows themselves (e.g. `longcot verify`); bad rows come with their reason."""
+    spec = SourceSpec(name=path.stem, path=path)
+    fmt = spec.resolved_format()
+    if not path.is_file():
+        raise SourceError(f"no file at {path}")
+    if fmt in ("parquet", "csv"):
+        for batch in _arrow_batches(spec, fmt, READ_BATCH_ROWS):
+            yield from ((r, None, None) for r in batch.to_pylist())
+        return
+    for record, error, detail in _records(spec, fmt):
+        if error is None and not isinstance(record, dict):
+            error, detail = "not_an_object", f"a JSON {type(record).__name__}"
+        yield record, error, detail
 
 Record = tuple[Any, str | None, str | None]  # (record, error reason, error detail)
 
