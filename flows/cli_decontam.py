@@ -1,0 +1,209 @@
+"""`longcot decontaminate` (audit any dataset against the benchmark registry) and `longcot benchmarks`."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _one_line_errors(fn):
+    """Any failure becomes one clear line and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception as exc:
+            console.print(
+                f"[bold red]error:[/bold red] {exc or type(exc).__name__}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(code=1) from None
+
+    return wrapper
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def benchmark_table(details: dict[str, Any]) -> Table:
+    table = Table(title=f"contamination: {details['rows_flagged']:,} of {details['rows_in']:,} rows flagged")
+    for col, justify in (
+        ("benchmark", "left"),
+        ("items", "right"),
+        ("items found", "right"),
+        ("rows removed", "right"),
+        ("by method", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, b in details["benchmarks"].items():
+        style = "bold red" if b["items_found"] else None
+        methods = ", ".join(f"{m} {c}" for m, c in b["rows_by_method"].items())
+        table.add_row(
+            name, f"{b['items']:,}", f"{b['items_found']:,}", f"{b['rows_removed']:,}", methods, style=style
+        )
+    return table
+
+
+def audit(
+    inputs: list[Path],
+    out: Path,
+    config: Any,
+    field: str = "problem",
+    domain: str = "general",
+    judge: Any = None,
+) -> dict[str, Any]:
+    """Collect the input files, decontaminate them, and write report.json, report.html, flagged.jsonl."""
+    from flows.steps import run_collect, run_stage
+    from stages.collect import CollectConfig, FieldMap, SourceSpec
+    from stages.decontam import run_with
+    from stages.decontam.inputs import prepare_input
+    from stages.decontam.report import render_page
+    from stages.store import read_shards, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for path in inputs:
+        source, source_field = prepare_input(path, field, out / "_inputs")
+        fields = FieldMap(problem=source_field, answer=None, solution=None, tests=None)
+        sources.append(SourceSpec(name=path.stem, path=source, fields=fields, domain=domain))  # type: ignore[arg-type]
+    collect_cfg = CollectConfig(sources=sources, drop_image_problems=False, drop_url_problems=False)
+    collected = run_collect(collect_cfg, out / "00-collect")
+    stage_dir = out / "01-decontaminate"
+    report = run_stage(
+        lambda i, c, w: run_with(i, c, w, judge=judge),
+        out / "00-collect" / "kept",
+        config,
+        stage_dir,
+        "decontaminate",
+    )
+    shutil.rmtree(out / "_inputs", ignore_errors=True)
+    details = report["details"]
+    write_json(
+        out / "report.json",
+        {
+            **report,
+            "inputs": [str(p) for p in inputs],
+            "collect": {
+                "rows_in": collected["rows_in"],
+                "rows_dropped": collected["rows_dropped"],
+                "drop_reasons": collected["drop_reasons"],
+            },
+        },
+    )
+    (out / "report.html").write_text(
+        render_page(details, f"Contamination audit: {', '.join(p.name for p in inputs)}")
+    )
+    flagged = [b for b in read_shards(stage_dir / "dropped")]
+    with (out / "flagged.jsonl").open("w") as f:
+        for batch in flagged:
+            batch.write_ndjson(f)
+    return report
+
+
+def register(app: typer.Typer) -> None:
+    """Add `decontaminate` and `benchmarks` to the `longcot` app."""
+
+    @app.command("decontaminate")
+    @_one_line_errors
+    def decontaminate(
+        inputs: Annotated[list[Path], typer.Argument(help="JSONL / JSON / Parquet / CSV files to audit")],
+        out: Annotated[Path, typer.Option("--out", help="output directory")],
+        benchmarks: Annotated[
+            str | None, typer.Option(help="comma-separated registry names (default: all)")
+        ] = None,
+        benchmark_dir: Annotated[
+            Path | None,
+            typer.Option(help="local benchmark JSONL files (else $LONGCOT_BENCHMARK_DIR, else the Hub)"),
+        ] = None,
+        methods: Annotated[str, typer.Option(help="ngram, embedding, llm (comma-separated)")] = "ngram",
+        field: Annotated[
+            str,
+            typer.Option(
+                help="problem field(s), first present wins; else the user turn of messages/conversations"
+            ),
+        ] = "problem",
+        domain: Annotated[
+            str, typer.Option(help="domain of the input rows (code: compare statements)")
+        ] = "general",
+        benchmark_file: Annotated[
+            list[str] | None, typer.Option(help="extra benchmark NAME=PATH[:FIELD], repeatable")
+        ] = None,
+        ngram: Annotated[int | None, typer.Option(help="words per n-gram (default 8)")] = None,
+        min_coverage: Annotated[
+            float | None, typer.Option(help="n-gram coverage threshold (default 0.3)")
+        ] = None,
+        threshold: Annotated[
+            float | None, typer.Option(help="embedding cosine threshold (default 0.85)")
+        ] = None,
+        judge: Annotated[
+            str | None, typer.Option(help="LLM judge backend 'module:callable' (for --methods llm)")
+        ] = None,
+    ) -> None:
+        """Audit datasets for benchmark contamination: writes clean rows, flagged rows with evidence,
+        report.json and report.html, and prints the per-benchmark table."""
+        from stages.decontam import DecontamConfig
+        from stages.decontam.registry import parse_benchmark_file
+
+        ngram_cfg = {k: v for k, v in {"n": ngram, "min_coverage": min_coverage}.items() if v is not None}
+        config = DecontamConfig(
+            methods=_names(methods),  # type: ignore[arg-type]
+            benchmarks=_names(benchmarks),
+            benchmark_dir=benchmark_dir,
+            extra_benchmarks=[parse_benchmark_file(t) for t in benchmark_file or []],
+            field="problem",
+            ngram=ngram_cfg,  # type: ignore[arg-type]
+            embedding={"threshold": threshold} if threshold is not None else {},  # type: ignore[arg-type]
+            llm={"backend": judge},  # type: ignore[arg-type]
+        )
+        chat = None
+        if "llm" in config.methods:
+            from stages.decontam.judge import resolve_backend
+
+            chat = resolve_backend(config.llm.backend)
+        with console.status("decontaminating …"):
+            report = audit(inputs, out, config, field=field, domain=domain, judge=chat)
+        console.print(benchmark_table(report["details"]))
+        console.print(
+            f"clean rows: {out / '01-decontaminate' / 'kept'}  flagged: {out / 'flagged.jsonl'}  "
+            f"report: {out / 'report.html'}",
+            highlight=False,
+        )
+
+    @app.command("benchmarks")
+    @_one_line_errors
+    def benchmarks_cmd(
+        benchmark_dir: Annotated[
+            Path | None, typer.Option(help="local benchmark JSONL files (else $LONGCOT_BENCHMARK_DIR)")
+        ] = None,
+        load: Annotated[
+            bool, typer.Option("--load", help="without a local directory, load from the Hub to count rows")
+        ] = False,
+    ) -> None:
+        """List the benchmark registry: names, row counts and where each was loaded from."""
+        from stages.decontam.registry import load_entry, registry, resolve_dir
+
+        directory = resolve_dir(benchmark_dir)
+        table = Table(
+            title="benchmark registry" + (f" ({directory})" if directory else " (Hugging Face Hub)")
+        )
+        for col in ("name", "title", "domain", "rows", "loaded from"):
+            table.add_column(col, justify="right" if col == "rows" else "left")
+        for entry in registry().values():
+            if directory is not None or load:
+                _, origin = load_entry(entry, directory)
+                rows, where = f"{origin['rows']:,}", origin["location"]
+            else:
+                rows, where = "-", f"hf://{entry.hf.dataset}" if entry.hf else "(local only)"
+            table.add_row(entry.name, entry.title, entry.domain, rows, where)
+        console.print(table)

@@ -1,0 +1,100 @@
+"""Typed configuration of the decontamination stage. Defaults are the measured recommendations
+(docs/decontamination.md): 8-grams, coverage >= 0.3 of the benchmark item's n-grams (and >= 6 of them), boilerplate
+n-grams (in > 3 distinct benchmark problems or >= 5 distinct training texts) left out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stages.decontam.registry import BenchmarkEntry
+
+Method = Literal["ngram", "embedding", "llm"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NgramConfig(Strict):
+    n: int = Field(8, ge=3, le=50, description="words per n-gram (8 recommended; 13 as in GPT-3 also works)")
+    min_coverage: float | None = Field(
+        0.3, gt=0, le=1, description="flag when this share of a benchmark item's n-grams occur in the row"
+    )
+    min_ngrams: int = Field(
+        6,
+        ge=1,
+        description="a coverage flag also needs this many shared n-grams (short items share stock phrases)",
+    )
+    min_shared: int | None = Field(
+        None,
+        ge=1,
+        description="also flag on this many shared n-grams alone (off: 1 flags 6-40% of clean rows)",
+    )
+    max_item_df: int = Field(
+        3, ge=1, description="n-grams found in more distinct benchmark problems than this are boilerplate"
+    )
+    common_train_rows: int | None = Field(
+        5,
+        ge=2,
+        description="n-grams matched by at least this many distinct training texts are boilerplate (None: off)",
+    )
+    fold_letters: bool = Field(True, description="one-letter words (variable names) hash alike")
+    near_miss_from: float = Field(
+        0.5, ge=0, le=1, description="report unflagged pairs scoring at least this fraction of the threshold"
+    )
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> NgramConfig:
+        if self.min_coverage is None and self.min_shared is None:
+            raise ValueError("ngram: set min_coverage or min_shared (or both)")
+        return self
+
+
+class EmbeddingConfig(Strict):
+    model: str = Field(
+        "all-MiniLM-L6-v2", description="sentence-transformers model (shared cache with dedup)"
+    )
+    threshold: float = Field(0.85, gt=0, le=1, description="flag when cosine to a benchmark item >= this")
+    k: int = Field(3, ge=1, le=50, description="nearest benchmark items looked at per row")
+    near_miss_margin: float = Field(
+        0.1, ge=0, le=1, description="report cosines in [threshold - margin, threshold)"
+    )
+    cache_dir: Path | None = Field(
+        None, description="embedding cache (default $LONGCOT_CACHE_DIR/embeddings)"
+    )
+    batch_size: int = Field(64, ge=1)
+
+
+class LlmConfig(Strict):
+    backend: str | None = Field(None, description="'module:callable' mapping chat messages to reply text")
+    min_score: float = Field(
+        0.7, gt=0, le=1, description="embedding candidates with cosine >= this are judged"
+    )
+    max_pairs: int = Field(
+        2_000, ge=1, description="judge at most this many candidates (highest cosine first)"
+    )
+
+
+class DecontamConfig(Strict):
+    methods: list[Method] = Field(
+        ["ngram"], min_length=1, description="ngram, embedding, llm; combined with OR"
+    )
+    benchmarks: list[str] = Field(default_factory=list, description="registry names; empty = all")
+    benchmark_dir: Path | None = Field(
+        None, description="local benchmark JSONL files (else $LONGCOT_BENCHMARK_DIR, else the Hub)"
+    )
+    registry_file: Path | None = Field(
+        None, description="a YAML of extra benchmark entries (same shape as data/benchmarks.yaml)"
+    )
+    extra_benchmarks: list[BenchmarkEntry] = Field(
+        default_factory=list, description="ad-hoc benchmark entries"
+    )
+    field: str = Field("problem", description="column of the input rows to check")
+    ngram: NgramConfig = NgramConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    llm: LlmConfig = LlmConfig()
+    batch_rows: int = Field(100_000, ge=1_000, description="rows per streamed batch")
+    max_report_hits: int = Field(10_000, ge=0, description="hits listed in report.json (all are in dropped/)")

@@ -1,0 +1,203 @@
+"""N-gram overlap: benchmark n-grams hashed to 64-bit ints, indexed once, probed with numpy.
+
+Why this shape: a million training rows hold ~10^8 n-grams, far too many for Python sets or loops.
+Words are hashed by polars, n-grams are rolling polynomial hashes over those (n vectorised passes),
+and membership is a bitmap pre-filter (one gather per n-gram) followed by `searchsorted` on the
+few candidates. Only the rare hits ever become Python objects.
+
+Boilerplate ("m and n are relatively prime positive integers find m n") is an n-gram shared by many
+*different* benchmark items; such n-grams are left out of the index so that a training row that only
+shares phrasing is not flagged, while a row that shares the problem's own words still is.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+WORD_SEED = 0x5EED
+PRIME = np.uint64(0x100000001B3)  # FNV prime: odd, so the polynomial hash is a bijection per step
+WHOLE_SEED = 0x9E37
+# one-letter words are variable names; single digits are numbers and keep their identity
+LETTER = r"^[a-z]$"
+BITMAP_BITS = 28  # 2^28 bits = 32 MiB: ~1% false candidates for 3M indexed n-grams
+
+
+def ngram_keys(
+    words: pl.Series, n: int, fold_letters: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key, row, position) of every word n-gram of every row, plus one key for the whole text
+    (position -1): short problems (fewer than n words) are compared as a whole, and verbatim copies
+    match even when all their n-grams are boilerplate.
+
+    `fold_letters` hashes every one-letter word (not digit) alike: variable names carry no identity ("m and n are
+    relatively prime" is the same phrase as "p and q are relatively prime"), which both unifies
+    boilerplate so that it is recognised as such and catches copies with renamed variables."""
+    lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = words.list.explode(keep_nulls=False, empty_as_null=False)
+    if fold_letters:
+        flat = pl.select(pl.when(flat.str.contains(LETTER)).then(pl.lit("_v")).otherwise(flat)).to_series()
+    tokens = flat.hash(WORD_SEED).to_numpy()
+    starts = np.cumsum(lengths) - lengths
+    row_of = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+    pos_of = np.arange(len(tokens), dtype=np.int64) - np.repeat(starts, lengths)
+
+    m = len(tokens) - n + 1
+    if m > 0:
+        keys = tokens[:m].copy()
+        with np.errstate(over="ignore"):
+            for j in range(1, n):
+                keys *= PRIME
+                keys += tokens[j : j + m]
+        valid = pos_of[:m] <= (lengths[row_of[:m]] - n)
+        long_keys, long_rows, long_pos = keys[valid], row_of[:m][valid], pos_of[:m][valid].astype(np.int32)
+    else:
+        long_keys = np.empty(0, np.uint64)
+        long_rows = long_pos = np.empty(0, np.int32)
+
+    # the whole text as one more key (position -1): verbatim copies match whatever the boilerplate
+    whole = np.flatnonzero(lengths > 0)
+    joined = words.list.join(" ") if not fold_letters else _folded(words)
+    whole_keys = joined.hash(WHOLE_SEED).to_numpy()[whole]
+    return (
+        np.concatenate([long_keys, whole_keys]),
+        np.concatenate([long_rows, whole.astype(np.int32)]),
+        np.concatenate([long_pos, np.full(len(whole), -1, np.int32)]),
+    )
+
+
+def _folded(words: pl.Series) -> pl.Series:
+    """Each row's words joined, one-letter words replaced as in the n-grams."""
+    return pl.select(
+        words.list.eval(
+            pl.when(pl.element().str.contains(LETTER)).then(pl.lit("_v")).otherwise(pl.element())
+        ).list.join(" ")
+    ).to_series()
+
+
+def _bitmap(keys: np.ndarray) -> np.ndarray:
+    bits = np.zeros(1 << (BITMAP_BITS - 6), dtype=np.uint64)
+    slots = keys >> np.uint64(64 - BITMAP_BITS)
+    np.bitwise_or.at(bits, (slots >> np.uint64(6)).astype(np.int64), np.uint64(1) << (slots & np.uint64(63)))
+    return bits
+
+
+def _in_bitmap(bits: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    slots = keys >> np.uint64(64 - BITMAP_BITS)
+    return (bits[(slots >> np.uint64(6)).astype(np.int64)] >> (slots & np.uint64(63))) & np.uint64(1) == 1
+
+
+@dataclass
+class NgramIndex:
+    """Sorted (key, item, position) triples of the benchmark items' non-boilerplate n-grams."""
+
+    n: int
+    fold_letters: bool
+    keys: np.ndarray  # uint64, sorted; a key shared by k items appears k times
+    items: np.ndarray  # int32 item number (row of the benchmark item frame)
+    positions: np.ndarray  # int32 word position of the n-gram in the item (-1: whole short text)
+    item_total: np.ndarray  # int32 indexed n-grams per item (the denominator of coverage)
+    boilerplate: np.ndarray  # uint64 sorted keys left out for being shared by too many items
+    bits: np.ndarray
+
+    @classmethod
+    def build(
+        cls, words: pl.Series, groups: pl.Series, n: int, max_item_df: int, fold_letters: bool = True
+    ) -> NgramIndex:
+        """Index the items' n-grams. `groups` labels copies of one problem (e.g. MATH-500 inside MATH
+        test) so they count once towards an n-gram's item frequency."""
+        keys, rows, pos = ngram_keys(words, n, fold_letters)
+        frame = pl.DataFrame({"key": keys, "item": rows, "pos": pos}).unique(["key", "item"], keep="first")
+        frame = frame.with_columns(pl.Series("group", groups.to_numpy()[frame["item"].to_numpy()]))
+        df = frame.group_by("key").agg(pl.col("group").n_unique().alias("df"))
+        common = df.filter(pl.col("df") > max_item_df)["key"].sort()
+        whole = pl.col("pos") < 0
+        kept = frame.filter(whole | ~pl.col("key").is_in(common.implode())).sort("key", "item")
+        key_arr = kept["key"].to_numpy()
+        items = kept["item"].to_numpy().astype(np.int32)
+        return cls(
+            n=n,
+            fold_letters=fold_letters,
+            keys=key_arr,
+            items=items,
+            positions=kept["pos"].to_numpy().astype(np.int32),
+            item_total=np.bincount(items[kept["pos"].to_numpy() >= 0], minlength=len(words)).astype(np.int32),
+            boilerplate=common.to_numpy(),
+            bits=_bitmap(key_arr),
+        )
+
+    def probe(self, words: pl.Series) -> pl.DataFrame:
+        """Every (row, item, key, item position) where a row's n-gram is an indexed item n-gram."""
+        keys, rows, _ = ngram_keys(words, self.n, self.fold_letters)
+        maybe = _in_bitmap(self.bits, keys)
+        keys, rows = keys[maybe], rows[maybe]
+        lo = np.searchsorted(self.keys, keys, "left")
+        hi = np.searchsorted(self.keys, keys, "right")
+        counts = hi - lo
+        hit = counts > 0
+        keys, rows, lo, counts = keys[hit], rows[hit], lo[hit], counts[hit]
+        # expand each key's run [lo, hi) of index entries
+        at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        return pl.DataFrame(
+            {
+                "row": np.repeat(rows, counts),
+                "item": self.items[at],
+                "key": np.repeat(keys, counts),
+                "pos": self.positions[at],
+            },
+            schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32},
+        ).unique(["row", "item", "key"])
+
+    def boilerplate_hits(self, words: pl.Series) -> np.ndarray:
+        """Per row, how many of its n-grams are boilerplate (left out of the index): for the report."""
+        keys, rows, _ = ngram_keys(words, self.n, self.fold_letters)
+        if len(self.boilerplate) == 0 or len(keys) == 0:
+            return np.zeros(len(words), np.int64)
+        at = np.searchsorted(self.boilerplate, keys).clip(max=len(self.boilerplate) - 1)
+        return np.bincount(rows[self.boilerplate[at] == keys], minlength=len(words))
+
+
+def score_pairs(pairs: pl.DataFrame, index: NgramIndex, common_keys: pl.Series | None = None) -> pl.DataFrame:
+    """Per (row, item): shared distinct n-grams, coverage of the item's n-grams (1 for a whole-text
+    match), and the item positions of the shared ones (for the evidence). `common_keys` are n-grams
+    too frequent in the training data."""
+    if common_keys is not None and common_keys.len():
+        pairs = pairs.filter(~pl.col("key").is_in(common_keys.implode()))
+    totals = pl.DataFrame(
+        {"item": np.arange(len(index.item_total), dtype=np.int32), "total": index.item_total}
+    )
+    whole = pl.col("pos") < 0
+    return (
+        pairs.group_by("row", "item")
+        .agg(
+            (~whole).sum().alias("shared"),
+            whole.any().alias("whole"),
+            pl.col("pos").filter(~whole).sort().alias("positions"),
+        )
+        .join(totals, on="item", how="left")
+        .with_columns(
+            pl.when(pl.col("whole"))
+            .then(1.0)
+            .otherwise((pl.col("shared") / pl.col("total").clip(lower_bound=1)).clip(upper_bound=1.0))
+            .alias("coverage")
+        )
+        .drop("total")
+    )
+
+
+def evidence_span(words: list[str], positions: list[int], n: int) -> str:
+    """The longest run of consecutive shared n-grams, as the item's words it covers."""
+    if not positions:
+        return " ".join(words)
+    best_start, best_len, start, run = positions[0], 1, positions[0], 1
+    for prev, cur in itertools.pairwise(positions):
+        if cur == prev + 1:
+            run += 1
+        else:
+            start, run = cur, 1
+        if run > best_len:
+            best_start, best_len = start, run
+    return " ".join(words[best_start : best_start + best_len + n - 1])

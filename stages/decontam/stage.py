@@ -1,0 +1,370 @@
+"""The decontamination stage: drop training rows that contain (or rephrase) a benchmark problem.
+
+Two streaming passes keep memory flat in the number of rows: pass 1 reads only the text column and
+collects candidate (row, benchmark item) pairs from each method; the decisions are made on those
+few pairs (boilerplate filters need every row's pairs first); pass 2 streams full rows again and
+splits them into kept and dropped, with the evidence in `drop_detail`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from stages.decontam.config import DecontamConfig
+from stages.decontam.ngram import NgramIndex, evidence_span, score_pairs
+from stages.decontam.registry import BenchmarkSet, load_benchmarks
+from stages.decontam.report import summarise
+from stages.decontam.text import match_text_expr, words_expr
+from stages.records import to_json
+from stages.store import StageWriter, read_shards, shard_paths
+from stages.text import canonical_text
+
+ChatCallable = Callable[[list[dict[str, str]]], str]
+METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
+TEXT_CHARS = 400
+DOC_SEED = 0xD0C
+COPY_COVERAGE = 0.5  # rows this close to an item count as its copies, never as evidence of boilerplate
+HIT_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.Int64(),
+    "item": pl.Int32(),
+    "method": pl.String(),
+    "score": pl.Float64(),
+    "shared": pl.Int64(),
+    "evidence": pl.String(),
+}
+
+
+def prepare_items(benchmarks: BenchmarkSet) -> pl.DataFrame:
+    """Benchmark items with their match text (code statements stripped), words and copy group."""
+    return benchmarks.items.with_columns(
+        match_text_expr(pl.col("problem"), pl.col("domain")).alias("match_text")
+    ).with_columns(
+        words_expr(pl.col("match_text")).alias("words"), canonical_text(pl.col("match_text")).alias("group")
+    )
+
+
+def _columns(input_dir: Path, field: str) -> list[str]:
+    paths = shard_paths(input_dir)
+    names = pq.read_schema(paths[0]).names if paths else []
+    if paths and field not in names:
+        raise ValueError(f"decontaminate: input rows have no column {field!r} (columns: {', '.join(names)})")
+    return [c for c in (field, "domain") if c in names]
+
+
+def _batch_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
+    domain = pl.col("domain") if "domain" in batch.columns else pl.lit("general")
+    return batch.select(
+        pl.col(field).cast(pl.String).fill_null("").alias("text"), domain.fill_null("general").alias("domain")
+    )
+
+
+def run(input_dir: Path, config: DecontamConfig, out: StageWriter) -> dict[str, Any]:
+    """Stage entry point: the judge backend (if the `llm` method is on) comes from the config."""
+    judge = None
+    if "llm" in config.methods:
+        from stages.decontam.judge import resolve_backend
+
+        judge = resolve_backend(config.llm.backend)
+    return run_with(input_dir, config, out, judge=judge)
+
+
+def run_with(
+    input_dir: Path, config: DecontamConfig, out: StageWriter, judge: ChatCallable | None = None
+) -> dict[str, Any]:
+    """`run` with an explicit judge callable (tests pass a fake; the flow passes a teacher backend)."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    benchmarks = load_benchmarks(
+        config.benchmarks or None, config.benchmark_dir, config.registry_file, config.extra_benchmarks
+    )
+    items = prepare_items(benchmarks)
+    timings["load_benchmarks"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    index = emb_index = None
+    if "ngram" in config.methods:
+        ng = config.ngram
+        index = NgramIndex.build(items["words"], items["group"], ng.n, ng.max_item_df, ng.fold_letters)
+    if {"embedding", "llm"} & set(config.methods):
+        from stages.decontam.embedding import EmbeddingIndex
+
+        em = config.embedding
+        emb_index = EmbeddingIndex.build(items["match_text"].to_list(), em.model, em.cache_dir, em.batch_size)
+    timings["build_index"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    pairs, neighbours, rows = _pass_one(input_dir, config, index, emb_index)
+    timings["match"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    hits, near = [], {}
+    if index is not None:
+        ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, index, items, config)
+        hits.append(ngram_hits)
+    if emb_index is not None:
+        emb_hits, near["embedding"], judged = _embedding_hits(neighbours, items, config, judge, hits)
+        hits.append(emb_hits)
+    all_hits = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
+    all_hits = all_hits.join(
+        items.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("item"), "benchmark", "benchmark_id"),
+        on="item",
+    )
+    timings["decide"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    flagged_rows = _pass_two(input_dir, config, all_hits, out)
+    timings["split"] = time.perf_counter() - clock
+
+    details = summarise(
+        config=config,
+        benchmarks=benchmarks,
+        items=items,
+        hits=all_hits,
+        flagged_rows=flagged_rows,
+        near=near,
+        rows_in=rows,
+    )
+    if index is not None:
+        details["ngram_index"] = {
+            "n": index.n,
+            "indexed_ngrams": len(index.keys),
+            "benchmark_boilerplate_ngrams": len(index.boilerplate),
+            **boiler,
+        }
+    if emb_index is not None:
+        details["judge"] = judged
+    details["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    return details
+
+
+def _pass_one(
+    input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Candidate pairs of every row: n-gram (row, item, key, pos) and embedding (row, item, score, text)."""
+    columns = _columns(input_dir, config.field)
+    pair_frames, neighbour_frames, offset = [], [], 0
+    floor = config.embedding.threshold - config.embedding.near_miss_margin
+    if "llm" in config.methods:
+        floor = min(floor, config.llm.min_score)
+    for batch in read_shards(input_dir, columns=columns, batch_rows=config.batch_rows):
+        texts = _batch_texts(batch, config.field)
+        if index is not None:
+            words = texts.select(words_expr(pl.col("text"))).to_series()
+            doc = texts["text"].hash(DOC_SEED).alias("doc")
+            found = index.probe(words)
+            pair_frames.append(found.with_columns(doc.gather(found["row"]), pl.col("row") + offset))
+        if emb_index is not None:
+            match = texts.select(match_text_expr(pl.col("text"), pl.col("domain"))).to_series()
+            found = emb_index.nearest(match.to_list(), config.embedding.k, floor)
+            neighbour_frames.append(
+                found.with_columns(match.gather(found["row"]).alias("train_text"), pl.col("row") + offset)
+            )
+        offset += batch.height
+    pairs = (
+        pl.concat(pair_frames)
+        if pair_frames
+        else pl.DataFrame(
+            schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32, "doc": pl.UInt64}
+        )
+    )
+    neighbours = (
+        pl.concat(neighbour_frames)
+        if neighbour_frames
+        else pl.DataFrame(
+            schema={"row": pl.Int64, "item": pl.Int32, "score": pl.Float64, "train_text": pl.String}
+        )
+    )
+    return pairs, neighbours, offset
+
+
+def _ngram_hits(
+    pairs: pl.DataFrame, index: NgramIndex, items: pl.DataFrame, config: DecontamConfig
+) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Flagged n-gram pairs with their shared span, the near misses, and what boilerplate was ignored."""
+    ng = config.ngram
+    common = pl.Series("key", [], dtype=pl.UInt64)
+    if ng.common_train_rows is not None and pairs.height:
+        # Count distinct texts, not rows (a problem repeated per sampled response is one problem), and
+        # leave out near-copies of an item: a leaked problem present many times is not boilerplate.
+        raw = score_pairs(pairs, index)
+        copies = raw.filter(pl.col("whole") | (pl.col("coverage") >= COPY_COVERAGE)).select("row").unique()
+        phrases = pairs.filter(pl.col("pos") >= 0).join(copies, on="row", how="anti")
+        counts = phrases.group_by("key").agg(pl.col("doc").n_unique().alias("rows"))
+        common = counts.filter(pl.col("rows") >= ng.common_train_rows)["key"]
+    scored = score_pairs(pairs, index, common)
+    rule = pl.col("whole")  # the whole normalised text is a benchmark item's
+    if ng.min_coverage is not None:
+        rule = rule | ((pl.col("coverage") >= ng.min_coverage) & (pl.col("shared") >= ng.min_ngrams))
+    if ng.min_shared is not None:
+        rule = rule | (pl.col("shared") >= ng.min_shared)
+    flagged = scored.filter(rule)
+    words = items["words"]
+    spans = [
+        evidence_span(words[item].to_list(), positions, index.n)
+        for item, positions in flagged.select("item", "positions").iter_rows()
+    ]
+    hits = flagged.select(
+        "row",
+        "item",
+        pl.lit("ngram").alias("method"),
+        pl.col("coverage").cast(pl.Float64).alias("score"),
+        pl.col("shared").cast(pl.Int64),
+        pl.Series("evidence", spans, dtype=pl.String),
+    )
+    threshold = ng.min_coverage if ng.min_coverage is not None else 1.0
+    near_pairs = (
+        scored.filter(~rule & (pl.col("coverage") >= ng.near_miss_from * threshold))
+        .sort("coverage", descending=True)
+        .group_by("row", maintain_order=True)
+        .first()
+    )
+    near = {
+        "metric": "coverage",
+        "threshold": threshold,
+        "scores": near_pairs["coverage"].round(4).to_list(),
+        "examples": near_pairs.head(20).select("row", "item", pl.col("coverage").alias("score")).to_dicts(),
+    }
+    boiler = {"training_common_ngrams": int(common.len()), "common_train_rows": ng.common_train_rows}
+    return hits, near, boiler
+
+
+def _embedding_hits(
+    neighbours: pl.DataFrame,
+    items: pl.DataFrame,
+    config: DecontamConfig,
+    judge: ChatCallable | None,
+    earlier: list[pl.DataFrame],
+) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Embedding hits (cosine >= threshold), then LLM verdicts on the remaining top candidates."""
+    em = config.embedding
+    bench_text = items["match_text"]
+    hits: list[pl.DataFrame] = []
+    if "embedding" in config.methods:
+        flagged = neighbours.filter(pl.col("score") >= em.threshold)
+        hits.append(
+            flagged.select(
+                "row",
+                "item",
+                pl.lit("embedding").alias("method"),
+                "score",
+                pl.lit(None, dtype=pl.Int64).alias("shared"),
+                bench_text.gather(flagged["item"]).str.slice(0, TEXT_CHARS).alias("evidence"),
+            )
+        )
+    judged: dict[str, Any] = {"asked": 0, "same": 0, "different": 0, "unparsed": 0}
+    if "llm" in config.methods and judge is not None:
+        done = pl.concat([*earlier, *hits]).select("row").unique() if earlier or hits else None
+        candidates = neighbours.filter(pl.col("score") >= config.llm.min_score)
+        if done is not None:
+            candidates = candidates.join(done, on="row", how="anti")
+        candidates = (
+            candidates.sort("score", descending=True)
+            .group_by("row", maintain_order=True)
+            .first()
+            .head(config.llm.max_pairs)
+        )
+        from stages.decontam.judge import judge_pairs
+
+        verdicts = judge_pairs(
+            candidates.with_columns(bench_text.gather(candidates["item"]).alias("benchmark_text")), judge
+        )
+        judged = {
+            "asked": verdicts.height,
+            "same": int(verdicts["verdict"].eq(True).sum()),
+            "different": int(verdicts["verdict"].eq(False).sum()),
+            "unparsed": int(verdicts["verdict"].is_null().sum()),
+        }
+        yes = verdicts.filter(pl.col("verdict").eq(True))
+        hits.append(
+            yes.select(
+                "row",
+                "item",
+                pl.lit("llm").alias("method"),
+                "score",
+                pl.lit(None, dtype=pl.Int64).alias("shared"),
+                pl.col("reply").alias("evidence"),
+            )
+        )
+    below = neighbours.filter(
+        pl.col("score").is_between(em.threshold - em.near_miss_margin, em.threshold, closed="left")
+    )
+    below = below.sort("score", descending=True).group_by("row", maintain_order=True).first()
+    near = {
+        "metric": "cosine",
+        "threshold": em.threshold,
+        "scores": below["score"].round(4).to_list(),
+        "examples": below.head(20).select("row", "item", "score").to_dicts(),
+    }
+    frame = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
+    return frame.select(list(HIT_SCHEMA)).cast(HIT_SCHEMA), near, judged  # type: ignore[arg-type]
+
+
+def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
+    """One row per flagged training row: its best hit as `drop_detail` JSON, plus the other matches."""
+    ranked = hits.with_columns(
+        pl.col("method").replace_strict(METHOD_RANK, return_dtype=pl.Int8).alias("rank")
+    ).sort(["row", "rank", "score"], descending=[False, False, True])
+    details = []
+    for row, group in ranked.group_by("row", maintain_order=True):
+        best = group.row(0, named=True)
+        others = [
+            f"{b}/{i}"
+            for b, i in group.slice(1)
+            .select("benchmark", "benchmark_id")
+            .unique(maintain_order=True)
+            .iter_rows()
+        ]
+        details.append(
+            (
+                row[0],
+                to_json(
+                    {
+                        "benchmark": best["benchmark"],
+                        "benchmark_id": best["benchmark_id"],
+                        "method": best["method"],
+                        "score": round(best["score"], 4),
+                        "shared_ngrams": best["shared"],
+                        "evidence": best["evidence"],
+                        "also_matches": others[:20],
+                    }
+                ),
+            )
+        )
+    return pl.DataFrame(details, schema={"row": pl.Int64, "drop_detail": pl.String}, orient="row")
+
+
+def _pass_two(input_dir: Path, config: DecontamConfig, hits: pl.DataFrame, out: StageWriter) -> pl.DataFrame:
+    """Split rows into kept and dropped; returns uid and text of the flagged rows (for the report)."""
+    decisions = (
+        _drop_details(hits)
+        if hits.height
+        else pl.DataFrame(schema={"row": pl.Int64, "drop_detail": pl.String})
+    )
+    flagged_frames, offset = [], 0
+    for batch in read_shards(input_dir, batch_rows=config.batch_rows):
+        out.count_in(batch.height)
+        numbered = batch.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+        offset += batch.height
+        joined = numbered.join(decisions, left_on="_row", right_on="row", how="left")
+        dropped = joined.filter(pl.col("drop_detail").is_not_null())
+        out.keep(joined.filter(pl.col("drop_detail").is_null()).select(batch.columns))
+        if dropped.height:
+            out.drop(
+                dropped.select(*batch.columns, pl.lit("contaminated").alias("drop_reason"), "drop_detail")
+            )
+            uid = pl.col("uid") if "uid" in batch.columns else pl.lit(None, dtype=pl.String)
+            flagged_frames.append(
+                dropped.select(
+                    pl.col("_row").alias("row"),
+                    uid.alias("uid"),
+                    pl.col(config.field).cast(pl.String).str.slice(0, TEXT_CHARS).alias("text"),
+                )
+            )
+    schema = {"row": pl.Int64, "uid": pl.String, "text": pl.String}
+    return pl.concat(flagged_frames) if flagged_frames else pl.DataFrame(schema=schema)

@@ -1,0 +1,70 @@
+"""Text views for matching: normalised words (for n-grams) and code statements (I/O text stripped).
+
+Words build on `stages.text.canonical_text` (NFKC, case, LaTeX spacing) and add what makes two copies
+of a benchmark problem differ without changing the problem: math delimiters, formatting-only LaTeX
+commands (`\\dfrac` vs `\\frac`, `\\left(`), thousands separators, and whether `2x` is written `2 x`.
+Everything is a polars expression, so a million rows tokenise in seconds.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from stages.text import canonical_text
+
+# LaTeX commands that only format: dropping them makes `\dfrac{1}{2}`, `\frac12` and `1/2` closer,
+# and `\left( x \right)` equal to `(x)`.
+_FORMAT_COMMANDS = (
+    r"\\(?:[dt]?frac|left|right|big+l?r?|displaystyle|textstyle|text(?:bf|it|rm)?|math(?:rm|bf|it|cal|bb)"
+    r"|operatorname|boxed|mbox|hbox|limits|nolimits|cdot|times|[,;:! ]|q?quad)"
+)
+_SYNONYMS = (
+    (r"\\leq?\b", " le "),
+    (r"\\geq?\b", " ge "),
+    (r"\\neq?\b", " ne "),
+    (r"\\dots|\\ldots|\\cdots", " "),
+)
+# A word: a run of letters, or a number (thousands separators removed first).
+WORD_PATTERN = r"[a-z]+|\d+(?:\.\d+)?"
+
+# Code problems: wrappers added by evaluation harnesses, and the markers where the statement ends and
+# input/output format, examples or constraints begin.
+_CODE_WRAPPERS = (
+    r"(?si)^you will be given a question \(problem specification\).*?question:\s*",
+    r"(?si)^please solve the programming task below.*?code block\.\s*",
+    r"(?i)^you are an expert python programmer, and here is your task:\s*",
+)
+_CODE_SECTION = (
+    r"(?im)^\s*(?:-{3,}\s*)?(?:input(?: format)?|output(?: format)?|sample input(?: \d+)?|examples?(?: \d+)?"
+    r"|constraints|note|for example|please complete the following python code.*|your code should pass.*"
+    r"|read the inputs from stdin.*|you will use the following starter code.*)\s*:?\s*(?:-{3,})?\s*$"
+    r"|>>>"
+)
+MIN_STATEMENT_CHARS = 40
+
+
+def words_expr(text: pl.Expr) -> pl.Expr:
+    """List of normalised words of each text: the unit of n-gram matching."""
+    canon = canonical_text(text).str.replace_all(_FORMAT_COMMANDS, " ")
+    for pattern, replacement in _SYNONYMS:
+        canon = canon.str.replace_all(pattern, replacement)
+    canon = canon.str.replace_all(r"(\d),(\d{3})", "$1$2").str.replace_all(r"(\d),(\d{3})", "$1$2")
+    return canon.str.extract_all(WORD_PATTERN)
+
+
+def statement_expr(text: pl.Expr) -> pl.Expr:
+    """A code problem's statement: harness wrapper removed, cut where I/O format, examples, constraints
+    or doctests begin (kept whole when the cut would leave almost nothing)."""
+    body = text.str.strip_chars()
+    for wrapper in _CODE_WRAPPERS:
+        body = body.str.replace(wrapper, "")
+    cut = body.str.find(_CODE_SECTION)
+    head = body.str.slice(0, cut).str.strip_chars()
+    return (
+        pl.when(cut.is_not_null() & (head.str.len_chars() >= MIN_STATEMENT_CHARS)).then(head).otherwise(body)
+    )
+
+
+def match_text_expr(text: pl.Expr, domain: pl.Expr) -> pl.Expr:
+    """The text a benchmark item is matched on: the statement for code, the whole text otherwise."""
+    return pl.when(domain == "code").then(statement_expr(text)).otherwise(text)
