@@ -28,15 +28,21 @@ from stages.store import fingerprint, load_report
 StageListener = Callable[[str, dict[str, Any], bool], None]
 
 
-def source_fingerprint(config: CollectConfig) -> str:
-    """Content hash of the local source files (and the identity of Hub sources)."""
+def files_fingerprint(paths: list[Path]) -> str:
+    """Content hash of files (a missing one hashes as its name only)."""
     digest = hashlib.blake2b(digest_size=16)
-    for spec in config.sources:
-        digest.update(spec.model_dump_json().encode())
-        if spec.path is not None and spec.path.is_file():
-            with spec.path.open("rb") as f:
+    for path in paths:
+        digest.update(str(path).encode())
+        if path.is_file():
+            with path.open("rb") as f:
                 digest.update(hashlib.file_digest(f, "blake2b").digest())
     return digest.hexdigest()
+
+
+def source_fingerprint(config: CollectConfig) -> str:
+    """Content hash of the local source files (and the identity of Hub sources)."""
+    identity = hashlib.blake2b(config.model_dump_json().encode(), digest_size=16).hexdigest()
+    return identity + files_fingerprint([s.path for s in config.sources if s.path is not None])
 
 
 def cache_key(kind: str, version: str, input_fp: str, config: BaseModel, out_dir: Path) -> str:
@@ -62,6 +68,11 @@ def stage_task(
         assert input_dir is not None
         report = run_stage(STAGES[kind].run, input_dir, config, out_dir, kind, cache_key=key)
     _publish_artifacts(kind, report)
+    summary = STAGES[kind].markdown if kind in STAGES else None
+    if summary is not None:
+        create_markdown_artifact(
+            key=f"{kind.replace('_', '-')}-details", markdown=summary(report["details"]), description=kind
+        )
     return report
 
 
@@ -88,8 +99,10 @@ def _run_cached(
     kind: str, config: BaseModel, input_dir: Path | None, input_fp: str, out_dir: Path
 ) -> tuple[dict[str, Any], bool]:
     """Run a stage through Prefect's cache; a cache hit whose directory is gone or stale re-runs."""
-    version = (COLLECT if kind == COLLECT.name else STAGES[kind]).version
-    key = cache_key(kind, version, input_fp, config, out_dir)
+    stage = COLLECT if kind == COLLECT.name else STAGES[kind]
+    if stage.resources is not None:
+        input_fp += files_fingerprint(stage.resources(config))
+    key = cache_key(kind, stage.version, input_fp, config, out_dir)
     named = stage_task.with_options(name=out_dir.name)
     state = named(kind, key, config, input_dir, out_dir, return_state=True)
     report = state.result()

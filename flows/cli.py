@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flows import cli_verify
+from flows import cli_decontam, cli_verify
 
 app = typer.Typer(
     name="longcot",
@@ -120,4 +120,5 @@ def inspect(
         console.print(row_panel(row))
 
 
+cli_decontam.register(app)
 cli_verify.register(app)

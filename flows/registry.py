@@ -13,10 +13,14 @@ from pydantic import BaseModel
 
 from flows.steps import StageFn
 from stages import collect, export
+from stages.decontam import DecontamConfig, markdown_summary, stage_html
+from stages.decontam import run as decontam_run
+from stages.decontam.registry import resource_files
 from stages.dedup import exact
 from stages.verify import VerifyConfig
 from stages.verify import run as verify_run
 
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 SHARED_CODE = [Path(__file__).resolve().parents[1] / "stages" / name for name in ("store.py", "records.py")]
 
 
@@ -27,6 +31,10 @@ class StageKind:
     run: StageFn
     # an HTML fragment for the run report, from the stage directory (optional)
     html: Callable[[Path], str] | None = None
+    # a Markdown summary of the report details, published as a Prefect artifact (optional)
+    markdown: Callable[[dict], str] | None = None
+    # data files (besides the input shards) whose content decides the result: part of the cache key
+    resources: Callable[[BaseModel], list[Path]] | None = None
 
     @cached_property
     def version(self) -> str:
@@ -49,7 +57,18 @@ STAGES: dict[str, StageKind] = {
     kind.name: kind
     for kind in [
         StageKind("exact_dedup", exact.ExactDedupConfig, exact.run),
-        StageKind("verify", VerifyConfig, verify_run),
+        StageKind(
+            "decontaminate",
+            DecontamConfig,
+            decontam_run,
+            html=stage_html,
+            markdown=markdown_summary,
+            resources=lambda c: [
+                *resource_files(c.benchmarks, c.benchmark_dir, c.registry_file, c.extra_benchmarks),
+                PROMPTS / "contamination_judge.md",
+            ],
+        ),
+        StageKind("verify", VerifyConfig, verify_run, resources=lambda c: [PROMPTS / "judge.md"]),
         StageKind("export", export.ExportConfig, export.run),
     ]
 }
