@@ -41,7 +41,9 @@ DROP_SCHEMA: dict[str, pl.DataType] = {"drop_reason": pl.String(), "drop_detail"
 
 def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Columns of `schema` first, in order and cast (missing ones as nulls), extra columns after."""
-    missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in df.columns]
+    missing = [
+        pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in df.columns
+    ]
     df = df.with_columns(missing) if missing else df
     extra = [c for c in df.columns if c not in schema]
     return df.select([pl.col(n).cast(t) for n, t in schema.items()] + extra)

@@ -73,8 +73,8 @@ _MATH_REWRITES: list[tuple[str, str]] = [
     # math delimiters: $..$, $$..$$, \(..\), \[..\] all carry the same content
     (r"\\[()\[\]]|\$+", " "),
     # display variants of the same command
-    (r"\\[dt]frac\b", r"\frac"),
-    (r"\\[dt]binom\b", r"\binom"),
+    (r"\\[dt]frac", r"\frac"),  # no \b: `\dfrac13` is common
+    (r"\\[dt]binom", r"\binom"),
     (r"\\(?:left|right|big|bigg|big[lr]|bigg[lr]|displaystyle|textstyle)\b", ""),
     (r"\\(?:le|leqslant)\b", r"\leq"),
     (r"\\(?:ge|geqslant)\b", r"\geq"),

@@ -1,0 +1,147 @@
+"""Candidate pairs -> clusters -> keep decisions, shared by MinHash and embedding dedup.
+
+Both methods produce similarity edges between row indices; everything after that is common:
+drop edges that fail the threshold or the number guard, join the rest into clusters with a
+vectorised union-find, let the shared keep policy (policy.py) pick one row per cluster, and write
+kept/dropped rows with drop_detail = {duplicate_of, method, similarity, cluster, kept_source}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from stages.dedup.exact import read_keys, split_by_decision
+from stages.dedup.policy import choose_keepers
+from stages.records import detail_json
+from stages.store import StageWriter, read_shards
+from stages.text import math_text, number_key
+
+
+def connected_components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Cluster label (smallest member index) of each of `n` nodes, given undirected edges.
+
+    Union-find done array-at-a-time: every edge hooks the larger root under the smaller one
+    (`np.minimum.at`), then pointer jumping compresses paths; repeat until no edge spans two roots.
+    O((n + edges) log n) numpy work, no Python loop over edges.
+    """
+    parent = np.arange(n, dtype=np.int64)
+    src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+    while src.size:
+        ru, rv = parent[src], parent[dst]
+        spanning = ru != rv
+        if not spanning.any():
+            break
+        ru, rv = ru[spanning], rv[spanning]
+        lo, hi = np.minimum(ru, rv), np.maximum(ru, rv)
+        np.minimum.at(parent, hi, lo)
+        while True:  # pointer jumping: every node points at its root
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        src, dst = src[spanning], dst[spanning]
+    return parent
+
+
+def bucket_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with equal keys, as star edges (first row in input order, other row): k-1 edges per
+    bucket of k instead of k(k-1)/2 pairs, which is all union-find needs."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    head = order[np.maximum.accumulate(np.where(starts, np.arange(order.size), 0))]
+    return head[~starts], order[~starts]
+
+
+def unique_edges(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Undirected edges without self-loops or repeats, as (smaller, larger) index pairs."""
+    lo, hi = np.minimum(src, dst).astype(np.int64), np.maximum(src, dst).astype(np.int64)
+    keep = lo != hi
+    packed = np.unique((lo[keep] << 32) | hi[keep])
+    return packed >> 32, packed & 0xFFFFFFFF
+
+
+def _text_expr(field: str, normalize_math: bool) -> pl.Expr:
+    return (math_text(pl.col(field)) if normalize_math else pl.col(field)).fill_null("").alias("text")
+
+
+def iter_texts(
+    input_dir: Path, field: str, normalize_math: bool, batch_rows: int = 50_000
+) -> Iterator[pl.Series]:
+    """The text compared for similarity, batch by batch in input order (math-normalised if asked)."""
+    for batch in read_shards(input_dir, columns=[field], batch_rows=batch_rows):
+        yield batch.select(_text_expr(field, normalize_math)).to_series()
+
+
+def take_rows(input_dir: Path, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+    """`idx` plus `columns` of the given row indices, in the order given, in one streaming pass."""
+    wanted = pl.Series("idx", np.asarray(rows, dtype=np.int64))
+    parts, offset = [], 0
+    for batch in read_shards(input_dir, columns=columns):
+        numbered = batch.with_row_index("idx", offset=offset).with_columns(pl.col("idx").cast(pl.Int64))
+        parts.append(numbered.filter(pl.col("idx").is_in(wanted.implode())))
+        offset += batch.height
+    found = pl.concat(parts) if parts else pl.DataFrame(schema={"idx": pl.Int64})
+    return wanted.to_frame().join(found, on="idx", how="left", maintain_order="left")
+
+
+def read_rows(input_dir: Path, field: str, rows: np.ndarray, normalize_math: bool = False) -> pl.Series:
+    """Texts (as compared: math-normalised if asked) of the given row indices, in the order given."""
+    return take_rows(input_dir, rows, [field]).select(_text_expr(field, normalize_math)).to_series()
+
+
+def number_keys(texts: pl.Series) -> np.ndarray:
+    """Per row, a hash of the multiset of numbers in its (normalised) text: see `stages.text.number_key`."""
+    keys = pl.DataFrame({"t": texts}).select(number_key(pl.col("t")).hash(seed=7))
+    return keys.to_series().to_numpy()
+
+
+@dataclass
+class Pairs:
+    """Candidate pairs (src < dst row indices) with their similarity, whether their numbers agree,
+    and whether they became a cluster edge. Kept for the report's similarity distribution."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    similarity: np.ndarray
+    numbers_ok: np.ndarray
+    edge: np.ndarray
+
+
+def resolve(
+    input_dir: Path, pairs: Pairs, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> pl.DataFrame:
+    """Clusters from the edges, keepers by the shared policy (policy.choose_keepers), and each row's
+    `similarity` to its keeper (`similarity(rows, keepers)`; 1.0 for keepers). One row per input row,
+    in input order; `row_source` is the row's own source."""
+    keys = read_keys(input_dir)
+    n = keys.height
+    labels = connected_components(n, pairs.src[pairs.edge], pairs.dst[pairs.edge])
+    decisions = choose_keepers(
+        keys.with_columns(pl.Series("cluster", labels, dtype=pl.Int64)), group="cluster"
+    )
+    keeper = decisions["keeper_idx"].to_numpy().astype(np.int64)
+    members = np.flatnonzero(keeper != np.arange(n))
+    to_keeper = np.ones(n)
+    if members.size:
+        to_keeper[members] = similarity(members, keeper[members])
+    return decisions.with_columns(
+        pl.Series("similarity", np.round(to_keeper, 4), dtype=pl.Float64), keys["source"].alias("row_source")
+    )
+
+
+def write_split(input_dir: Path, decisions: pl.DataFrame, method: str, out: StageWriter) -> None:
+    """Kept and dropped shards; each dropped row names its keeper and its similarity to it."""
+    detail = detail_json(
+        duplicate_of=pl.col("keeper_uid"),
+        method=method,
+        similarity=pl.col("similarity"),
+        cluster=pl.col("keeper_idx"),
+        kept_source=pl.col("keeper_source"),
+    )
+    split_by_decision(input_dir, decisions, out, detail)

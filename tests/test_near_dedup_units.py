@@ -1,0 +1,165 @@
+"""Building blocks of near-dup removal: math normalisation, LSH parameters, MinHash estimates,
+exact Jaccard, union-find, reports and the `longcot dedup` command."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from flows.cli_dedup import register
+from stages.dedup import clusters, minhash, report
+from stages.text import math_text, number_key
+from tests.conftest import write_jsonl
+
+SAME = [
+    (r"Find $\dfrac{1}{2} + x^{2}$.", r"Determine \(\frac12+x^2\)?"),
+    (r"Problem 12. Compute $a_{n}$ if $a_1 = 3$.", r"Calculate \[a_n\] if \(a_1=3\)"),
+    (r"What is $3 \times 4$?", r"Find $3\times 4$."),
+    (r"If $x \le 2$, evaluate $f(x)$.", r"If $x ≤ 2$, find $f(x)$."),
+    (r"A shop sold 1,000 pens.", r"A shop sold 1000 pens."),
+    (r"Let $\left( x \right)$ be $\text{ real }$.", r"Let $(x)$ be real."),
+]
+DIFFERENT = [
+    (r"Compute $\binom{8}{4}$.", r"Compute $\binom{9}{4}$."),
+    (r"Given $k > 0$, find $x$.", r"Given $k < 0$, find $x$."),
+    (r"Find $x + 1$.", r"Find $x - 1$."),
+    (r"Find the area of a circle of radius 3.", r"Find the area of a circle of radius 3.5."),
+]
+
+
+def normalised(pairs: list[tuple[str, str]]) -> pl.DataFrame:
+    frame = pl.DataFrame({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]})
+    return frame.select(
+        math_text(pl.col("a")).alias("a"),
+        math_text(pl.col("b")).alias("b"),
+        number_key(math_text(pl.col("a"))).alias("ka"),
+        number_key(math_text(pl.col("b"))).alias("kb"),
+    )
+
+
+def test_math_text_merges_rewritings_and_keeps_numbers_apart():
+    same = normalised(SAME)
+    assert same["a"].to_list() == same["b"].to_list()
+    different = normalised(DIFFERENT)
+    assert all(a != b for a, b in different.select("a", "b").iter_rows())
+    assert all(a != b for a, b in different.select("ka", "kb").iter_rows())  # the number guard separates them
+
+
+def test_optimal_bands_matches_datasketch():
+    lsh = pytest.importorskip("datasketch.lsh")
+    for threshold, num_perm in [(0.8, 128), (0.5, 128), (0.9, 256), (0.7, 64)]:
+        expected = lsh._optimal_param(threshold, num_perm, 0.5, 0.5)
+        assert minhash.optimal_bands(threshold, num_perm) == expected, (threshold, num_perm)
+
+
+def word(n: int) -> str:
+    """A distinct letters-only token per integer (digits would be tokens of their own)."""
+    return "".join(chr(97 + int(d)) for d in str(n))
+
+
+def test_signatures_estimate_jaccard_and_exact_jaccard_is_exact():
+    rng = np.random.default_rng(0)
+    texts, truth = [], []
+    for _ in range(60):
+        shared = rng.integers(0, 10**6, 60)
+        a, b = rng.integers(0, 10**6, rng.integers(0, 60)), rng.integers(0, 10**6, rng.integers(0, 60))
+        left, right = set(np.r_[shared, a].tolist()), set(np.r_[shared, b].tolist())
+        truth.append(len(left & right) / len(left | right))
+        texts += [" ".join(map(word, left)), " ".join(map(word, right))]
+    series = pl.Series(texts)
+    keys, counts = minhash.shingles(series, ngram=1)
+    sig = minhash.MinHasher(256).signatures(keys, counts)
+    src, dst = np.arange(0, len(texts), 2), np.arange(1, len(texts), 2)
+    estimate = minhash.estimated_jaccard(sig, src, dst)
+    error = estimate - np.asarray(truth)
+    assert abs(error.mean()) < 0.02 and np.abs(error).max() < 0.15
+    config = minhash.MinhashDedupConfig(ngram=1, normalize_math=False)
+    owner = np.repeat(np.arange(len(texts)), counts)
+    sets = minhash.ShingleSets(*_sets(keys, owner, len(texts)), np.arange(len(texts)))
+    assert np.allclose(sets.jaccard(src, dst), truth)
+    assert config.lsh_params() == minhash.optimal_bands(0.8, 128)
+
+
+def _sets(keys: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    packed = np.unique((owner.astype(np.int64) << 32) | keys.astype(np.int64))
+    return packed & 0xFFFFFFFF, np.bincount(packed >> 32, minlength=n)
+
+
+def test_ngram_keys_stay_inside_each_text():
+    one, _ = minhash.shingles(pl.Series(["a b c d"]), ngram=3)
+    two, counts = minhash.shingles(pl.Series(["a b", "c d"]), ngram=3)
+    assert counts.tolist() == [1, 1] and not set(two) & set(one)
+    _, counts = minhash.shingles(pl.Series(["", "a b c d e f"]), ngram=3)
+    assert counts.tolist() == [0, 4]
+
+
+def test_connected_components_matches_a_plain_union_find():
+    rng = random.Random(1)
+    for n in (1, 50, 2000):
+        edges = [(rng.randrange(n), rng.randrange(n)) for _ in range(n)]
+        parent = list(range(n))
+
+        def root(x: int, parent: list[int] = parent) -> int:
+            while parent[x] != x:
+                x = parent[x]
+            return x
+
+        for u, v in edges:
+            parent[max(root(u), root(v))] = min(root(u), root(v))
+        expected = [root(i) for i in range(n)]
+        src, dst = (np.array([e[i] for e in edges], dtype=np.int64) for i in (0, 1))
+        assert clusters.connected_components(n, src, dst).tolist() == expected
+
+
+def test_bucket_edges_join_equal_keys_only():
+    src, dst = clusters.bucket_edges(np.array([5, 1, 5, 2, 5, 1], dtype=np.uint64))
+    assert sorted(zip(src.tolist(), dst.tolist(), strict=True)) == [(0, 2), (0, 4), (1, 5)]
+
+
+@pytest.fixture
+def dedup_app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        pass
+
+    register(app)
+    return app
+
+
+def test_cli_dedup_writes_stages_reports_and_html(tmp_path, dedup_app):
+    base = "A bag has {n} red and 5 blue marbles.\u2028Two are drawn without replacement. Find the probability that both are red."
+    rows = [{"question": base.format(n=n)} for n in range(3, 9)]
+    rows += [
+        {"question": "Problem 3. " + base.format(n=4).replace("Find", "Determine")},
+        {"question": "Bad row"},
+    ]
+    files = [write_jsonl(tmp_path / "one.jsonl", rows[:4]), write_jsonl(tmp_path / "two.jsonl", rows[4:])]
+    result = CliRunner().invoke(
+        dedup_app, ["dedup", *map(str, files), "--out", str(tmp_path / "out"), "--field", "question"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "01-exact_dedup" / "report.json").is_file()
+    mh = json.loads((tmp_path / "out" / "02-minhash_dedup" / "report.json").read_text())
+    assert mh["rows_dropped"] == 1 and mh["details"]["source_matrix"]["sources"] == ["one", "two"]
+    page = (tmp_path / "out" / "dedup.html").read_text()
+    assert "data:image/png;base64" in page and "Determine" in page
+    console = Console(record=True, width=160)
+    console.print(report.format_clusters(tmp_path / "out" / "02-minhash_dedup", n=3))
+    shown = console.export_text()
+    assert "KEPT" in shown and "Problem 3" in shown
+    markdown = report.dedup_markdown(report.dedup_reports(tmp_path / "out"))
+    assert "| 02-minhash_dedup | minhash |" in markdown
+
+    bad = CliRunner().invoke(
+        dedup_app, ["dedup", str(files[0]), "--out", str(tmp_path / "x"), "--method", "fuzzy"]
+    )
+    assert bad.exit_code == 1 and "unknown method fuzzy" in bad.output and "Traceback" not in bad.output
