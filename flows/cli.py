@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from flows import cli_decontam, cli_verify
+from flows import cli_decontam, cli_dedup, cli_verify
+from flows.cli_common import console, guarded, state
 
 app = typer.Typer(
     name="longcot",
@@ -18,39 +18,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-_state = {"debug": False}
-
-
-def fail(message: str) -> typer.Exit:
-    """Print one clear line (no traceback unless --debug) and exit non-zero."""
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
-    return typer.Exit(code=1)
-
-
-def guarded(fn):
-    """Turn any exception into one line; `--debug` re-raises it with the traceback."""
-    from functools import wraps
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.BadParameter):
-            raise
-        except Exception as exc:
-            if _state["debug"]:
-                raise
-            raise fail(f"{exc}" if str(exc) else type(exc).__name__) from None
-
-    return wrapper
 
 
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks and Prefect logs")] = False,
 ) -> None:
-    _state["debug"] = debug
+    state["debug"] = debug
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "WARNING")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -121,4 +95,5 @@ def inspect(
 
 
 cli_decontam.register(app)
+cli_dedup.register(app)
 cli_verify.register(app)

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-
-
-def _one_line_errors(fn):
-    """Any failure becomes one clear line and exit code 1 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.BadParameter):
-            raise
-        except Exception as exc:
-            console.print(
-                f"[bold red]error:[/bold red] {exc or type(exc).__name__}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(code=1) from None
-
-    return wrapper
+from flows.cli_common import console, guarded
 
 
 def _names(text: str | None) -> list[str]:
@@ -115,7 +95,7 @@ def register(app: typer.Typer) -> None:
     """Add `decontaminate` and `benchmarks` to the `longcot` app."""
 
     @app.command("decontaminate")
-    @_one_line_errors
+    @guarded
     def decontaminate(
         inputs: Annotated[list[Path], typer.Argument(help="JSONL / JSON / Parquet / CSV files to audit")],
         out: Annotated[Path, typer.Option("--out", help="output directory")],
@@ -181,7 +161,7 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command("benchmarks")
-    @_one_line_errors
+    @guarded
     def benchmarks_cmd(
         benchmark_dir: Annotated[
             Path | None, typer.Option(help="local benchmark JSONL files (else $LONGCOT_BENCHMARK_DIR)")

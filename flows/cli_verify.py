@@ -13,15 +13,13 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from flows.cli_common import console, guarded
 from stages.collect.readers import iter_records
 from stages.records import to_json
 from stages.store import StageWriter
 from stages.text import uid_of
-
-console = Console()
 
 # Problem fields worth carrying into `meta` (LiveCodeBench functional tests need the starter code).
 _META_FIELDS = ("starter_code", "fn_name", "entry_point")
@@ -130,6 +128,7 @@ def register(app: typer.Typer) -> None:
     """Add the `verify` command to the longcot CLI."""
 
     @app.command("verify")
+    @guarded
     def verify(
         file: Annotated[Path, typer.Argument(help="JSONL or Parquet of generations")],
         out: Annotated[Path, typer.Option("--out", help="output directory: kept/, dropped/, report.json")],

@@ -26,7 +26,9 @@ section{margin:2em 0} .grid{display:flex;flex-wrap:wrap;gap:1em} img{max-width:1
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(f'{c:,}' if isinstance(c, int) else str(c))}</td>" for c in r) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(f'{c:,}' if isinstance(c, int) else str(c))}</td>" for c in r)
+        + "</tr>"
         for r in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -59,9 +61,15 @@ def render(run_dir: Path, manifest: dict[str, Any]) -> str:
             _table(
                 ["stage", "in", "kept", "dropped", "reasons", "seconds", "cached"],
                 [
-                    [s["dir"], s["rows_in"], s["rows_kept"], s["rows_dropped"],
-                     ", ".join(f"{r}: {n:,}" for r, n in s["drop_reasons"].items()) or "–",
-                     s["seconds"], "yes" if s["cached"] else ""]
+                    [
+                        s["dir"],
+                        s["rows_in"],
+                        s["rows_kept"],
+                        s["rows_dropped"],
+                        ", ".join(f"{r}: {n:,}" for r, n in s["drop_reasons"].items()) or "–",
+                        s["seconds"],
+                        "yes" if s["cached"] else "",
+                    ]
                     for s in stages
                 ],
             )
@@ -70,8 +78,17 @@ def render(run_dir: Path, manifest: dict[str, Any]) -> str:
     collect = load_report(run_dir / stages[0]["dir"]) if stages else None
     if collect:
         rows = [
-            [name, c.get("rows", 0), c.get("kept", 0), c.get("with_answer", 0), c.get("answer_extracted", 0),
-             ", ".join(f"{k.removeprefix('dropped:')}: {v}" for k, v in c.items() if k.startswith("dropped:")) or "–"]
+            [
+                name,
+                c.get("rows", 0),
+                c.get("kept", 0),
+                c.get("with_answer", 0),
+                c.get("answer_extracted", 0),
+                ", ".join(
+                    f"{k.removeprefix('dropped:')}: {v}" for k, v in c.items() if k.startswith("dropped:")
+                )
+                or "–",
+            ]
             for name, c in collect["details"]["sources"].items()
         ]
         parts.append("<section><h2>Sources</h2>")
@@ -81,12 +98,16 @@ def render(run_dir: Path, manifest: dict[str, Any]) -> str:
         lengths = _lengths(last)
         if lengths:
             parts.append("<section><h2>Problem length</h2>")
-            parts.append(histogram(lengths, f"Problem length after {stages[-1]['dir']}", "characters", log=True))
+            parts.append(
+                histogram(lengths, f"Problem length after {stages[-1]['dir']}", "characters", log=True)
+            )
             parts.append("</section>")
     for s in stages:
         kind = STAGES.get(s["stage"])
         if kind is not None and kind.html is not None:
-            parts.append(f"<section><h2>{html.escape(s['dir'])}</h2>{kind.html(run_dir / s['dir'])}</section>")
+            parts.append(
+                f"<section><h2>{html.escape(s['dir'])}</h2>{kind.html(run_dir / s['dir'])}</section>"
+            )
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>longcot {html.escape(manifest['run'])}</title>"
         f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
@@ -97,4 +118,3 @@ def write_report(run_dir: Path, manifest: dict[str, Any]) -> Path:
     path = run_dir / "report.html"
     path.write_text(render(run_dir, manifest))
     return path
-

@@ -50,7 +50,7 @@ def stacked_reasons(stages: Sequence[str], reasons: Sequence[dict[str, int]]) ->
     ax.set_title("Dropped rows by reason")
     ax.spines[["top", "right"]].set_visible(False)
     if names:
-        ax.legend(fontsize=8, loc="lower right", frameon=False)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return to_img(fig)
 
 

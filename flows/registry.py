@@ -16,12 +16,15 @@ from stages import collect, export
 from stages.decontam import DecontamConfig, markdown_summary, stage_html
 from stages.decontam import run as decontam_run
 from stages.decontam.registry import resource_files
-from stages.dedup import exact
+from stages.dedup import embedding, exact, minhash
+from stages.dedup import report as dedup_report
 from stages.verify import VerifyConfig
 from stages.verify import run as verify_run
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
-SHARED_CODE = [Path(__file__).resolve().parents[1] / "stages" / name for name in ("store.py", "records.py")]
+STAGES_DIR = Path(__file__).resolve().parents[1] / "stages"
+# modules every stage builds on: a change in any of them invalidates every cached stage
+SHARED_CODE = [STAGES_DIR / name for name in ("store.py", "records.py", "text.py", "answers.py", "embed.py")]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ STAGES: dict[str, StageKind] = {
     kind.name: kind
     for kind in [
         StageKind("exact_dedup", exact.ExactDedupConfig, exact.run),
+        StageKind("minhash_dedup", minhash.MinhashDedupConfig, minhash.run, html=dedup_report.stage_html),
+        StageKind(
+            "embedding_dedup", embedding.EmbeddingDedupConfig, embedding.run, html=dedup_report.stage_html
+        ),
         StageKind(
             "decontaminate",
             DecontamConfig,
