@@ -37,3 +37,35 @@ def test_sft_and_rl_sets(tmp_path):
     assert json.loads(code_row["reward_model"]["ground_truth"]) == ["assert add(1, 2) == 3"]
     assert code_row["prompt"][0]["content"] == "Write add(a, b)."
     assert sorted(rl["extra_info"].struct.field("index").to_list()) == [0, 1]
+
+
+def test_verified_traces_become_think_messages_and_one_rl_row_per_problem(tmp_path):
+    rows = pl.DataFrame(
+        {
+            "uid": ["p1", "p1", "p2"],
+            "sample": [0, 1, 0],
+            "model": ["teacher"] * 3,
+            "source": ["s"] * 3,
+            "domain": ["math"] * 3,
+            "problem": ["What is 2+3?", "What is 2+3?", "Prove it."],
+            "answer": ["5", "5", None],
+            "reasoning": ["2 plus 3 is 5.", "Maybe 6.", "Hmm."],
+            "response": [r"\boxed{5}", r"\boxed{6}", "Done."],
+            "correct": [True, False, None],
+            "verifier": ["math", "math", "none"],
+            "extracted": ["5", "6", None],
+        }
+    )
+    (tmp_path / "in").mkdir()
+    rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
+    report = run_stage(export_run, tmp_path / "in", ExportConfig(instructions={}), tmp_path / "out", "export")
+    assert (report["rows_kept"], report["rows_dropped"]) == (1, 2)
+    assert report["drop_reasons"] == {"incorrect": 2}
+    sft = pl.read_parquet(tmp_path / "out" / "sft")
+    assert sft["messages"][0].to_list() == [
+        {"role": "user", "content": "What is 2+3?"},
+        {"role": "assistant", "content": "<think>\n2 plus 3 is 5.\n</think>\n\n\\boxed{5}"},
+    ]
+    rl = pl.read_parquet(tmp_path / "out" / "rl")
+    assert rl["extra_info"].struct.field("uid").to_list() == ["p1"], "one RL row per problem with a truth"
+    assert report["details"]["rl_excluded"] == {"no_ground_truth": 1}
