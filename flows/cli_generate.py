@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-console = Console()
+from flows.cli_common import console, guarded
 
 
 def _load(path: Path | None) -> dict[str, Any]:
@@ -32,6 +31,7 @@ def register(app: typer.Typer) -> None:
     """Add the `generate` command to the longcot CLI."""
 
     @app.command("generate")
+    @guarded
     def generate(
         problems: Annotated[Path, typer.Argument(help="stage directory (kept/ is read) or shard directory")],
         out: Annotated[Path, typer.Option("--out", help="output directory: kept/, dropped/, report.json")],

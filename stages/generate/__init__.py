@@ -1,0 +1,9 @@
+"""Teacher generation: n samples per problem from an OpenAI-compatible endpoint, vLLM, or a CPU teacher.
+
+Heavy dependencies (openai, vllm, xllamacpp) are imported only when a backend needs them.
+"""
+
+from stages.generate.config import GenerateConfig, Prices
+from stages.generate.stage import run
+
+__all__ = ["GenerateConfig", "Prices", "run"]

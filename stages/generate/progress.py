@@ -1,0 +1,102 @@
+"""Run statistics (for report.json) and the live progress bar that shows them while a run is going."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.errors import LiveError
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+
+@dataclass
+class Stats:
+    samples_expected: int = 0
+    cache_hits: int = 0
+    samples_generated: int = 0
+    samples_failed: int = 0
+    truncated: int = 0
+    requests: int = 0  # successful requests
+    attempts: int = 0  # every HTTP call / engine call, successful or not
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    retries: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # samples that failed for good, by kind
+    latencies: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    request_phase_s: float | None = None  # set when the last request is done (before rows are written)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def summary(self) -> dict[str, Any]:
+        wall = self.request_phase_s or self.elapsed()
+        lat = np.percentile(self.latencies, [50, 90, 99]).round(4).tolist() if self.latencies else [None] * 3
+        return {
+            "samples_expected": self.samples_expected,
+            "cache_hits": self.cache_hits,
+            "samples_generated": self.samples_generated,
+            "samples_failed": self.samples_failed,
+            "truncated": self.truncated,
+            "requests": self.requests,
+            "attempts": self.attempts,
+            "retries": sum(self.retries.values()),
+            "retries_by_kind": dict(self.retries.most_common()),
+            "errors_by_kind": dict(self.errors.most_common()),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": round(self.cost_usd, 6),
+            "latency_s": dict(zip(("p50", "p90", "p99"), lat, strict=True)),
+            "request_phase_s": round(wall, 3),
+            "wall_s": round(self.elapsed(), 3),
+            "output_tokens_per_s": round(self.tokens_out / wall, 1) if wall > 0 else None,
+        }
+
+
+class LiveProgress:
+    """requests done / total, tokens/s, retries, cost so far and ETA; silent when disabled."""
+
+    def __init__(self, stats: Stats, total: int, enabled: bool = True, label: str = "generate"):
+        self.stats = stats
+        self.enabled = enabled
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} samples"),
+            TextColumn("{task.fields[rate]:.0f} tok/s"),
+            TextColumn("retries {task.fields[retries]}"),
+            TextColumn("${task.fields[cost]:.4f}"),
+            TimeRemainingColumn(),
+            disable=not enabled,
+            transient=False,
+        )
+        self._task = self._progress.add_task(label, total=total, rate=0.0, retries=0, cost=0.0)
+
+    def __enter__(self) -> LiveProgress:
+        try:
+            self._progress.start()
+        except LiveError:  # the caller already shows a live display on this console: stay quiet
+            self.enabled = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.update()
+        self._progress.stop()
+
+    def update(self, advance: int = 0) -> None:
+        if not self.enabled:
+            return
+        s = self.stats
+        wall = max(s.elapsed(), 1e-9)
+        self._progress.update(
+            self._task,
+            advance=advance,
+            rate=s.tokens_out / wall,
+            retries=sum(s.retries.values()),
+            cost=s.cost_usd,
+        )

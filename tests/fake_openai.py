@@ -1,0 +1,263 @@
+"""A fake OpenAI-compatible chat server (aiohttp, 127.0.0.1 only) that can misbehave on purpose.
+
+Faults, injected at `fault_rate` (seeded, so runs are repeatable):
+    slow       answers correctly after `slow_s`
+    429        rate limited, with a `Retry-After` header (seconds, may be fractional)
+    500        server error
+    malformed  HTTP 200 with a body that is not JSON
+    close      the connection is closed before any response
+    hang       never answers within the client's timeout (sleeps `hang_s`)
+
+It counts every attempt and every successful answer per (prompt hash, sample index), using the
+`X-Longcot-Samples` header the generation backend sends, so tests can prove that no finished sample
+was paid for twice. Run it in a thread (`FakeOpenAI().start()`) or as a process:
+`python tests/fake_openai.py --latency 0.1` prints its base URL on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+FAULTS = ("slow", "429", "500", "malformed", "close", "hang")
+STYLES = ("think", "reasoning_content", "thought_markers", "plain")
+
+
+@dataclass
+class FakeOpenAI:
+    latency: float = 0.0
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = FAULTS
+    seed: int = 0
+    supports_n: bool = True
+    style: str = "think"
+    truncate_rate: float = 0.0
+    slow_s: float = 0.3
+    hang_s: float = 30.0
+    retry_after: float = 0.05
+    fail_prompts: tuple[str, ...] = ()  # prompts containing one of these always get a 500
+    fail_status: int = 500
+    echo_auth: bool = False  # error bodies echo the Authorization header (a leaky server)
+    attempts: Counter = field(default_factory=Counter)
+    answered: Counter = field(default_factory=Counter)
+    faults_sent: Counter = field(default_factory=Counter)
+    log: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+        self.base_url = ""
+
+    # ---- request handling ----
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = json.loads(raw)
+        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        prompt_key, samples = _sample_ids(request.headers.get("X-Longcot-Samples"), prompt)
+        n = int(body.get("n") or 1) if self.supports_n else 1
+        with self._lock:
+            for s in samples:
+                self.attempts[(prompt_key, s)] += 1
+            fault = self._pick_fault(prompt)
+            self.log.append((time.monotonic(), prompt_key, tuple(samples), fault))
+        if fault:
+            self.faults_sent[fault] += 1
+            response = await self._fault(fault, request)
+            if response is not None:
+                return response
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        with self._lock:
+            for s in samples[:n]:
+                self.answered[(prompt_key, s)] += 1
+            truncated = [self._rng.random() < self.truncate_rate for _ in range(n)]
+        choices = [self._choice(i, prompt, truncated[i], body) for i in range(n)]
+        prompt_tokens = max(1, len(prompt) // 4)
+        completion_tokens = sum(len(c["message"]["content"] or "") // 4 + 5 for c in choices)
+        payload = {
+            "id": f"chatcmpl-{self._rng.randrange(1 << 30)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return web.json_response(payload)
+
+    def _pick_fault(self, prompt: str) -> str | None:
+        if any(p in prompt for p in self.fail_prompts):
+            return "fail"
+        if self.fault_rate and self._rng.random() < self.fault_rate:
+            return self._rng.choice(self.faults)
+        return None
+
+    async def _fault(self, fault: str, request: web.Request) -> web.StreamResponse | None:
+        """The response for an injected fault, or None when the request should then succeed (slow)."""
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
+            return None
+        if fault == "429":
+            headers = {"Retry-After": f"{self.retry_after:g}"}
+            return web.json_response(
+                {"error": {"message": "Rate limit reached", "type": "requests"}}, status=429, headers=headers
+            )
+        if fault == "500":
+            return web.json_response({"error": {"message": "internal error"}}, status=500)
+        if fault == "fail":
+            message = "upstream failure"
+            if self.echo_auth:
+                message += f" for {request.headers.get('Authorization', '')}"
+            return web.json_response({"error": {"message": message}}, status=self.fail_status)
+        if fault == "malformed":
+            return web.Response(text='{"choices": [{"message": ', content_type="application/json")
+        if fault == "close":
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.sleep(0.05)
+            return web.Response(status=500)
+        if fault == "hang":
+            await asyncio.sleep(self.hang_s)
+            return web.Response(status=504)
+        raise ValueError(fault)
+
+    def _choice(self, index: int, prompt: str, truncated: bool, body: dict) -> dict:
+        thinking = f"Let me think about: {prompt[:60]!r}. Step one, step two."
+        answer = f"The answer is \\boxed{{{len(prompt) % 97}}}."
+        message: dict = {"role": "assistant", "content": None}
+        if truncated:
+            message["content"] = f"<think>\n{thinking} and then some more"
+        elif self.style == "reasoning_content":
+            message.update(content=answer, reasoning_content=thinking)
+        elif self.style == "thought_markers":
+            message["content"] = (
+                f"<|begin_of_thought|>\n{thinking}\n<|end_of_thought|>\n"
+                f"<|begin_of_solution|>\n{answer}\n<|end_of_solution|>"
+            )
+        elif self.style == "plain":
+            message["content"] = answer
+        else:
+            message["content"] = f"<think>\n{thinking}\n</think>\n\n{answer}"
+        return {"index": index, "message": message, "finish_reason": "length" if truncated else "stop"}
+
+    # ---- lifecycle ----
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+    def start(self, port: int = 0) -> FakeOpenAI:
+        """Serve on 127.0.0.1 from a daemon thread with its own event loop."""
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = _new_loop()
+            asyncio.set_event_loop(self._loop)
+            runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.1)
+            self._loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, "127.0.0.1", port)
+            self._loop.run_until_complete(site.start())
+            bound = runner.addresses[0][1]
+            self.base_url = f"http://127.0.0.1:{bound}/v1"
+            self._runner = runner
+            ready.set()
+            self._loop.run_forever()
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.run_until_complete(runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def duplicates(self) -> dict:
+        """(prompt, sample) pairs that were answered successfully more than once."""
+        return {k: v for k, v in self.answered.items() if v > 1}
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed: the fake should not be the bottleneck of a throughput benchmark."""
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
+def _sample_ids(header: str | None, prompt: str) -> tuple[str, list[int]]:
+    """(prompt key, sample indices) from `X-Longcot-Samples: <prompt hash>:<i>,<j>`."""
+    if not header:
+        return prompt[:80], [0]
+    key, _, samples = header.partition(":")
+    return key, [int(s) for s in samples.split(",") if s]
+
+
+def write_problems(
+    directory: Path, count: int, domains: tuple[str, ...] = ("math",), prefix: str = "p"
+) -> Path:
+    """A kept/ shard of `count` problem rows (cycling through `domains`), as the stages before generate write."""
+    import polars as pl
+
+    from stages.records import PROBLEM_SCHEMA, conform
+
+    kept = directory / "kept"
+    kept.mkdir(parents=True, exist_ok=True)
+    frame = pl.DataFrame(
+        {
+            "uid": [f"{prefix}{i:06d}" for i in range(count)],
+            "source": "fake",
+            "domain": [domains[i % len(domains)] for i in range(count)],
+            "problem": [f"Problem {prefix}{i}: what is {i} + {i}?" for i in range(count)],
+            "answer": [str(2 * i) for i in range(count)],
+        }
+    )
+    conform(frame, PROBLEM_SCHEMA).write_parquet(kept / "part-00000.parquet")
+    return kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = FakeOpenAI(latency=args.latency, fault_rate=args.fault_rate).start(args.port)
+    print(server.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
