@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         benchmark_file: Annotated[
             list[str] | None, typer.Option(help="extra benchmark NAME=PATH[:FIELD], repeatable")
         ] = None,
-        ngram: Annotated[int | None, typer.Option(help="words per n-gram (default 8)")] = None,
+        ngram: Annotated[int | None, typer.Option(help="words per n-gram (default 6)")] = None,
         min_coverage: Annotated[
             float | None, typer.Option(help="n-gram coverage threshold (default 0.3)")
         ] = None,

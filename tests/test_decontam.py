@@ -222,10 +222,18 @@ def test_stage_drops_positives_keeps_negatives_with_evidence(tmp_path):
 
 
 def test_min_shared_rule_flags_boilerplate_which_is_why_it_is_off(tmp_path):
+    # the classic rule alone: no boilerplate filters and no number check (which would reject this row,
+    # as the boilerplate row lacks the items' numbers)
     config = DecontamConfig(
         benchmarks=["mini"],
         extra_benchmarks=_bench(tmp_path),
-        ngram={"min_shared": 1, "max_item_df": 100, "common_train_rows": None},
+        ngram={
+            "min_shared": 1,
+            "max_item_df": 100,
+            "common_train_rows": None,
+            "common_total": None,
+            "match_numbers": False,
+        },
     )
     with StageWriter(tmp_path / "out", "decontaminate") as out:
         details = run_with(_shards(tmp_path, [NEGATIVES["boilerplate"]]), config, out)

@@ -1,6 +1,8 @@
 """Typed configuration of the decontamination stage. Defaults are the measured recommendations
-(docs/decontamination.md): 8-grams, coverage >= 0.3 of the benchmark item's n-grams (and >= 6 of them), boilerplate
-n-grams (in > 3 distinct benchmark problems or >= 5 distinct training texts) left out."""
+(docs/decontamination.md, labelled study on the real sources): word 6-grams; a row is flagged when it
+holds >= 0.3 of a benchmark item's non-boilerplate n-grams (and >= 6 of them) and the item's numbers;
+boilerplate n-grams (in > 3 distinct benchmark problems, in >= 5 distinct training texts, or in >= 2
+benchmark problems and >= 4 problems counting training texts too) are left out."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ class Strict(BaseModel):
 
 
 class NgramConfig(Strict):
-    n: int = Field(8, ge=3, le=50, description="words per n-gram (8 recommended; 13 as in GPT-3 also works)")
+    n: int = Field(6, ge=3, le=50, description="words per n-gram (6 measured best; 8 and 13 also work)")
     min_coverage: float | None = Field(
         0.3, gt=0, le=1, description="flag when this share of a benchmark item's n-grams occur in the row"
     )
@@ -41,7 +43,24 @@ class NgramConfig(Strict):
         ge=2,
         description="n-grams matched by at least this many distinct training texts are boilerplate (None: off)",
     )
-    fold_letters: bool = Field(True, description="one-letter words (variable names) hash alike")
+    common_total: int | None = Field(
+        4,
+        ge=2,
+        description="n-grams of at least 2 benchmark problems found in at least this many problems, "
+        "benchmark items and training texts together, are boilerplate (None: off)",
+    )
+    match_numbers: bool = Field(
+        True,
+        description="flag only rows that contain every number of the item (changed numbers: another problem)",
+    )
+    number_slack: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="share of the item's number occurrences that may be missing as repeats (each distinct "
+        "number must still occur)",
+    )
+    fold_letters: bool = Field(False, description="one-letter words (variable names) hash alike")
     near_miss_from: float = Field(
         0.5, ge=0, le=1, description="report unflagged pairs scoring at least this fraction of the threshold"
     )

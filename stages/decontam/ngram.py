@@ -6,8 +6,10 @@ and membership is a bitmap pre-filter (one gather per n-gram) followed by `searc
 few candidates. Only the rare hits ever become Python objects.
 
 Boilerplate ("m and n are relatively prime positive integers find m n") is an n-gram shared by many
-*different* benchmark items; such n-grams are left out of the index so that a training row that only
-shares phrasing is not flagged, while a row that shares the problem's own words still is.
+*different* problems; such n-grams are left out of the index (shared by many benchmark items) or out of
+the score (shared by many training texts, or by benchmark items and training texts together), so that
+a training row that only shares phrasing is not flagged, while a row that shares the problem's own
+words still is. Coverage is measured over an item's remaining (non-boilerplate) n-grams.
 """
 
 from __future__ import annotations
@@ -102,20 +104,26 @@ class NgramIndex:
     item_total: np.ndarray  # int32 indexed n-grams per item (the denominator of coverage)
     boilerplate: np.ndarray  # uint64 sorted keys left out for being shared by too many items
     bits: np.ndarray
+    key_df: np.ndarray  # int32 per entry: distinct benchmark problems (copy groups) holding the key
 
     @classmethod
     def build(
         cls, words: pl.Series, groups: pl.Series, n: int, max_item_df: int, fold_letters: bool = True
     ) -> NgramIndex:
         """Index the items' n-grams. `groups` labels copies of one problem (e.g. MATH-500 inside MATH
-        test) so they count once towards an n-gram's item frequency."""
+        test) so they count once towards an n-gram's item frequency. That frequency is always counted
+        with one-letter words folded: "m and n are relatively prime" and "p and q are relatively prime"
+        are one stock phrase, whether or not matching itself folds letters."""
         keys, rows, pos = ngram_keys(words, n, fold_letters)
-        frame = pl.DataFrame({"key": keys, "item": rows, "pos": pos}).unique(["key", "item"], keep="first")
+        family = keys if fold_letters else ngram_keys(words, n, True)[0]
+        frame = pl.DataFrame({"key": keys, "family": family, "item": rows, "pos": pos})
+        frame = frame.unique(["key", "item"], keep="first")
         frame = frame.with_columns(pl.Series("group", groups.to_numpy()[frame["item"].to_numpy()]))
-        df = frame.group_by("key").agg(pl.col("group").n_unique().alias("df"))
-        common = df.filter(pl.col("df") > max_item_df)["key"].sort()
+        df = frame.group_by("family").agg(pl.col("group").n_unique().alias("df"))
+        frame = frame.join(df, on="family", how="left")
         whole = pl.col("pos") < 0
-        kept = frame.filter(whole | ~pl.col("key").is_in(common.implode())).sort("key", "item")
+        common = frame.filter(~whole & (pl.col("df") > max_item_df))["key"].unique().sort()
+        kept = frame.filter(whole | (pl.col("df") <= max_item_df)).sort("key", "item")
         key_arr = kept["key"].to_numpy()
         items = kept["item"].to_numpy().astype(np.int32)
         return cls(
@@ -127,6 +135,17 @@ class NgramIndex:
             item_total=np.bincount(items[kept["pos"].to_numpy() >= 0], minlength=len(words)).astype(np.int32),
             boilerplate=common.to_numpy(),
             bits=_bitmap(key_arr),
+            key_df=kept["df"].to_numpy().astype(np.int32),
+        )
+
+    def totals_without(self, keys: np.ndarray) -> np.ndarray:
+        """Indexed n-grams per item once `keys` (sorted uint64; training boilerplate) are left out."""
+        if len(keys) == 0:
+            return self.item_total
+        at = np.searchsorted(keys, self.keys).clip(max=len(keys) - 1)
+        dropped = (keys[at] == self.keys) & (self.positions >= 0)
+        return self.item_total - np.bincount(self.items[dropped], minlength=len(self.item_total)).astype(
+            np.int32
         )
 
     def probe(self, words: pl.Series) -> pl.DataFrame:
@@ -151,6 +170,15 @@ class NgramIndex:
             schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32},
         ).unique(["row", "item", "key"])
 
+    def boilerplate_starts(self, words: pl.Series) -> pl.DataFrame:
+        """(item, pos) where each item (`words`: the items the index was built from) has a boilerplate n-gram."""
+        keys, rows, pos = ngram_keys(words, self.n, self.fold_letters)
+        if len(self.boilerplate) == 0 or len(keys) == 0:
+            return pl.DataFrame(schema={"item": pl.Int32, "pos": pl.Int32})
+        at = np.searchsorted(self.boilerplate, keys).clip(max=len(self.boilerplate) - 1)
+        hit = (self.boilerplate[at] == keys) & (pos >= 0)
+        return pl.DataFrame({"item": rows[hit].astype(np.int32), "pos": pos[hit].astype(np.int32)})
+
     def boilerplate_hits(self, words: pl.Series) -> np.ndarray:
         """Per row, how many of its n-grams are boilerplate (left out of the index): for the report."""
         keys, rows, _ = ngram_keys(words, self.n, self.fold_letters)
@@ -162,13 +190,13 @@ class NgramIndex:
 
 def score_pairs(pairs: pl.DataFrame, index: NgramIndex, common_keys: pl.Series | None = None) -> pl.DataFrame:
     """Per (row, item): shared distinct n-grams, coverage of the item's n-grams (1 for a whole-text
-    match), and the item positions of the shared ones (for the evidence). `common_keys` are n-grams
-    too frequent in the training data."""
+    match), and the item positions of the shared ones (for the evidence). `common_keys` are boilerplate
+    n-grams found through the training data: left out of both the shared count and the item's total."""
+    item_total = index.item_total
     if common_keys is not None and common_keys.len():
         pairs = pairs.filter(~pl.col("key").is_in(common_keys.implode()))
-    totals = pl.DataFrame(
-        {"item": np.arange(len(index.item_total), dtype=np.int32), "total": index.item_total}
-    )
+        item_total = index.totals_without(np.sort(common_keys.to_numpy()))
+    totals = pl.DataFrame({"item": np.arange(len(item_total), dtype=np.int32), "total": item_total})
     whole = pl.col("pos") < 0
     return (
         pairs.group_by("row", "item")
@@ -185,6 +213,75 @@ def score_pairs(pairs: pl.DataFrame, index: NgramIndex, common_keys: pl.Series |
             .alias("coverage")
         )
         .drop("total")
+    )
+
+
+def missing_numbers(
+    candidates: pl.DataFrame,
+    found: pl.DataFrame,
+    row_numbers: pl.DataFrame,
+    item_numbers: pl.DataFrame,
+    item_starts: pl.DataFrame,
+    item_len: np.ndarray,
+    n: int,
+    slack: float = 0.0,
+    passage: int | None = None,
+) -> pl.DataFrame:
+    """Per candidate (row, item): how many of the item's numbers the row lacks (`missing`, 0 = none).
+
+    `item_numbers` are the item's number tokens (item, pos, num), `row_numbers` the row's numbers
+    (row, num, count), `found` the shared n-grams (row, item, pos) and `item_starts` the item's
+    boilerplate n-gram starts (item, pos). A number token of the item is excused when it lies in a
+    shared or boilerplate n-gram, or when the row lacks it because it sits in a passage of the item's
+    second half that the row replaces altogether (`passage` or more words in a row shared with nothing:
+    the same setup with another final question). Every other distinct number must occur in the row; its
+    repeats may fall short by `slack` of the item's counted number tokens (a value written in the text
+    and again in an [asy] label). A number replaced inside shared text is a changed number: another
+    problem."""
+    passage = passage or 2 * n
+    pairs = candidates.select("row", "item").with_row_index("pair")
+    tokens = pairs.join(item_numbers, on="item")
+    have = row_numbers.rename({"count": "have"})
+    tokens = tokens.join(have.select("row", "num", "have"), on=["row", "num"], how="left").with_columns(
+        pl.col("have").fill_null(0)
+    )
+    excused = pl.DataFrame(schema={"pair": pl.UInt32, "pos": pl.Int32})
+    if tokens.height:
+        # word runs the row does not share: bounded by the nearest shared (or boilerplate) n-grams
+        starts = pl.concat(
+            [
+                found.filter(pl.col("pos") >= 0).join(pairs, on=["row", "item"]).select("pair", "pos"),
+                pairs.join(item_starts, on="item").select("pair", "pos"),
+            ]
+        )
+        key = np.sort(
+            starts["pair"].to_numpy().astype(np.int64) << 24 | starts["pos"].to_numpy().astype(np.int64)
+        )
+        pair = tokens["pair"].to_numpy().astype(np.int64)
+        q = tokens["pos"].to_numpy().astype(np.int64)
+        at = np.searchsorted(key, (pair << 24) | q, side="right")
+        left = key[np.maximum(at - 1, 0)] if len(key) else np.full(len(q), -1, np.int64)
+        has_left = (at > 0) & ((left >> 24) == pair)
+        left_pos = np.where(has_left, left & ((1 << 24) - 1), -(10**9))
+        covered = left_pos + n > q
+        right = key[np.minimum(at, len(key) - 1)] if len(key) else np.zeros(len(q), np.int64)
+        has_right = (at < len(key)) & ((right >> 24) == pair)
+        length = item_len[tokens["item"].to_numpy()]
+        run_start = np.where(has_left, left_pos + n, 0)
+        run_end = np.where(has_right, right & ((1 << 24) - 1), length)
+        replaced = (run_end - run_start >= passage) & (2 * run_start >= length)
+        absent = tokens["have"].to_numpy() == 0
+        excused = tokens.filter(pl.Series((absent & covered) | replaced)).select("pair", "pos")
+    counted = tokens.join(excused, on=["pair", "pos"], how="anti")
+    per_num = counted.group_by("pair", "num").agg(pl.len().alias("count"), pl.col("have").first())
+    per_pair = per_num.group_by("pair").agg(
+        (pl.col("have") == 0).sum().alias("absent"),
+        (pl.col("count") - pl.col("have")).clip(lower_bound=0).sum().alias("short"),
+        pl.col("count").sum().alias("total"),
+    )
+    missing = pl.when(pl.col("short") > (slack * pl.col("total")).floor()).then(pl.col("short"))
+    return pairs.join(per_pair, on="pair", how="left").select(
+        "row", "item", missing.otherwise(pl.col("absent")).fill_null(0).cast(pl.Int32).alias("missing")
     )
 
 

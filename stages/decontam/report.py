@@ -105,6 +105,7 @@ def _near(near: dict[str, Any], items: pl.DataFrame) -> dict[str, Any]:
                 "benchmark": item["benchmark"],
                 "benchmark_id": item["benchmark_id"],
                 "score": round(ex["score"], 4),
+                **({"reason": ex["reason"]} if "reason" in ex else {}),
                 "benchmark_problem": item["problem"][:TEXT_CHARS],
             }
         )

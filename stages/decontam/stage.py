@@ -17,10 +17,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from stages.decontam.config import DecontamConfig
-from stages.decontam.ngram import NgramIndex, evidence_span, score_pairs
+from stages.decontam.ngram import NgramIndex, evidence_span, missing_numbers, score_pairs
 from stages.decontam.registry import BenchmarkSet, load_benchmarks
 from stages.decontam.report import summarise
-from stages.decontam.text import match_text_expr, words_expr
+from stages.decontam.text import NUMBER_WORDS, match_text_expr, numbers_expr, words_expr
 from stages.records import to_json
 from stages.store import StageWriter, read_shards, shard_paths
 from stages.text import canonical_text
@@ -29,7 +29,9 @@ ChatCallable = Callable[[list[dict[str, str]]], str]
 METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
 TEXT_CHARS = 400
 DOC_SEED = 0xD0C
-COPY_COVERAGE = 0.5  # rows this close to an item count as its copies, never as evidence of boilerplate
+NUM_SEED = 0x4E55
+COPY_COVERAGE = 0.5  # rows this close to an item are its copies or variants, not evidence of boilerplate
+VERBATIM_COVERAGE = 0.95  # ... and rows this close are copies even for phrases of several items
 HIT_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),
     "item": pl.Int32(),
@@ -45,8 +47,24 @@ def prepare_items(benchmarks: BenchmarkSet) -> pl.DataFrame:
     return benchmarks.items.with_columns(
         match_text_expr(pl.col("problem"), pl.col("domain")).alias("match_text")
     ).with_columns(
-        words_expr(pl.col("match_text")).alias("words"), canonical_text(pl.col("match_text")).alias("group")
+        words_expr(pl.col("match_text")).alias("words"),
+        canonical_text(pl.col("match_text")).alias("group"),
     )
+
+
+def number_tokens(words: pl.Series) -> pl.DataFrame:
+    """(item, pos, num): the number tokens of each item's words (number words as digits), hashed."""
+    flat = pl.DataFrame({"item": pl.int_range(words.len(), eager=True, dtype=pl.Int32), "w": words})
+    flat = flat.explode("w").with_columns((pl.int_range(pl.len()).over("item")).cast(pl.Int32).alias("pos"))
+    flat = flat.filter(pl.col("w").str.contains(r"^\d") | pl.col("w").is_in(list(NUMBER_WORDS)))
+    return flat.select("item", "pos", pl.col("w").replace(NUMBER_WORDS).hash(NUM_SEED).alias("num"))
+
+
+def hashed_numbers(numbers: pl.Series, name: str) -> pl.DataFrame:
+    """(name, num, count): each text's numbers, hashed, with how often each occurs (text i is numbers[i])."""
+    flat = pl.DataFrame({name: pl.int_range(numbers.len(), eager=True), "num": numbers}).explode("num")
+    flat = flat.drop_nulls("num").select(pl.col(name), pl.col("num").hash(NUM_SEED))
+    return flat.group_by(name, "num").len("count").with_columns(pl.col("count").cast(pl.Int32))
 
 
 def _columns(input_dir: Path, field: str) -> list[str]:
@@ -99,13 +117,13 @@ def run_with(
     timings["build_index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    pairs, neighbours, rows = _pass_one(input_dir, config, index, emb_index)
+    pairs, numbers, neighbours, rows = _pass_one(input_dir, config, index, emb_index, items)
     timings["match"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     hits, near = [], {}
     if index is not None:
-        ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, index, items, config)
+        ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, numbers, index, items, config)
         hits.append(ngram_hits)
     if emb_index is not None:
         emb_hits, near["embedding"], judged = _embedding_hits(neighbours, items, config, judge, hits)
@@ -143,12 +161,30 @@ def run_with(
     return details
 
 
+def _candidates(found: pl.DataFrame, config: DecontamConfig) -> pl.DataFrame:
+    """(row, item) pairs that could still be flagged once boilerplate is left out (which only removes
+    shared n-grams): a whole-text match, or enough shared n-grams before filtering."""
+    ng = config.ngram
+    least = min(ng.min_ngrams if ng.min_coverage is not None else 1 << 30, ng.min_shared or 1 << 30)
+    return (
+        found.group_by("row", "item")
+        .agg((pl.col("pos") >= 0).sum().alias("n"), (pl.col("pos") < 0).any().alias("whole"))
+        .filter(pl.col("whole") | (pl.col("n") >= least))
+        .select("row", "item")
+    )
+
+
 def _pass_one(
-    input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any
-) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Candidate pairs of every row: n-gram (row, item, key, pos) and embedding (row, item, score, text)."""
+    input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any, items: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """Candidate pairs of every row: n-gram (row, item, key, pos), the numbers each n-gram candidate
+    lacks (row, item, missing), and embedding (row, item, score, text)."""
     columns = _columns(input_dir, config.field)
-    pair_frames, neighbour_frames, offset = [], [], 0
+    pair_frames, number_frames, neighbour_frames, offset = [], [], [], 0
+    if index is not None and config.ngram.match_numbers:
+        item_numbers = number_tokens(items["words"])
+        item_starts = index.boilerplate_starts(items["words"])
+        item_len = items["words"].list.len().fill_null(0).to_numpy()
     floor = config.embedding.threshold - config.embedding.near_miss_margin
     if "llm" in config.methods:
         floor = min(floor, config.llm.min_score)
@@ -159,6 +195,25 @@ def _pass_one(
             doc = texts["text"].hash(DOC_SEED).alias("doc")
             found = index.probe(words)
             pair_frames.append(found.with_columns(doc.gather(found["row"]), pl.col("row") + offset))
+            if config.ngram.match_numbers:
+                candidates = _candidates(found, config)
+                rows_at = candidates["row"].unique().sort()
+                numbered = texts["text"].gather(rows_at).to_frame().select(numbers_expr(pl.col("text")))
+                row_numbers = hashed_numbers(numbered.to_series(), "row")
+                row_numbers = row_numbers.with_columns(
+                    pl.Series("row", rows_at.to_numpy()[row_numbers["row"].to_numpy()], dtype=pl.Int64)
+                )
+                lacking = missing_numbers(
+                    candidates,
+                    found,
+                    row_numbers,
+                    item_numbers,
+                    item_starts,
+                    item_len,
+                    index.n,
+                    config.ngram.number_slack,
+                )
+                number_frames.append(lacking.with_columns(pl.col("row") + offset))
         if emb_index is not None:
             match = texts.select(match_text_expr(pl.col("text"), pl.col("domain"))).to_series()
             found = emb_index.nearest(match.to_list(), config.embedding.k, floor)
@@ -173,6 +228,11 @@ def _pass_one(
             schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32, "doc": pl.UInt64}
         )
     )
+    numbers = (
+        pl.concat(number_frames)
+        if number_frames
+        else pl.DataFrame(schema={"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32})
+    )
     neighbours = (
         pl.concat(neighbour_frames)
         if neighbour_frames
@@ -180,29 +240,68 @@ def _pass_one(
             schema={"row": pl.Int64, "item": pl.Int32, "score": pl.Float64, "train_text": pl.String}
         )
     )
-    return pairs, neighbours, offset
+    return pairs, numbers, neighbours, offset
+
+
+def training_boilerplate(pairs: pl.DataFrame, index: NgramIndex, config: DecontamConfig) -> pl.Series:
+    """Indexed n-grams that the training data shows to be boilerplate. Texts are counted, not rows (a
+    problem repeated per sampled response is one problem).
+
+    - `common_train_rows`: found in that many distinct training texts, not counting near-copies of an
+      item (coverage >= 0.5 before filtering): a benchmark problem present many times, or as many
+      variants with other numbers, is not boilerplate of its own.
+    - `common_total`: found in at least 2 benchmark problems and in that many problems counting the
+      training texts too (near-verbatim copies, coverage >= 0.95, left out): stock phrasing such as answer-format
+      instructions or option lists, which may sit in only 2 or 3 benchmark items."""
+    ng = config.ngram
+    empty = pl.Series("key", [], dtype=pl.UInt64)
+    if (ng.common_train_rows is None and ng.common_total is None) or not pairs.height:
+        return empty
+    phrases = pairs.filter(pl.col("pos") >= 0)
+    raw = score_pairs(pairs, index)
+    verbatim = raw.filter(pl.col("whole") | (pl.col("coverage") >= VERBATIM_COVERAGE)).select("row").unique()
+    counts = (
+        phrases.join(verbatim, on="row", how="anti")
+        .group_by("key")
+        .agg(pl.col("doc").n_unique().alias("rows"))
+    )
+    common = pl.lit(False)
+    if ng.common_train_rows is not None:
+        copies = raw.filter(pl.col("whole") | (pl.col("coverage") >= COPY_COVERAGE)).select("row").unique()
+        others = (
+            phrases.join(copies, on="row", how="anti")
+            .group_by("key")
+            .agg(pl.col("doc").n_unique().alias("others"))
+        )
+        counts = counts.join(others, on="key", how="left")
+        common = common | (pl.col("others").fill_null(0) >= ng.common_train_rows)
+    if ng.common_total is not None:
+        key_df = pl.DataFrame({"key": index.keys, "df": index.key_df}).unique("key")
+        counts = counts.join(key_df, on="key", how="left")
+        # only phrases of several benchmark problems: a setup that one benchmark item shares with its
+        # siblings in the training data (same figure, another question) is that item's own content
+        shared = pl.col("df").fill_null(1)
+        common = common | ((shared >= 2) & (pl.col("rows") + shared >= ng.common_total))
+    return counts.filter(common)["key"]
 
 
 def _ngram_hits(
-    pairs: pl.DataFrame, index: NgramIndex, items: pl.DataFrame, config: DecontamConfig
+    pairs: pl.DataFrame, numbers: pl.DataFrame, index: NgramIndex, items: pl.DataFrame, config: DecontamConfig
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
     """Flagged n-gram pairs with their shared span, the near misses, and what boilerplate was ignored."""
     ng = config.ngram
-    common = pl.Series("key", [], dtype=pl.UInt64)
-    if ng.common_train_rows is not None and pairs.height:
-        # Count distinct texts, not rows (a problem repeated per sampled response is one problem), and
-        # leave out near-copies of an item: a leaked problem present many times is not boilerplate.
-        raw = score_pairs(pairs, index)
-        copies = raw.filter(pl.col("whole") | (pl.col("coverage") >= COPY_COVERAGE)).select("row").unique()
-        phrases = pairs.filter(pl.col("pos") >= 0).join(copies, on="row", how="anti")
-        counts = phrases.group_by("key").agg(pl.col("doc").n_unique().alias("rows"))
-        common = counts.filter(pl.col("rows") >= ng.common_train_rows)["key"]
+    common = training_boilerplate(pairs, index, config)
     scored = score_pairs(pairs, index, common)
-    rule = pl.col("whole")  # the whole normalised text is a benchmark item's
+    scored = scored.join(numbers, on=["row", "item"], how="left").with_columns(
+        pl.col("missing").fill_null(0) if ng.match_numbers else pl.lit(0, dtype=pl.Int32).alias("missing")
+    )
+    overlap = pl.col("whole")  # the whole normalised text is a benchmark item's
     if ng.min_coverage is not None:
-        rule = rule | ((pl.col("coverage") >= ng.min_coverage) & (pl.col("shared") >= ng.min_ngrams))
+        overlap = overlap | ((pl.col("coverage") >= ng.min_coverage) & (pl.col("shared") >= ng.min_ngrams))
     if ng.min_shared is not None:
-        rule = rule | (pl.col("shared") >= ng.min_shared)
+        overlap = overlap | (pl.col("shared") >= ng.min_shared)
+    # the same template with other numbers is another problem ("\binom{8}{4}" vs "\binom{9}{4}")
+    rule = overlap & (pl.col("missing") == 0)
     flagged = scored.filter(rule)
     words = items["words"]
     spans = [
@@ -220,6 +319,7 @@ def _ngram_hits(
     threshold = ng.min_coverage if ng.min_coverage is not None else 1.0
     near_pairs = (
         scored.filter(~rule & (pl.col("coverage") >= ng.near_miss_from * threshold))
+        .join(flagged.select("row").unique(), on="row", how="anti")
         .sort("coverage", descending=True)
         .group_by("row", maintain_order=True)
         .first()
@@ -228,9 +328,26 @@ def _ngram_hits(
         "metric": "coverage",
         "threshold": threshold,
         "scores": near_pairs["coverage"].round(4).to_list(),
-        "examples": near_pairs.head(20).select("row", "item", pl.col("coverage").alias("score")).to_dicts(),
+        "examples": near_pairs.head(20)
+        .select(
+            "row",
+            "item",
+            pl.col("coverage").alias("score"),
+            pl.when(pl.col("missing") > 0)
+            .then(pl.format("overlap, but {} of the item's numbers missing", pl.col("missing")))
+            .otherwise(pl.lit("below threshold"))
+            .alias("reason"),
+        )
+        .to_dicts(),
     }
-    boiler = {"training_common_ngrams": int(common.len()), "common_train_rows": ng.common_train_rows}
+    other_numbers = scored.filter(overlap & (pl.col("missing") > 0))
+    boiler = {
+        "training_common_ngrams": int(common.len()),
+        "common_train_rows": ng.common_train_rows,
+        "common_total": ng.common_total,
+        "number_mismatch_pairs": other_numbers.height,
+        "number_mismatch_rows": int(other_numbers["row"].n_unique()),
+    }
     return hits, near, boiler
 
 

@@ -2,8 +2,10 @@
 
 Words build on `stages.text.canonical_text` (NFKC, case, LaTeX spacing) and add what makes two copies
 of a benchmark problem differ without changing the problem: math delimiters, formatting-only LaTeX
-commands (`\\dfrac` vs `\\frac`, `\\left(`), thousands separators, and whether `2x` is written `2 x`.
-Everything is a polars expression, so a million rows tokenise in seconds.
+commands (`\\dfrac` vs `\\frac`, `\\left(`), `\\frac12` vs `\\frac{1}{2}`, thousands separators
+(`1,000`, `1{,}000`), `27.0` vs `27`, and whether `2x` is written `2 x`. Numbers are never changed
+otherwise: a problem with other numbers is another problem (`numbers_expr` is what the number check
+compares). Everything is a polars expression, so a million rows tokenise in seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ _SYNONYMS = (
 )
 # A word: a run of letters, or a number (thousands separators removed first).
 WORD_PATTERN = r"[a-z]+|\d+(?:\.\d+)?"
+NUMBER_PATTERN = r"\d+(?:\.\d+)?"
+# Number words count as numbers ("three children" vs "two children"); "one" and "zero" do not, as
+# "one" is mostly a pronoun ("one of the roots").
+_NUMBER_NAMES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty"
+)
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(_NUMBER_NAMES.split(" ")) if i >= 2}
 
 # Code problems: wrappers added by evaluation harnesses, and the markers where the statement ends and
 # input/output format, examples or constraints begin.
@@ -43,13 +53,31 @@ _CODE_SECTION = (
 MIN_STATEMENT_CHARS = 40
 
 
-def words_expr(text: pl.Expr) -> pl.Expr:
-    """List of normalised words of each text: the unit of n-gram matching."""
-    canon = canonical_text(text).str.replace_all(_FORMAT_COMMANDS, " ")
+def normalised_expr(text: pl.Expr) -> pl.Expr:
+    """Canonical text with formatting-only differences removed (the source of words and numbers)."""
+    # list markers at line starts ("(1) ...", "2. ...") are layout, not numbers of the problem
+    text = text.str.replace_all(r"(?m)^[ \t]*(?:\(\d{1,2}\)|\d{1,2}[.)])[ \t]+", "")
+    canon = canonical_text(text).str.replace_all(r"\\[dt]?frac\s*(\d)\s*(\d)", r"\frac{$1}{$2}")
+    canon = canon.str.replace_all(_FORMAT_COMMANDS, " ")
     for pattern, replacement in _SYNONYMS:
         canon = canon.str.replace_all(pattern, replacement)
+    canon = canon.str.replace_all(r"(\d)\{,\}(\d)", "$1$2")
     canon = canon.str.replace_all(r"(\d),(\d{3})", "$1$2").str.replace_all(r"(\d),(\d{3})", "$1$2")
-    return canon.str.extract_all(WORD_PATTERN)
+    # 27.0 == 27, 2.50 == 2.5 (AMC answers and reformatted copies write numbers both ways)
+    canon = canon.str.replace_all(r"(\d\.\d*?[1-9])0+(\D|$)", "$1$2")
+    return canon.str.replace_all(r"(\d)\.0+(\D|$)", "$1$2")
+
+
+def words_expr(text: pl.Expr) -> pl.Expr:
+    """List of normalised words of each text: the unit of n-gram matching."""
+    return normalised_expr(text).str.extract_all(WORD_PATTERN)
+
+
+def numbers_expr(text: pl.Expr) -> pl.Expr:
+    """The numbers of each text, in order, repeats kept (digits, and number words two..twenty as digits)."""
+    words = "|".join(NUMBER_WORDS)
+    found = normalised_expr(text).str.extract_all(rf"{NUMBER_PATTERN}|\b(?:{words})\b")
+    return found.list.eval(pl.element().replace(NUMBER_WORDS))
 
 
 def statement_expr(text: pl.Expr) -> pl.Expr:
