@@ -64,8 +64,8 @@ def timed(parquet: Path, work: Path, queue: mp.Queue) -> None:
         exact_run, work / "01-collect" / "kept", ExactDedupConfig(), work / "02-exact", "exact"
     )
     end = time.perf_counter()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((collected, deduped, middle - start, end - middle, peak_kb))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    queue.put((collected, deduped, middle - start, end - middle, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
         queue: mp.Queue = mp.get_context("spawn").Queue()
         child = mp.get_context("spawn").Process(target=timed, args=(parquet, work, queue))
         child.start()
-        collected, deduped, t_collect, t_dedup, peak_kb = queue.get()
+        collected, deduped, t_collect, t_dedup, peak_kb, cpu_s = queue.get()
         child.join()
     total = t_collect + t_dedup
     rate = args.rows / total
@@ -98,6 +98,8 @@ def main() -> None:
         f"throughput: {rate:,.0f} rows/s  ({rate / TARGET_ROWS_PER_S:.2f}x the {TARGET_ROWS_PER_S:,} rows/s target)"
     )
     print(f"peak RSS: {peak_gb:.2f} GB  ({peak_gb / TARGET_RSS_GB:.2f}x the {TARGET_RSS_GB} GB bound)")
+    # CPU seconds (all threads, including start-up imports) do not depend on what else the machine runs
+    print(f"CPU time: {cpu_s:.2f}s  ({args.rows / cpu_s:,.0f} rows per CPU-second)  load average now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

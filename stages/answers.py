@@ -61,17 +61,27 @@ _TRAILING_ZERO_FRACTION = r"^(-?\d+)\.0+$"
 _LEADING_INTEGER_ZEROS = r"^(-?)0+(\d+)$"
 
 
-def normalize_answer(expr: pl.Expr, integer_answers: bool = False) -> pl.Expr:
+def normalize_answers(
+    frame: pl.DataFrame, column: str = "answer", integer_answers: bool = False
+) -> pl.DataFrame:
     """Numeric clean-up that never changes meaning: `27.0`->`27`, `1,000`->`1000`, `$5$`->`5`;
-    with `integer_answers` (AIME-like sources) also `025`->`25`."""
-    s = expr.str.strip_chars().str.strip_chars("$").str.strip_chars()
-    s = pl.when(s.str.contains(_THOUSANDS)).then(s.str.replace_all(",", "", literal=True)).otherwise(s)
-    s = s.str.replace(_TRAILING_ZERO_FRACTION, "$1")
-    if integer_answers:
-        s = s.str.replace(_LEADING_INTEGER_ZEROS, "$1$2")
-    return pl.when(s == "").then(None).otherwise(s)
+    with `integer_answers` (AIME-like sources) also `025`->`25`. Empty answers become null.
+
+    Each step materialises its column before the next reads it: chained `when/then` expressions
+    re-evaluate their input once per reference, which made this 4x slower as a single expression."""
+    s = pl.col(column)
+    steps = [
+        s.str.strip_chars().str.strip_chars("$").str.strip_chars(),
+        pl.when(s.str.contains(_THOUSANDS)).then(s.str.replace_all(",", "", literal=True)).otherwise(s),
+        s.str.replace(_TRAILING_ZERO_FRACTION, "$1"),
+        *([s.str.replace(_LEADING_INTEGER_ZEROS, "$1$2")] if integer_answers else []),
+        pl.when(s == "").then(None).otherwise(s),
+    ]
+    for step in steps:
+        frame = frame.with_columns(step.alias(column))
+    return frame
 
 
 def normalize_answer_value(answer: str, integer_answers: bool = False) -> str | None:
-    """`normalize_answer` for one value."""
-    return pl.select(normalize_answer(pl.lit(answer, dtype=pl.String), integer_answers)).item()
+    """`normalize_answers` for one value."""
+    return normalize_answers(pl.DataFrame({"answer": [answer]}), "answer", integer_answers).item()

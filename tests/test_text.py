@@ -1,6 +1,5 @@
-import hashlib
-
 import polars as pl
+import xxhash
 
 from stages.text import canonical, canonical_text, dedup_key, uid_expr, uid_of
 
@@ -24,11 +23,12 @@ def test_different_numbers_stay_different():
     assert uid_of("What is 12 + 3?") != uid_of("What is 1 + 23?")
 
 
-def test_uid_is_blake2b_of_the_dedup_key_and_the_expression_agrees():
+def test_uid_is_xxh3_of_the_dedup_key_and_the_expression_agrees():
     text = "  What is 2 + 2?  "
-    expected = hashlib.blake2b(b"whatis2+2?", digest_size=8).hexdigest()
+    expected = xxhash.xxh3_64_hexdigest(b"whatis2+2?")
     assert uid_of(text) == expected
     frame = pl.DataFrame({"p": [text, None, "Ｆｉｎｄ"]})
     out = frame.select(uid_expr(pl.col("p")).alias("uid"), canonical_text(pl.col("p")).alias("c"))
-    assert out["uid"].to_list() == [expected, None, uid_of("find")]
+    assert out["uid"].to_list() == [expected, None, xxhash.xxh3_64_hexdigest(b"find")]
+    assert uid_of("Ｆｉｎｄ\u00a0X") == uid_of("find x"), "the non-ASCII path builds the same key"
     assert out["c"].to_list() == ["what is 2 + 2?", None, "find"]

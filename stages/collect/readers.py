@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from stages.collect.fields import as_text, get_path, parse_path, path_expr, text_expr
 from stages.collect.spec import SourceSpec
 from stages.records import conform, to_json
+from stages.store import stream_parquet
 
 TARGETS = ("problem", "answer", "solution", "tests", "domain")
 MAPPED_SCHEMA: dict[str, pl.DataType] = {
@@ -68,8 +67,8 @@ def iter_records(path: Path) -> Iterator[Record]:
     if not path.is_file():
         raise SourceError(f"no file at {path}")
     if fmt in ("parquet", "csv"):
-        for batch in _arrow_batches(spec, fmt, READ_BATCH_ROWS):
-            yield from ((r, None, None) for r in batch.to_pylist())
+        for frame in _frames(spec, fmt, READ_BATCH_ROWS):
+            yield from ((r, None, None) for r in frame.iter_rows(named=True))
         return
     for record, error, detail in _records(spec, fmt):
         if error is None and not isinstance(record, dict):
@@ -174,21 +173,23 @@ def _record_frames(records: Iterable[Record], spec: SourceSpec, batch_rows: int)
 # --- columnar sources -----------------------------------------------------------------------------
 
 
-def _arrow_batches(spec: SourceSpec, fmt: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _frames(spec: SourceSpec, fmt: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Raw frames of a Parquet or CSV file, streamed."""
     assert spec.path is not None
     if fmt == "parquet":
-        yield from pq.ParquetFile(spec.path).iter_batches(batch_size=batch_rows)
-    else:
-        read_options = pacsv.ReadOptions(block_size=1 << 24)
-        yield from pacsv.open_csv(spec.path, read_options=read_options)
+        yield from stream_parquet(spec.path, None, batch_rows)
+        return
+    read_options = pacsv.ReadOptions(block_size=1 << 24)
+    for batch in pacsv.open_csv(spec.path, read_options=read_options):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
 
 
 def _columnar(spec: SourceSpec, fmt: str, batch_rows: int) -> Iterator[pl.DataFrame]:
     paths = {t: parse_path(p) for t, p in spec.fields.paths().items()}
     offset = 0
-    for batch in _arrow_batches(spec, fmt, batch_rows):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
+    for frame in _frames(spec, fmt, batch_rows):
         yield _map_frame(frame, paths, offset)
         offset += frame.height
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from stages.answers import extract_answer, normalize_answer
+from stages.answers import extract_answer, normalize_answers
 from stages.collect.readers import read_source
 from stages.collect.spec import CollectConfig, SourceSpec
 from stages.records import DOMAINS, PROBLEM_SCHEMA, conform, detail_json
@@ -17,7 +17,9 @@ from stages.text import uid_expr
 # Problems that cannot be solved from their text alone (Skywork-OR1 removed these too).
 IMAGE_PATTERN = r"(?i)!\[[^\]]*\]\([^)]*\)|<img\b|\[img\]|\.(?:png|jpe?g|gif|svg|bmp|webp)\b"
 # The same, reaching back to the whole file name for the evidence shown to users.
-IMAGE_EVIDENCE = r"(?i)!\[[^\]]*\]\([^)]*\)|<img\b[^>]*>|\[img\][^\[]*|[\w/.:-]+\.(?:png|jpe?g|gif|svg|bmp|webp)\b"
+IMAGE_EVIDENCE = (
+    r"(?i)!\[[^\]]*\]\([^)]*\)|<img\b[^>]*>|\[img\][^\[]*|[\w/.:-]+\.(?:png|jpe?g|gif|svg|bmp|webp)\b"
+)
 URL_PATTERN = r"(?i)\bhttps?://[^\s)\]}]+|\bwww\.[a-z0-9-]+\.[a-z]{2,}[^\s)\]}]*"
 
 
@@ -111,8 +113,12 @@ def with_answers(mapped: pl.DataFrame, spec: SourceSpec) -> pl.DataFrame:
         .then(pl.col("solution"))
         .map_elements(extract_answer, return_dtype=pl.String, skip_nulls=True)
     )
-    answer = pl.when(missing).then(extracted).otherwise(pl.col("answer"))
-    return mapped.with_columns(
-        normalize_answer(answer, spec.integer_answers).alias("answer"),
-        (missing & extracted.is_not_null()).alias("answer_extracted"),
+    filled = (
+        mapped.with_columns(extracted.alias("extracted"))  # materialised: the extraction runs Python
+        .with_columns(
+            pl.when(missing).then(pl.col("extracted")).otherwise(pl.col("answer")).alias("answer"),
+            (missing & pl.col("extracted").is_not_null()).alias("answer_extracted"),
+        )
+        .drop("extracted")
     )
+    return normalize_answers(filled, "answer", spec.integer_answers)

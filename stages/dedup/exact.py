@@ -12,9 +12,9 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from stages.dedup.policy import KEY_COLUMNS, choose_keepers
-from stages.records import detail_json
-from stages.store import StageWriter, read_shards
+from stages.dedup.policy import choose_keepers, key_columns
+from stages.records import PROBLEM_SCHEMA, detail_json
+from stages.store import StageWriter, read_shards, shard_paths
 
 
 class ExactDedupConfig(BaseModel):
@@ -22,10 +22,11 @@ class ExactDedupConfig(BaseModel):
 
 
 def read_keys(input_dir: Path) -> pl.DataFrame:
-    """The key columns of every input row, numbered in input order."""
-    frames = list(read_shards(input_dir, columns=KEY_COLUMNS, batch_rows=250_000))
-    keys = pl.concat(frames) if frames else pl.DataFrame(schema={c: pl.String for c in KEY_COLUMNS})
-    return keys.with_row_index("idx")
+    """The policy's key columns of every input row, numbered in input order. One streaming query
+    over all shards: text columns are reduced to has_* flags as they are read, never held."""
+    paths = shard_paths(input_dir)
+    rows = pl.scan_parquet(paths) if paths else pl.LazyFrame(schema=PROBLEM_SCHEMA)
+    return rows.select(key_columns()).with_row_index("idx").collect(engine="streaming")
 
 
 def split_by_decision(input_dir: Path, decisions: pl.DataFrame, out: StageWriter, detail: pl.Expr) -> None:

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import polars as pl
 
-KEY_COLUMNS = ["uid", "source", "sources", "answer", "solution", "tests"]
+PREFERRED = ("answer", "solution", "tests")  # in order of preference
 
 
 def has(col: str) -> pl.Expr:
-    return pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "")
+    return (pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "")).alias(f"has_{col}")
+
+
+def key_columns() -> list[pl.Expr]:
+    """What the policy needs of each row: identity, provenance and which fields it has."""
+    return [pl.col("uid"), pl.col("source"), pl.col("sources"), *(has(c) for c in PREFERRED)]
 
 
 def choose_keepers(keys: pl.DataFrame, group: str) -> pl.DataFrame:
-    """For rows with columns `idx`, `group` and KEY_COLUMNS: per idx, whether it is kept, the uid and
+    """For rows with columns `idx`, `group` and `key_columns()`: per idx, whether it is kept, the uid and
     source of its group's keeper (`keeper_idx` doubles as a cluster id), the group's merged
     sources and size. Sorted by idx."""
-    ranked = keys.sort(
-        [has("answer"), has("solution"), has("tests"), pl.col("idx")],
-        descending=[True, True, True, False],
-    )
+    ranked = keys.sort([*(f"has_{c}" for c in PREFERRED), "idx"], descending=[True, True, True, False])
     keepers = ranked.group_by(group, maintain_order=True).agg(
         pl.col("idx").first().alias("keeper_idx"),
         pl.col("uid").first().alias("keeper_uid"),
