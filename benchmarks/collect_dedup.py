@@ -65,7 +65,9 @@ def timed(parquet: Path, work: Path, queue: mp.Queue) -> None:
     )
     end = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    queue.put((collected, deduped, middle - start, end - middle, usage.ru_maxrss, usage.ru_utime + usage.ru_stime))
+    queue.put(
+        (collected, deduped, middle - start, end - middle, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+    )
 
 
 def main() -> None:
@@ -99,7 +101,9 @@ def main() -> None:
     )
     print(f"peak RSS: {peak_gb:.2f} GB  ({peak_gb / TARGET_RSS_GB:.2f}x the {TARGET_RSS_GB} GB bound)")
     # CPU seconds (all threads, including start-up imports) do not depend on what else the machine runs
-    print(f"CPU time: {cpu_s:.2f}s  ({args.rows / cpu_s:,.0f} rows per CPU-second)  load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"CPU time: {cpu_s:.2f}s  ({args.rows / cpu_s:,.0f} rows per CPU-second)  load average now {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ def iter_records(path: Path) -> Iterator[Record]:
             error, detail = "not_an_object", f"a JSON {type(record).__name__}"
         yield record, error, detail
 
+
 Record = tuple[Any, str | None, str | None]  # (record, error reason, error detail)
 
 
