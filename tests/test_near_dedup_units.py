@@ -100,6 +100,71 @@ def test_ngram_keys_stay_inside_each_text():
     assert counts.tolist() == [0, 4]
 
 
+def test_ngram_keys_match_a_plain_loop():
+    rng = np.random.default_rng(3)
+    lengths = rng.choice([0, 1, 2, 4, 5, 6, 30], size=300)
+    hashes = rng.integers(0, 2**64, int(lengths.sum()), dtype=np.uint64)
+    for ngram in (1, 3, 5):
+        keys, counts = minhash.ngram_keys(hashes, lengths, ngram, seed=1)
+        coeff = [int(c) for c in minhash._rng_u64(1, 1, ngram) | np.uint64(1)]
+        expected, start = [], 0
+        for n in lengths.tolist():
+            tokens = [int(h) for h in hashes[start : start + n]]
+            windows = [tokens[i : i + ngram] for i in range(n - ngram + 1)] or ([tokens] if n else [])
+            for window in windows:
+                key = sum(h * c for h, c in zip(window, coeff, strict=False)) % 2**64
+                expected.append((key ^ (key >> 32)) & 0xFFFFFFFF)
+            start += n
+        assert keys.tolist() == expected
+        assert counts.tolist() == [max(n - ngram + 1, 1) if n else 0 for n in lengths.tolist()]
+
+
+def test_one_permutation_signatures_are_unbiased_for_short_texts():
+    """Texts of 2-12 shingles leave most of the 128 bins empty before densification: the estimate must
+    stay unbiased (the densified bins are what makes or breaks that)."""
+    rng = np.random.default_rng(5)
+    texts, truth = [], []
+    for _ in range(400):
+        shared = rng.choice(10**6, rng.integers(1, 8), replace=False)
+        extra = rng.choice(10**6, rng.integers(0, 5) * 2, replace=False) + 10**6
+        left, right = set(np.r_[shared, extra[::2]].tolist()), set(np.r_[shared, extra[1::2]].tolist())
+        truth.append(len(left & right) / len(left | right))
+        texts += [" ".join(map(word, left)), " ".join(map(word, right))]
+    keys, counts = minhash.shingles(pl.Series(texts), ngram=1)
+    sig = minhash.MinHasher(128).signatures(keys, counts)
+    estimate = minhash.estimated_jaccard(sig, np.arange(0, len(texts), 2), np.arange(1, len(texts), 2))
+    assert abs((estimate - np.asarray(truth)).mean()) < 0.01
+    assert (sig != 0xFFFFFFFF).all()
+
+
+def test_densify_borrows_from_originally_filled_bins_along_shared_probes():
+    empty = 0xFFFFFFFF
+    raw = np.full((4, 16), empty, dtype=np.uint32)
+    raw[0, [1, 7]] = [10, 70]
+    raw[1, [1, 7]] = [10, 70]  # same filled bins and values as row 0: must densify identically
+    raw[2, 3] = 30
+    filled = minhash.densify(raw.copy(), np.array([True, True, True, False]))
+    assert np.array_equal(filled[0], filled[1])
+    assert set(filled[0].tolist()) == {10, 70} and filled[0, 1] == 10 and filled[0, 7] == 70
+    assert (filled[2] == 30).all() and (filled[3] == empty).all()
+
+
+def test_candidate_pairs_are_the_rows_sharing_a_band_bucket():
+    rng = np.random.default_rng(2)
+    keys = rng.integers(0, 40, size=(200, 3)).astype(np.uint64)
+    lone = rng.random(keys.shape) < 0.5
+    keys[lone] = np.arange(lone.sum(), dtype=np.uint64) + 1000  # half the entries in no bucket
+    src, dst = minhash.candidate_pairs(keys)
+    assert (src < dst).all() and len(set(zip(src.tolist(), dst.tolist(), strict=True))) == src.size
+    assert (keys[src] == keys[dst]).any(axis=1).all()  # every pair shares a bucket
+    labels = clusters.connected_components(200, src, dst)
+    for band in range(3):  # and every bucket ends up in one component
+        for key in np.unique(keys[:, band]):
+            rows = np.flatnonzero(keys[:, band] == key)
+            assert (labels[rows] == labels[rows[0]]).all()
+    assert minhash.candidate_pairs(np.zeros((0, 3), dtype=np.uint64))[0].size == 0
+
+
 def test_connected_components_matches_a_plain_union_find():
     rng = random.Random(1)
     for n in (1, 50, 2000):

@@ -1,16 +1,21 @@
 """MinHash-LSH near-duplicate removal, vectorised with numpy (no per-document Python loop).
 
 Why our own implementation: benchmarks/dedup.py measures it >= 10x faster than datasketch
-MinHash + MinHashLSH at the same num_perm, threshold and shingles, with the same recall against
-exact Jaccard. The speed comes from doing every step array-at-a-time:
+MinHash + MinHashLSH at the same num_perm, threshold, bands and shingles, with the same recall
+against exact Jaccard (docs/dedup.md has the numbers). The speed comes from doing every step
+array-at-a-time, and from not evaluating num_perm hash functions per shingle:
 
 * shingles: texts are tokenised by polars (math-aware, stages.text.math_text), tokens hashed once,
-  word n-gram hashes combined with a polynomial over shifted token arrays;
-* signatures: multiply-add-shift hashing ((a*x + b) mod 2^64) >> 32 of 32-bit shingle keys, a
-  strongly universal family, evaluated as one (shingles x num_perm) matrix per chunk and
-  min-reduced per document with `np.minimum.reduceat`, in threads (numpy releases the GIL);
-* LSH: band keys by a random linear hash of each band's rows; candidate pairs by sorting each
-  band's keys (star edges per bucket), no dict of buckets;
+  word n-gram keys a rolling polynomial over the token-hash array (windows crossing a text's end
+  masked out), folded to 32 bits;
+* signatures: one-permutation hashing (Li et al. 2012) with `_PLACEMENTS` (8) hash functions per
+  shingle instead of num_perm (128): each multiply-add-shift hash ((a*x + b) mod 2^64) >> 32 picks
+  a bin and a rank, `np.minimum.at` keeps each bin's smallest rank, and the bins still empty are
+  filled by optimal densification (Shrivastava 2017). Per position, P[two signatures agree] is their
+  Jaccard, as for classic MinHash, at 1/16 of the hashing; chunks run in threads (numpy releases
+  the GIL);
+* LSH: band keys by a random linear hash of each band's rows; candidate pairs by sorting, per band,
+  the rows whose key repeats (star edges per bucket), no dict of buckets;
 * clusters: array union-find (clusters.connected_components).
 
 Memory stays bounded: signatures stream to a memory-mapped file in the stage's partial directory,
@@ -19,6 +24,7 @@ and only `bands` 8-byte keys per row stay in RAM.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +42,10 @@ from stages.text import SHINGLE_TOKEN_PATTERN
 
 MASK32 = np.uint64((1 << 32) - 1)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-_SHINGLES_PER_CHUNK = 1024  # (1024 x num_perm) uint64 blocks stay in cache: 2x faster than 32k
+_SHINGLES_PER_CHUNK = 1 << 17  # per-chunk temporaries ~3.5 MB; smaller chunks pay numpy call overhead
+_PLACEMENTS = 8  # hash functions per shingle (see MinHasher)
+_TOKENS_PER_BLOCK = 1 << 16  # n-gram keys are summed in blocks of this many tokens
+_ROWS_PER_TOKEN_SLICE = 5_000  # fewer rows than this per thread: tokenise in one call
 
 
 class MinhashDedupConfig(BaseModel):
@@ -120,16 +129,20 @@ def _rng_u64(seed: int, salt: int, size: int) -> np.ndarray:
 
 
 def shingles(
-    texts: pl.Series, ngram: int, unit: str = "word", seed: int = 1
+    texts: pl.Series, ngram: int, unit: str = "word", seed: int = 1, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shingle keys of each text: (flat uint64 keys < 2^32, shingles per text). A text shorter than
     `ngram` tokens has one shingle (all its tokens); an empty text has none."""
     texts = texts.fill_null("")
     if unit == "word":
-        tokens = texts.str.extract_all(SHINGLE_TOKEN_PATTERN)
-        lengths = tokens.list.len().to_numpy().astype(np.int64)
-        flat = tokens.explode(empty_as_null=False).drop_nulls()
-        hashes = flat.hash(seed=seed).to_numpy()
+        # polars runs one string kernel on one thread: tokenise slices of the texts in threads
+        threads = max(1, min(threads or _threads(), texts.len() // _ROWS_PER_TOKEN_SLICE))
+        cuts = [texts.len() * i // threads for i in range(threads + 1)]
+        slices = [texts.slice(lo, hi - lo) for lo, hi in itertools.pairwise(cuts)]
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda part: _token_hashes(part, seed), slices))
+        lengths = np.concatenate([p[0] for p in parts])
+        hashes = np.concatenate([p[1] for p in parts])
     else:
         lengths = texts.str.len_chars().to_numpy().astype(np.int64)
         codepoints = np.frombuffer("".join(texts.to_list()).encode("utf-32-le"), dtype=np.uint32)
@@ -137,72 +150,173 @@ def shingles(
     return ngram_keys(hashes, lengths, ngram, seed)
 
 
+def _token_hashes(texts: pl.Series, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens per text, hash of every token in order) for SHINGLE_TOKEN_PATTERN tokens; a lazy
+    query, so polars releases the GIL and slices run in parallel threads."""
+    tokens = (
+        texts.to_frame("text")
+        .lazy()
+        .select(pl.col("text").str.extract_all(SHINGLE_TOKEN_PATTERN).list.eval(pl.element().hash(seed)))
+        .collect()
+        .to_series()
+    )
+    lengths = tokens.list.len().to_numpy().astype(np.int64)
+    return lengths, tokens.explode(empty_as_null=False).drop_nulls().to_numpy()
+
+
+def _threads() -> int:
+    return min(8, os.cpu_count() or 1)
+
+
 def ngram_keys(
     hashes: np.ndarray, lengths: np.ndarray, ngram: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Combine consecutive token hashes into n-gram keys, never across text boundaries."""
-    total = int(lengths.sum())
-    starts = np.cumsum(lengths) - lengths
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-    length_of = np.repeat(lengths, lengths)
+    """Combine consecutive token hashes into n-gram keys, never across text boundaries: a rolling
+    polynomial over the token-hash array, in cache-sized blocks written straight to the output;
+    windows that cross a text's end are masked out, a text shorter than `ngram` gets one key of all
+    its tokens."""
+    total = hashes.size
     coeff = _rng_u64(seed, 1, ngram) | np.uint64(1)
-    keys = np.zeros(total, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(ngram):
-            shifted = np.concatenate([hashes[j:], np.zeros(min(j, total), dtype=np.uint64)])
-            keys += np.where(pos + j < length_of, shifted * coeff[j], np.uint64(0))
-    first = (pos + ngram <= length_of) | ((pos == 0) & (length_of < ngram))
-    keys = keys[first]
-    keys = (keys ^ (keys >> np.uint64(32))) & MASK32
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
     counts = np.where(lengths > 0, np.maximum(lengths - ngram + 1, 1), 0)
-    return keys, counts
+    m = total - ngram + 1  # positions with a full window
+    keep = np.zeros(total, dtype=bool)
+    keep[: max(m, 0)] = True
+    for j in range(1, ngram):  # windows that start in a text's last ngram-1 tokens
+        keep[ends[lengths >= j] - j] = False
+    short = np.flatnonzero((lengths > 0) & (lengths < ngram))
+    first, size = starts[short], lengths[short]
+    whole = np.zeros(short.size, dtype=np.uint64)
+    keep[first] = True
+    out = np.empty(int(counts.sum()), dtype=np.uint64)
+    block = np.empty(min(_TOKENS_PER_BLOCK, max(total, 1)), dtype=np.uint64)
+    term = np.empty_like(block)
+    written = 0
+    with np.errstate(over="ignore"):
+        for j in range(ngram - 1):
+            inside = size > j
+            whole[inside] += hashes[first[inside] + j] * coeff[j]
+        for lo in range(0, total, _TOKENS_PER_BLOCK):
+            hi = min(lo + _TOKENS_PER_BLOCK, total)
+            key = block[: hi - lo]
+            full = max(min(hi, m) - lo, 0)
+            np.multiply(hashes[lo : lo + full], coeff[0], out=key[:full])
+            for j in range(1, ngram):
+                key[:full] += np.multiply(hashes[lo + j : lo + j + full], coeff[j], out=term[:full])
+            key[full:] = 0
+            inside = slice(*np.searchsorted(first, [lo, hi]))
+            key[first[inside] - lo] = whole[inside]
+            key ^= np.right_shift(key, np.uint64(32), out=term[: hi - lo])  # fold to 32 bits
+            key &= MASK32
+            kept = key[keep[lo:hi]]
+            out[written : written + kept.size] = kept
+            written += kept.size
+    return out, counts
 
 
 # --- signatures and bands ----------------------------------------------------------------------------
 
 
 class MinHasher:
-    """num_perm multiply-add-shift hash functions; `signatures` min-reduces them per document."""
+    """MinHash signatures by one-permutation hashing (OPH) with `placements` hash functions instead
+    of `num_perm`: each shingle gets `placements` (bin, rank) pairs from multiply-add-shift hashes
+    ((a*x + b) mod 2^64) >> 32 and every bin keeps its smallest rank; bins still empty are filled
+    by optimal densification. P[two signatures agree at a position] = Jaccard (see docs/dedup.md)."""
 
-    def __init__(self, num_perm: int = 128, seed: int = 1, threads: int | None = None):
+    def __init__(
+        self, num_perm: int = 128, seed: int = 1, threads: int | None = None, placements: int = _PLACEMENTS
+    ):
         self.num_perm = num_perm
-        self.a = _rng_u64(seed, 2, num_perm)
-        self.b = _rng_u64(seed, 3, num_perm)
-        self.threads = threads or min(8, os.cpu_count() or 1)
+        self.seed = seed
+        self.a = _rng_u64(seed, 2, placements) | np.uint64(1)
+        self.b = _rng_u64(seed, 3, placements)
+        self.threads = threads or _threads()
 
     def signatures(self, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """(documents x num_perm) uint32 signatures; a document with no shingles gets all 2^32-1."""
         sig = np.full((counts.size, self.num_perm), MASK32, dtype=np.uint32)
         bounds = np.r_[0, np.cumsum(counts)]
-        # document ranges of about _SHINGLES_PER_CHUNK shingles each
+        # document ranges of about _SHINGLES_PER_CHUNK shingles each, hashed in threads (numpy
+        # releases the GIL), so temporaries stay a few MB whatever the batch
         cuts = np.searchsorted(bounds, np.arange(0, bounds[-1], _SHINGLES_PER_CHUNK), side="right") - 1
         cuts = np.unique(np.r_[0, cuts, counts.size])
-        chunks = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
 
         def work(chunk: tuple[int, int]) -> None:
             lo, hi = chunk
-            docs = np.flatnonzero(counts[lo:hi]) + lo
-            if docs.size == 0:
-                return
-            x = keys[bounds[lo] : bounds[hi]]
-            h = np.multiply.outer(x, self.a)
-            h += self.b
-            h >>= np.uint64(32)
-            sig[docs] = np.minimum.reduceat(h, bounds[docs] - bounds[lo], axis=0)
+            self._bins(keys[bounds[lo] : bounds[hi]], counts[lo:hi], sig[lo:hi])
 
         with ThreadPoolExecutor(self.threads) as pool:
-            list(pool.map(work, chunks))
-        return sig
+            list(pool.map(work, zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True)))
+        return densify(sig, counts > 0, self.seed)
+
+    def _bins(self, x: np.ndarray, counts: np.ndarray, out: np.ndarray) -> None:
+        """One-permutation hashing of one chunk: out[doc, bin] = min rank of the doc's shingles there."""
+        flat = out.reshape(-1)
+        base = np.repeat(np.arange(counts.size, dtype=np.int64) * self.num_perm, counts)
+        h = np.empty(x.size, dtype=np.uint64)
+        rank = np.empty(x.size, dtype=np.uint32)
+        cell = np.empty(x.size, dtype=np.int64)
+        width, even = np.uint64(self.num_perm), np.uint64(MASK32 - 1)
+        with np.errstate(over="ignore"):
+            for a, b in zip(self.a, self.b, strict=True):
+                np.multiply(x, a, out=h)
+                h += b
+                h >>= np.uint64(32)  # 32 strongly universal bits t
+                h *= width  # t * num_perm: the bin above bit 32, a rank below (even: never 2^32-1)
+                np.bitwise_and(h, even, out=rank, casting="unsafe")
+                h >>= np.uint64(32)
+                np.add(h.view(np.int64), base, out=cell)
+                np.minimum.at(flat, cell, rank)
 
 
-def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 1) -> np.ndarray:
-    """(documents x bands) uint64 bucket keys: a random linear hash of each band's `rows` values."""
+_PROBE_BLOCK = 64
+
+
+@cache
+def _probe_deltas(num_perm: int, seed: int, block: int) -> np.ndarray:
+    """Attempts block*64 .. block*64+63 of the probe sequences, as (64 x num_perm) offsets: at attempt
+    t, bin i of a document looks at its bin i + delta[t, i] (a uniformly random bin)."""
+    donors = np.random.default_rng([seed, 5, block]).integers(0, num_perm, (_PROBE_BLOCK, num_perm))
+    return (donors - np.arange(num_perm)).astype(np.int32)
+
+
+def densify(sig: np.ndarray, nonempty: np.ndarray, seed: int = 1) -> np.ndarray:
+    """Optimal densification (Shrivastava 2017), in place: an empty bin i of a non-empty document takes
+    the value of the first bin that is non-empty in that document along a random probe sequence of
+    bin i that is the same for every document, so P[two signatures agree at bin i] stays their Jaccard."""
+    num_perm = sig.shape[1]
+    flat = sig.reshape(-1)
+    empty = flat == MASK32  # before densification: only these bins may be filled, others donate
+    empty.reshape(sig.shape)[~nonempty] = False
+    cells = np.flatnonzero(empty)
+    if flat.size < 2**31:
+        cells = cells.astype(np.int32)
+    low = num_perm - 1 if num_perm & (num_perm - 1) == 0 else None
+    attempt = 0
+    while cells.size:
+        deltas = _probe_deltas(num_perm, seed, attempt // _PROBE_BLOCK)[attempt % _PROBE_BLOCK]
+        donor = cells + deltas[cells & low if low is not None else cells % num_perm]
+        still = empty[donor]
+        found = ~still
+        flat[cells[found]] = flat[donor[found]]
+        cells = cells[still]
+        attempt += 1
+    return sig
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 1, chunk: int = 4096) -> np.ndarray:
+    """(documents x bands) uint64 bucket keys: a random linear hash of each band's `rows` values
+    (computed on cache-sized blocks of documents)."""
     coeff = _rng_u64(seed, 4, rows) | np.uint64(1)
     out = np.empty((sig.shape[0], bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for band in range(bands):
-            values = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
-            out[:, band] = (values * coeff).sum(axis=1, dtype=np.uint64)
+        for lo in range(0, sig.shape[0], chunk):
+            values = sig[lo : lo + chunk, : bands * rows].reshape(-1, bands, rows)
+            acc = out[lo : lo + chunk]
+            np.multiply(values[:, :, 0], coeff[0], out=acc, dtype=np.uint64)
+            for row in range(1, rows):
+                acc += values[:, :, row] * coeff[row]
     return out
 
 
@@ -281,12 +395,19 @@ def signatures_to_disk(
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row pairs that share a bucket in at least one band (star edges per bucket, deduplicated)."""
-    found = [clusters.bucket_edges(keys[:, band]) for band in range(keys.shape[1])]
-    none = np.zeros(0, dtype=np.int64)
-    return clusters.unique_edges(
-        np.concatenate([none, *(f[0] for f in found)]), np.concatenate([none, *(f[1] for f in found)])
-    )
+    """Row pairs that share a bucket in at least one band (star edges per bucket, deduplicated).
+    Only rows whose key repeats in a band (polars' hash-based `is_duplicated`, all bands at once)
+    are sorted."""
+    repeated = pl.DataFrame(keys, orient="row").select(pl.all().is_duplicated()).to_numpy()
+    src, dst = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for band in range(keys.shape[1]):
+        rows = np.flatnonzero(repeated[:, band])
+        if rows.size == 0:
+            continue
+        head, other = clusters.bucket_edges(keys[rows, band])
+        src.append(rows[head])
+        dst.append(rows[other])
+    return clusters.unique_edges(np.concatenate(src), np.concatenate(dst))
 
 
 def run(input_dir: Path, config: MinhashDedupConfig, out: StageWriter) -> dict[str, Any]:
