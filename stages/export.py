@@ -1,28 +1,38 @@
-"""Export: an SFT set and an RL set in verl's Parquet layout, from problems or verified generations.
+"""Export: the SFT set and the RL set (verl's Parquet layout), from problems or verified generations.
 
-From problem rows (no teacher yet):
-    sft/  uid, source, domain, messages=[{role: user, content}], answer, solution, sources
-From generation rows (after generate/verify):
-    sft/  uid, sample, source, domain, model, messages=[user, assistant "<think>…</think>answer"], answer
-          (only traces the verifier marked correct; the others are dropped with reason `incorrect`)
-Both:
-    rl/   data_source, prompt=[{role: user, content}], ability, reward_model={style, ground_truth},
-          extra_info={split, index, uid, source, answer}  -- one row per problem with a ground truth
+    sft/<split>/part-*.parquet   format `messages`:  uid, [sample, model,] source, domain,
+                                     messages=[system?, user, assistant "<think>\\n…\\n</think>\\n\\nanswer"],
+                                     answer, pass_rate, n_samples, num_tokens
+                                 format `sharegpt`:  the same with conversations=[{from: human|gpt, value}]
+                                     and a `system` column (LLaMA-Factory's ShareGPT layout)
+    rl/<split>/part-*.parquet    data_source, prompt=[{role: user, content}], ability,
+                                     reward_model={style: rule, ground_truth},
+                                     extra_info={split, index, uid, source, answer, pass_rate, n_samples}
 
-Rows without a ground truth (no gold answer, no tests) cannot be rewarded: they stay out of rl/ and
-the report counts them.
+From problem rows (no teacher yet) the SFT rows have the user turn only. From generation rows the
+traces go through stages.select (up to m correct traces per problem, optionally a budget); the rows
+not selected are dropped here with `incorrect` / `unverified` / `not_selected` / `over_budget`. The RL
+set has one row per problem of the input that has a ground truth (gold answer, or tests for code),
+whether or not a trace of it was selected: RL needs the problem, not a trace.
+
+Splits: with `validation_fraction`, a problem goes to validation when blake2b(salt:uid) falls under
+the fraction: deterministic, the same for SFT and RL (no problem in both splits), stable across runs.
+Shards hold at most `shard_rows` rows. Token statistics are labelled with the tokenizer that counted
+(stages.tokens).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages.records import detail_json
-from stages.store import StageWriter, read_shards
+from stages.select import Classifier, SelectConfig, choose, trace_length, unit_interval
+from stages.store import ShardWriter, StageWriter, read_shards, shard_paths
+from stages.tokens import TokenCounter, length_stats, token_counter
 
 DEFAULT_INSTRUCTIONS = {
     "math": "Let's think step by step and output the final answer within \\boxed{}.",
@@ -31,16 +41,33 @@ DEFAULT_INSTRUCTIONS = {
     "code": "Write a complete Python solution in a single ```python code block.",
     "general": "",
 }
+# columns a batch may lack (problem rows, or rows before pass_rate) that the outputs always carry
+OPTIONAL: dict[str, pl.DataType] = {
+    "tests": pl.String(),
+    "solution": pl.String(),
+    "sources": pl.List(pl.String()),
+    "pass_rate": pl.Float64(),
+    "n_samples": pl.Int32(),
+}
+SETS = ("sft", "rl")
 
 
 class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    format: Literal["messages", "sharegpt"] = Field("messages", description="layout of the SFT set")
+    system: str | None = Field(None, description="system prompt of every SFT conversation")
     instructions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_INSTRUCTIONS),
         description="text appended to the problem in the user turn, per domain",
     )
-    split: str = Field("train", description="`extra_info.split` of the RL rows")
+    split: str = Field("train", description="name of the training split")
+    validation_fraction: float = Field(0.0, ge=0, lt=1, description="share of problems in validation")
+    validation_split: str = "validation"
+    split_salt: str = "longcot-split"
+    shard_rows: int = Field(100_000, gt=0, description="rows per Parquet shard")
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    tokenizer: str | None = Field("auto", description="'auto' (MiniLM proxy), a tokenizer path, or null")
 
 
 def user_prompt(config: ExportConfig) -> pl.Expr:
@@ -54,6 +81,10 @@ def user_prompt(config: ExportConfig) -> pl.Expr:
 
 def message(role: str, content: pl.Expr) -> pl.Expr:
     return pl.struct(pl.lit(role).alias("role"), content.alias("content"))
+
+
+def sharegpt_turn(speaker: str, value: pl.Expr) -> pl.Expr:
+    return pl.struct(pl.lit(speaker).alias("from"), value.alias("value"))
 
 
 def assistant_turn() -> pl.Expr:
@@ -70,69 +101,168 @@ def ground_truth() -> pl.Expr:
     return pl.coalesce(pl.col("answer"), pl.when(pl.col("domain") == "code").then(pl.col("tests")))
 
 
-def rl_rows(problems: pl.DataFrame, config: ExportConfig, first_index: int) -> pl.DataFrame:
+def conversation(config: ExportConfig, traces: bool) -> list[pl.Expr]:
+    """The SFT conversation column(s) in the configured layout."""
+    user = pl.col("prompt_text")
+    if config.format == "sharegpt":
+        turns = [sharegpt_turn("human", user), *([sharegpt_turn("gpt", assistant_turn())] if traces else [])]
+        return [
+            pl.concat_list(turns).alias("conversations"),
+            pl.lit(config.system, pl.String).alias("system"),
+        ]
+    system = [message("system", pl.lit(config.system))] if config.system else []
+    turns = [*system, message("user", user), *([message("assistant", assistant_turn())] if traces else [])]
+    return [pl.concat_list(turns).alias("messages")]
+
+
+def conversation_text(config: ExportConfig, traces: bool) -> pl.Expr:
+    """Every turn's text, for token counting (no chat template: that is the trainer's)."""
+    parts = [pl.lit(config.system or ""), pl.col("prompt_text")]
+    return pl.concat_str([*parts, assistant_turn()] if traces else parts, separator="\n")
+
+
+def sft_rows(batch: pl.DataFrame, config: ExportConfig, traces: bool) -> pl.DataFrame:
+    ids = ["uid", "sample", "source", "domain", "model"] if traces else ["uid", "source", "domain"]
+    rest = ["answer", "pass_rate", "n_samples"] if traces else ["answer", "solution", "sources"]
+    return batch.select(*ids, *conversation(config, traces), *rest, "num_tokens")
+
+
+def rl_rows(problems: pl.DataFrame, first_index: int) -> pl.DataFrame:
     return problems.with_row_index("index", offset=first_index).select(
         pl.col("source").alias("data_source"),
         pl.concat_list(message("user", pl.col("prompt_text"))).alias("prompt"),
         pl.col("domain").alias("ability"),
         pl.struct(pl.lit("rule").alias("style"), ground_truth().alias("ground_truth")).alias("reward_model"),
         pl.struct(
-            pl.lit(config.split).alias("split"), pl.col("index").cast(pl.Int64), "uid", "source", "answer"
+            "split", pl.col("index").cast(pl.Int64), "uid", "source", "answer", "pass_rate", "n_samples"
         ).alias("extra_info"),
     )
 
 
-def sft_rows(batch: pl.DataFrame, traces: bool) -> pl.DataFrame:
-    if not traces:
-        return batch.select(
-            "uid",
-            "source",
-            "domain",
-            pl.concat_list(message("user", pl.col("prompt_text"))).alias("messages"),
-            "answer",
-            "solution",
-            "sources",
-        )
-    return batch.select(
-        "uid",
-        "sample",
-        "source",
-        "domain",
-        "model",
-        pl.concat_list(message("user", pl.col("prompt_text")), message("assistant", assistant_turn())).alias(
-            "messages"
-        ),
-        "answer",
+def all_problems(batch: pl.DataFrame, seen: set[str]) -> pl.DataFrame:
+    """The batch's problems not met in an earlier batch (one row each); records them in `seen`."""
+    problems = batch.unique("uid", keep="first", maintain_order=True).filter(~pl.col("uid").is_in(list(seen)))
+    seen.update(problems["uid"].to_list())
+    return problems
+
+
+def split_of(uids: pl.Series, config: ExportConfig) -> pl.DataFrame:
+    """uid -> split, by a stable hash of the uid (see the module docstring)."""
+    unique = uids.unique()
+    u = unit_interval(unique, config.split_salt)
+    return pl.DataFrame({"uid": unique}).with_columns(
+        pl.when(u < config.validation_fraction)
+        .then(pl.lit(config.validation_split))
+        .otherwise(pl.lit(config.split))
+        .alias("split")
     )
 
 
-def run(input_dir: Path, config: ExportConfig, out: StageWriter) -> dict[str, Any]:
-    sft, rl = out.output("sft"), out.output("rl")
-    seen: set[str] = set()  # problems already considered for rl/ (generation rows repeat a problem)
+def _schema(input_dir: Path) -> list[str]:
+    paths = shard_paths(input_dir)
+    return list(pl.read_parquet_schema(paths[0])) if paths else []
+
+
+def _selection(
+    input_dir: Path, columns: list[str], config: ExportConfig, classifier: Classifier | None
+) -> pl.DataFrame:
+    """Which traces go into SFT, decided on a lean index of the whole input (not on the texts)."""
+    scan = pl.scan_parquet(shard_paths(input_dir))
+    index = scan.select(
+        "uid",
+        "sample",
+        pl.col("correct") if "correct" in columns else pl.lit(None, pl.Boolean).alias("correct"),
+        trace_length().alias("length"),
+        "domain",
+        "source",
+        *(["problem"] if config.select.budget and config.select.budget.balance_by == "msc" else []),
+    ).collect()
+    return choose(index, config.select, classifier)
+
+
+class _Sets:
+    """The SFT and RL shard writers, one per (set, split), opened on first use; and their token counts."""
+
+    def __init__(self, out: StageWriter, shard_rows: int):
+        self.out, self.shard_rows = out, shard_rows
+        self.writers: dict[str, ShardWriter] = {}
+        self.tokens: dict[str, list[pl.Series]] = defaultdict(list)
+
+    def write(self, key: str, frame: pl.DataFrame, tokens: pl.Series) -> None:
+        if key not in self.writers:
+            self.writers[key] = self.out.output(key)
+            self.writers[key].rows_per_shard = self.shard_rows
+        writer = self.writers[key]
+        while frame.height:  # cut at shard boundaries: a shard never holds more than shard_rows
+            room = self.shard_rows - writer.rows % self.shard_rows
+            writer.write(frame.head(room))
+            frame = frame.slice(room)
+        self.tokens[key].append(tokens)
+
+    def rows(self, key: str) -> int:
+        return self.writers[key].rows if key in self.writers else 0
+
+    def close(self) -> dict[str, dict[str, Any]]:
+        counts: dict[str, dict[str, Any]] = {name: {} for name in SETS}
+        for key, writer in sorted(self.writers.items()):
+            name, split = key.split("/")
+            rows = writer.close()
+            tokens = length_stats(pl.concat(self.tokens[key]))
+            counts[name][split] = {"rows": rows, "shards": writer.shards, "tokens": tokens}
+        return counts
+
+
+def run(
+    input_dir: Path, config: ExportConfig, out: StageWriter, classifier: Classifier | None = None
+) -> dict[str, Any]:
+    columns = _schema(input_dir)
+    traces = "response" in columns
+    selection = _selection(input_dir, columns, config, classifier) if traces else None
+    uids = [b["uid"] for b in read_shards(input_dir, columns=["uid"])]
+    splits = split_of(pl.concat(uids) if uids else pl.Series("uid", [], pl.String), config)
+    sets = _Sets(out, config.shard_rows)
+    counter: TokenCounter = token_counter(config.tokenizer)
+    seen: set[str] = set()  # problems already written to rl/ (generation rows repeat a problem)
     no_truth = 0
+    teacher_tokens: list[pl.Series] = []
     for batch in read_shards(input_dir):
         out.count_in(batch.height)
-        traces = "response" in batch.columns
-        if "tests" not in batch.columns:
-            batch = batch.with_columns(pl.lit(None, pl.String).alias("tests"))
-        prompted = batch.with_columns(user_prompt(config).alias("prompt_text"))
-        good = pl.col("correct").fill_null(False) if "correct" in batch.columns else pl.lit(True)
-        out.keep(batch.filter(good))
-        if traces and "correct" in batch.columns:
-            out.drop(
-                batch.filter(~good).with_columns(
-                    pl.lit("incorrect").alias("drop_reason"),
-                    detail_json(
-                        verifier=pl.col("verifier"), extracted=pl.col("extracted"), answer=pl.col("answer")
-                    ).alias("drop_detail"),
-                )
-            )
-        sft.write(sft_rows(prompted.filter(good), traces))
-        problems = prompted.unique("uid", keep="first", maintain_order=True).filter(
-            ~pl.col("uid").is_in(list(seen))
+        batch = batch.with_columns(
+            pl.lit(None, dtype).alias(c) for c, dtype in OPTIONAL.items() if c not in batch.columns
         )
-        seen.update(problems["uid"].to_list())
-        rewardable = problems.filter(ground_truth().is_not_null())
-        no_truth += problems.height - rewardable.height
-        rl.write(rl_rows(rewardable, config, rl.rows))
-    return {"sft_rows": sft.close(), "rl_rows": rl.close(), "rl_excluded": {"no_ground_truth": no_truth}}
+        problems = all_problems(batch, seen)  # RL: every problem of the input, selected or not
+        if selection is not None:
+            batch = batch.join(selection, on=["uid", "sample"], how="left", maintain_order="left")
+            out.drop(batch.filter(pl.col("drop_reason").is_not_null()))
+            batch = batch.filter(pl.col("drop_reason").is_null()).drop("drop_reason", "drop_detail")
+        out.keep(batch)
+        if traces and "completion_tokens" in batch.columns:
+            teacher_tokens.append(batch["completion_tokens"].drop_nulls())
+        no_truth += problems.filter(ground_truth().is_null()).height
+        for name, frame in (("sft", batch), ("rl", problems.filter(ground_truth().is_not_null()))):
+            frame = frame.join(splits, on="uid", how="left", maintain_order="left").with_columns(
+                user_prompt(config).alias("prompt_text")
+            )
+            for (split,), part in frame.partition_by("split", as_dict=True, maintain_order=True).items():
+                key = f"{name}/{split}"
+                if name == "sft":
+                    tokens = counter.count(part.select(conversation_text(config, traces)).to_series())
+                    rows = sft_rows(part.with_columns(tokens.alias("num_tokens")), config, traces)
+                else:
+                    tokens = counter.count(part["prompt_text"])
+                    rows = rl_rows(part, sets.rows(key))
+                sets.write(key, rows, tokens)
+    counts = sets.close()
+    return {
+        "format": config.format,
+        "sets": counts,
+        "sft_rows": sum(s["rows"] for s in counts["sft"].values()),
+        "rl_rows": sum(s["rows"] for s in counts["rl"].values()),
+        "rl_excluded": {"no_ground_truth": no_truth},
+        "problems": len(seen),
+        "selection": config.select.model_dump(mode="json") if traces else None,
+        "tokens": {
+            **counter.summary(),
+            "teacher_completion_tokens": length_stats(pl.concat(teacher_tokens)) if teacher_tokens else None,
+        },
+    }

@@ -25,11 +25,11 @@ def test_sft_and_rl_sets(tmp_path):
     report = run_stage(export_run, tmp_path / "01" / "kept", config, tmp_path / "02", "export")
     assert report["rows_kept"] == 3 and report["details"]["rl_excluded"] == {"no_ground_truth": 1}
 
-    sft = pl.read_parquet(tmp_path / "02" / "sft")
+    sft = pl.read_parquet(tmp_path / "02" / "sft" / "train")
     assert sft.height == 3
     assert sft["messages"][0].to_list() == [{"role": "user", "content": "What is 2+3?\n\nBox it."}]
 
-    rl = pl.read_parquet(tmp_path / "02" / "rl").sort("ability")
+    rl = pl.read_parquet(tmp_path / "02" / "rl" / "train").sort("ability")
     assert rl.columns == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
     code_row, math_row = rl.row(0, named=True), rl.row(1, named=True)
     assert math_row["reward_model"] == {"style": "rule", "ground_truth": "5"}
@@ -60,12 +60,109 @@ def test_verified_traces_become_think_messages_and_one_rl_row_per_problem(tmp_pa
     rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
     report = run_stage(export_run, tmp_path / "in", ExportConfig(instructions={}), tmp_path / "out", "export")
     assert (report["rows_kept"], report["rows_dropped"]) == (1, 2)
-    assert report["drop_reasons"] == {"incorrect": 2}
-    sft = pl.read_parquet(tmp_path / "out" / "sft")
+    assert report["drop_reasons"] == {"incorrect": 1, "unverified": 1}
+    sft = pl.read_parquet(tmp_path / "out" / "sft" / "train")
     assert sft["messages"][0].to_list() == [
         {"role": "user", "content": "What is 2+3?"},
         {"role": "assistant", "content": "<think>\n2 plus 3 is 5.\n</think>\n\n\\boxed{5}"},
     ]
-    rl = pl.read_parquet(tmp_path / "out" / "rl")
+    rl = pl.read_parquet(tmp_path / "out" / "rl" / "train")
     assert rl["extra_info"].struct.field("uid").to_list() == ["p1"], "one RL row per problem with a truth"
     assert report["details"]["rl_excluded"] == {"no_ground_truth": 1}
+
+
+def traces(problems: int = 40, samples: int = 3) -> pl.DataFrame:
+    """Generation rows: problem i has `samples` traces; sample s is correct unless s == 0 and i is odd;
+    trace length grows with s (sample 2 is the longest)."""
+    rows = [
+        {
+            "uid": f"u{i:03d}",
+            "sample": s,
+            "model": "t",
+            "source": "math" if i % 2 else "code",
+            "domain": "math" if i % 2 else "code",
+            "problem": f"Problem {i}",
+            "answer": str(i),
+            "reasoning": "x" * (10 + 50 * s + i),
+            "response": f"\\boxed{{{i}}}",
+            "correct": not (s == 0 and i % 2),
+            "completion_tokens": 10 + s,
+            "pass_rate": 0.5,
+            "n_samples": samples,
+        }
+        for i in range(problems)
+        for s in range(samples)
+    ]
+    return pl.DataFrame(rows, schema_overrides={"sample": pl.Int32, "n_samples": pl.Int32})
+
+
+def export(tmp_path, rows: pl.DataFrame, **config) -> tuple[dict, object]:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
+    report = run_stage(export_run, tmp_path / "in", ExportConfig(**config), tmp_path / "out", "export")
+    return report, tmp_path / "out"
+
+
+def test_shortest_correct_sharegpt_split_and_shards(tmp_path):
+    report, out = export(
+        tmp_path,
+        traces(),
+        format="sharegpt",
+        system="Be brief.",
+        validation_fraction=0.25,
+        shard_rows=7,
+        tokenizer=None,
+    )
+    assert report["rows_kept"] == 40 and report["drop_reasons"] == {"not_selected": 60, "incorrect": 20}
+    train, val = pl.read_parquet(out / "sft" / "train"), pl.read_parquet(out / "sft" / "validation")
+    assert train.height + val.height == 40 and 0 < val.height < 20
+    sft = pl.concat([train, val])
+    # shortest correct: sample 0 for even problems, sample 1 (sample 0 is wrong) for odd ones
+    assert all(s == (u % 2) for u, s in zip(sft["uid"].str.slice(1).cast(int), sft["sample"], strict=True))
+    turn = sft.filter(pl.col("uid") == "u003").row(0, named=True)
+    assert turn["system"] == "Be brief."
+    assert [t["from"] for t in turn["conversations"]] == ["human", "gpt"]
+    assert turn["conversations"][1]["value"].startswith("<think>\n" + "x" * 63)
+    # splits are per problem, the same in SFT and RL, and stable: a second export agrees
+    rl_val = pl.read_parquet(out / "rl" / "validation")["extra_info"].struct.field("uid")
+    assert sorted(rl_val) == sorted(val["uid"]) and set(rl_val).isdisjoint(train["uid"])
+    assert pl.read_parquet(out / "rl" / "validation")["extra_info"].struct.field(
+        "split"
+    ).unique().to_list() == ["validation"]
+    shards = sorted(p.name for p in (out / "sft" / "train").iterdir())
+    assert len(shards) == -(-train.height // 7) and all(
+        pl.read_parquet(out / "sft" / "train" / n).height <= 7 for n in shards
+    )
+    sets = report["details"]["sets"]
+    assert sets["sft"]["train"]["rows"] == train.height and sets["rl"]["validation"]["rows"] == val.height
+    tokens = report["details"]["tokens"]
+    assert tokens["kind"] == "estimate" and tokens["estimated_texts"] == 80, "40 SFT + 40 RL texts, labelled"
+    assert sft["num_tokens"].min() > 0
+    (tmp_path / "again").mkdir()
+    _, out2 = export(tmp_path / "again", traces(), validation_fraction=0.25, tokenizer=None)
+    assert sorted(pl.read_parquet(out2 / "sft" / "validation")["uid"]) == sorted(val["uid"])
+
+
+def test_messages_with_all_policy_real_tokenizer_and_pass_rate_in_rl(tmp_path):
+    report, out = export(tmp_path, traces(4), select={"policy": "all"}, system="Sys.")
+    assert report["rows_kept"] == 10 and report["drop_reasons"] == {"incorrect": 2}
+    sft = pl.read_parquet(out / "sft" / "train")
+    assert [m["role"] for m in sft["messages"][0]] == ["system", "user", "assistant"]
+    tokens = report["details"]["tokens"]
+    assert tokens["kind"] == "proxy" and "MiniLM" in tokens["tokenizer"] and tokens["estimated_texts"] == 0
+    assert report["details"]["tokens"]["teacher_completion_tokens"]["max"] == 12
+    rl = pl.read_parquet(out / "rl" / "train")
+    assert rl["extra_info"][0]["pass_rate"] == 0.5 and rl["extra_info"][0]["n_samples"] == 3
+
+
+def test_budget_balances_domains_and_prefers_long_reasoning(tmp_path):
+    report, out = export(
+        tmp_path, traces(40), select={"budget": {"problems": 10, "length_weight": 4}}, tokenizer=None
+    )
+    sft = pl.read_parquet(out / "sft" / "train")
+    assert sft.height == 10 and report["drop_reasons"]["over_budget"] == 30
+    assert sorted(sft["domain"].value_counts()["count"].to_list()) == [5, 5], "balanced over domains"
+    # weighted to longer reasoning: the chosen problems are longer than average
+    assert sft["uid"].str.slice(1).cast(int).mean() > 22
+    rl = pl.read_parquet(out / "rl" / "train")
+    assert rl.height == 40, "the budget picks SFT traces; every problem stays in RL"

