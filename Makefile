@@ -30,9 +30,11 @@ $(VENV)/.cpu-teacher: $(VENV)/.installed
 	touch $@
 
 quickstart: $(VENV)/.cpu-teacher
+	mkdir -p "$(PREFECT_HOME)"
 	$(BIN)/longcot run flows/recipes/quickstart.yaml
 
 test: install
+	mkdir -p "$(PREFECT_HOME)"  # Prefect's SQLite cannot create missing parent directories
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

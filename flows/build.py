@@ -17,7 +17,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
 
-from flows.html_report import write_report
+from flows.html_report import funnel_markdown, write_report
 from flows.manifest import Manifest
 from flows.recipe import Recipe, check_inputs
 from flows.registry import COLLECT, STAGES
@@ -145,6 +145,9 @@ def build_dataset(
         raise
     manifest.finish("succeeded")
     write_report(run_dir, manifest.data)
+    create_markdown_artifact(
+        key="run-funnel", markdown=funnel_markdown(manifest.data), description="run funnel"
+    )
     return manifest.data
 
 

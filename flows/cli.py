@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows import cli_decontam, cli_dedup, cli_generate, cli_verify
+from flows import cli_decontam, cli_dedup, cli_generate, cli_push, cli_verify
 from flows.cli_common import console, guarded, state
 
 app = typer.Typer(
@@ -30,6 +30,8 @@ def main(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # a first run migrates a fresh local database, which can outlast Prefect's 20 s default
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    if os.environ.get("PREFECT_HOME"):  # its SQLite database cannot create missing parents
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
 
 @app.command()
@@ -97,4 +99,5 @@ def inspect(
 cli_decontam.register(app)
 cli_dedup.register(app)
 cli_generate.register(app)
+cli_push.register(app)
 cli_verify.register(app)

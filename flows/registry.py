@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from flows.steps import StageFn
-from stages import collect, export
+from stages import collect, export, passrate
 from stages.decontam import DecontamConfig, markdown_summary, stage_html
 from stages.decontam import run as decontam_run
 from stages.decontam.registry import resource_files
@@ -84,6 +84,27 @@ STAGES: dict[str, StageKind] = {
             resources=lambda c: sorted(PROMPTS.glob("teacher_*.md")),
         ),
         StageKind("verify", VerifyConfig, verify_run, resources=lambda c: [PROMPTS / "judge.md"]),
-        StageKind("export", export.ExportConfig, export.run),
+        StageKind(
+            "pass_rate",
+            passrate.PassRateConfig,
+            passrate.run,
+            # a student samples and verifies: those stages' code and prompts decide the rates too
+            resources=lambda c: (
+                [
+                    *sorted((STAGES_DIR / "generate").rglob("*.py")),
+                    *sorted((STAGES_DIR / "verify").rglob("*.py")),
+                    *sorted(PROMPTS.glob("teacher_*.md")),
+                    PROMPTS / "judge.md",
+                ]
+                if c.student
+                else []
+            ),
+        ),
+        StageKind(
+            "export",
+            export.ExportConfig,
+            export.run,
+            resources=lambda c: [STAGES_DIR / "select.py", STAGES_DIR / "tokens.py"],
+        ),
     ]
 }
