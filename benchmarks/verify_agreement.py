@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 import polars as pl  # noqa: E402
 
-from flows.cli_verify import read_records, to_generation_rows  # noqa: E402
+from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows  # noqa: E402
 from stages.store import StageWriter  # noqa: E402
 from stages.verify import VerifyConfig, verify_frames  # noqa: E402
 
@@ -29,21 +29,13 @@ FILES = {
     "skyt1_math_14b_aime24_longcot.jsonl": "skyt1_aime24",
     "skyt1_math_14b_amc23_longcot.jsonl": "skyt1_amc23",
 }
-FIELDS = {
-    "problem": "question",
-    "gold": "gt",
-    "response": "code",
-    "label": "score",
-    "id": "idx",
-    "reasoning": None,
-    "tests": None,
-    "entry_point": None,
-    "source": None,
-}
 
 
 def main() -> None:
-    frames = [to_generation_rows(read_records(DATA / f)[0], FIELDS, src, None) for f, src in FILES.items()]
+    frames = [
+        to_generation_rows(read_records(DATA / f)[0], LABELLED_GENERATION_FIELDS, src, None)
+        for f, src in FILES.items()
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "verify"
         with StageWriter(out, "verify") as writer:

@@ -25,6 +25,21 @@ from stages.text import uid_of
 _META_FIELDS = ("starter_code", "fn_name", "entry_point")
 
 
+# The layout of the labelled generation files in shared/data/generations (Qwen2.5-Math, Sky-T1):
+# sampled outputs in the `code` list, per-sample labels in the `score` list.
+LABELLED_GENERATION_FIELDS: dict[str, str | None] = {
+    "problem": "question",
+    "gold": "gt",
+    "response": "code",
+    "label": "score",
+    "id": "idx",
+    "reasoning": None,
+    "tests": None,
+    "entry_point": None,
+    "source": None,
+}
+
+
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """Rows of a JSONL/JSON/Parquet/CSV file, and (line number, error) for rows that cannot be used
     (the collection readers decide; a blank or malformed line is reported, never skipped)."""

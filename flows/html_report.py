@@ -20,7 +20,7 @@ from flows.plots import funnel, histogram, img, overlaid_histogram, pass_rate_hi
 from flows.registry import STAGES
 from stages.card import CARD, export_dir, render_card, sample_totals
 from stages.passrate import rate_values
-from stages.store import load_report, shard_paths
+from stages.store import count_row, load_report, shard_paths
 
 CARD_DIR = "card"
 STYLE = """
@@ -78,18 +78,7 @@ def funnel_section(stages: list[dict[str, Any]]) -> str:
     charts = img(funnel(names, [s["rows_kept"] for s in stages], stages[0]["rows_in"]), "funnel") + img(
         stacked_reasons(names, [s["drop_reasons"] for s in stages]), "drop reasons"
     )
-    rows = [
-        [
-            s["dir"],
-            s["rows_in"],
-            s["rows_kept"],
-            s["rows_dropped"],
-            ", ".join(f"{r}: {n:,}" for r, n in s["drop_reasons"].items()) or "–",
-            s["seconds"],
-            "yes" if s["cached"] else "",
-        ]
-        for s in stages
-    ]
+    rows = [[*count_row(s), s["seconds"], "yes" if s["cached"] else ""] for s in stages]
     return _section(
         "Funnel",
         f"<div class=grid>{charts}</div>",

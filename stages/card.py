@@ -19,7 +19,7 @@ import yaml
 
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.dedup.report import dedup_markdown, dedup_reports
-from stages.store import load_report, shard_paths
+from stages.store import count_row, load_report, shard_paths
 
 SETS = ("sft", "rl")
 CARD = "README.md"
@@ -122,16 +122,7 @@ def _provenance(run_dir: Path, manifest: dict[str, Any]) -> str:
 
 
 def _stage_counts(manifest: dict[str, Any]) -> str:
-    rows = [
-        [
-            s["dir"],
-            s["rows_in"],
-            s["rows_kept"],
-            s["rows_dropped"],
-            ", ".join(f"{r}: {n:,}" for r, n in s["drop_reasons"].items()) or "–",
-        ]
-        for s in manifest["stages"]
-    ]
+    rows = [count_row(s) for s in manifest["stages"]]
     return _table(["stage", "rows in", "kept", "dropped", "drop reasons"], rows)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.cli_verify import read_records, to_generation_rows
+from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
 from flows.steps import run_stage
 from stages.passrate import PassRateConfig, rate_values
 from stages.passrate import run as pass_rate_run
@@ -17,17 +17,6 @@ from stages.store import StageWriter
 from stages.verify import VerifyConfig, verify_frames
 
 QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
-FIELDS = {
-    "problem": "question",
-    "gold": "gt",
-    "response": "code",
-    "reasoning": None,
-    "tests": None,
-    "entry_point": None,
-    "label": "score",
-    "id": "idx",
-    "source": None,
-}
 # docs/verification.md, "Every disagreement, adjudicated": the shipped label of idx 72 sample 7 is
 # wrong (gold 10{,}000, boxed 10000); 25/1, 45/5, 48/3 are right answers in garbage traces that the
 # language-mixing filter drops.
@@ -100,7 +89,7 @@ def test_needs_verdicts_without_a_student(tmp_path):
 def qwen(shared_data) -> pl.DataFrame:
     records, bad = read_records(shared_data / QWEN)
     assert not bad
-    return to_generation_rows(records, FIELDS, "math_cot_100", "math")
+    return to_generation_rows(records, LABELLED_GENERATION_FIELDS, "math_cot_100", "math")
 
 
 def shipped_rates(records: pl.DataFrame) -> dict[str, tuple[int, int]]:

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.cli_verify import read_records, to_generation_rows
+from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
 from flows.html_report import write_report
 from flows.manifest import Manifest
 from flows.push import Ledger, build_tree, ledger_path, push, write_tree
@@ -26,17 +26,6 @@ from stages.passrate import PassRateConfig
 from stages.passrate import run as pass_rate_run
 
 QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
-FIELDS = {
-    "problem": "question",
-    "gold": "gt",
-    "response": "code",
-    "reasoning": None,
-    "tests": None,
-    "entry_point": None,
-    "label": "score",
-    "id": "idx",
-    "source": None,
-}
 SECRET = "hf_TEST_SECRET_do_not_print_0123456789"
 
 
@@ -45,7 +34,7 @@ def build_run(root: Path, data: Path) -> Path:
     with a validation split and small shards, so the tree has several shards per split."""
     run_dir = root / "qwen-run"
     records, _ = read_records(data / QWEN)
-    rows = to_generation_rows(records, FIELDS, "math_cot_100", "math").with_columns(
+    rows = to_generation_rows(records, LABELLED_GENERATION_FIELDS, "math_cot_100", "math").with_columns(
         pl.col("label").alias("correct"),
         pl.lit("qwen2.5-math").alias("model"),
         (pl.col("response").str.len_chars() // 4).alias("completion_tokens"),

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows.cli_verify import read_records, register, to_generation_rows
+from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, register, to_generation_rows
 from stages.store import StageWriter, read_json
 from stages.verify import JudgeConfig, JudgeNotConfigured, VerifyConfig, mathcheck, verify_frames
 from stages.verify.pool import Failure, WorkerPool
@@ -238,19 +238,10 @@ def test_agreement_with_shipped_labels(tmp_path: Path) -> None:
 
     The few disagreements are adjudicated in docs/verification.md (label errors, truncated traces,
     garbled multilingual traces that the labels count as correct)."""
-    fields = {
-        "problem": "question",
-        "gold": "gt",
-        "response": "code",
-        "label": "score",
-        "id": "idx",
-        "reasoning": None,
-        "tests": None,
-        "entry_point": None,
-        "source": None,
-    }
     frames = [
-        to_generation_rows(read_records(SHARED_DATA / "generations" / f)[0], fields, src, None)
+        to_generation_rows(
+            read_records(SHARED_DATA / "generations" / f)[0], LABELLED_GENERATION_FIELDS, src, None
+        )
         for f, src in LABELLED.items()
     ]
     out = tmp_path / "agree"
