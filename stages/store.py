@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from stages.records import DROP_SCHEMA
 
 DEFAULT_SHARD_ROWS = 100_000
-READ_BATCH_ROWS = 50_000
+READ_BATCH_ROWS = 200_000
 
 
 class InvariantError(RuntimeError):
@@ -68,6 +68,11 @@ class ShardWriter:
     def write(self, df: pl.DataFrame) -> None:
         if df.height == 0:
             return
+        if df.height < self.rows_per_shard // 10:
+            # A few rows filtered out of a large batch still reference the batch's string buffers
+            # (polars string views); buffered for long, they would hold every batch in memory.
+            # A copy through Arrow keeps only their own bytes.
+            df = pl.from_arrow(df.to_arrow())  # type: ignore[assignment]
         self._buffer.append(df)
         self._buffered += df.height
         self.rows += df.height
@@ -110,17 +115,21 @@ def shard_paths(directory: Path) -> list[Path]:
 def read_shards(
     directory: Path, columns: list[str] | None = None, batch_rows: int = READ_BATCH_ROWS
 ) -> Iterator[pl.DataFrame]:
-    """Stream the rows of a shard directory in bounded batches (memory does not grow with the data).
-
-    polars' streaming reader decodes several times faster than pyarrow's `iter_batches` here, and
-    applies back-pressure: batches are produced only as fast as they are consumed."""
+    """Stream the rows of a shard directory in bounded batches (memory does not grow with the data)."""
     for path in shard_paths(directory):
         yield from stream_parquet(path, columns, batch_rows)
 
 
 def stream_parquet(path: Path, columns: list[str] | None, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """A Parquet file in slices of `batch_rows`. Each slice is its own polars query, which reads
+    only the row groups it needs: measured 3x faster than pyarrow's `iter_batches`, and flat in
+    memory, where polars' `collect_batches` read ahead and held most of a 2M-row file."""
+    total = pq.ParquetFile(path).metadata.num_rows
     frame = pl.scan_parquet(path)
-    yield from (frame.select(columns) if columns else frame).collect_batches(chunk_size=batch_rows, lazy=True)
+    if columns:
+        frame = frame.select(columns)
+    for offset in range(0, total, batch_rows):
+        yield frame.slice(offset, batch_rows).collect()
 
 
 def count_rows(directory: Path) -> int:

@@ -114,4 +114,4 @@ class CollectConfig(Strict):
     )
     drop_image_problems: bool = True
     drop_url_problems: bool = True
-    batch_rows: int = Field(50_000, gt=0)
+    batch_rows: int = Field(200_000, gt=0)
