@@ -79,13 +79,25 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory, e.g. r
 @guarded
 def inspect(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
-    stage: Annotated[str, typer.Argument(help="stage name or kind, e.g. 02-exact_dedup or exact_dedup")],
+    stage: Annotated[
+        str, typer.Argument(help="stage name or kind (02-exact_dedup, exact_dedup), or `dedup` for clusters")
+    ],
     dropped: Annotated[bool, typer.Option("--dropped", help="show dropped rows with their evidence")] = False,
     reason: Annotated[str | None, typer.Option(help="only dropped rows with this drop_reason")] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="how many rows")] = 5,
 ) -> None:
-    """Show rows of a stage, with the evidence for dropped ones."""
+    """Show rows of a stage, with the evidence for dropped ones; `dedup` shows every dedup stage's
+    largest clusters, members side by side."""
     from flows.summary import find_stage, row_panel, select_rows
+    from stages.dedup import report as dedup_report
+
+    if stage == "dedup":
+        found = dedup_report.dedup_reports(run_dir)
+        if not found:
+            raise FileNotFoundError(f"no dedup stage in {run_dir}")
+        for stage_dir, _ in found:
+            console.print(dedup_report.format_clusters(stage_dir, n))
+        return
 
     stage_dir = find_stage(run_dir, stage)
     rows = select_rows(stage_dir, dropped or reason is not None, reason, n)

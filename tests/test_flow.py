@@ -127,6 +127,9 @@ def test_cli_run_report_inspect(recipe_path, tmp_path):
     result = runner.invoke(app, ["inspect", str(run_dir), "collect", "-n", "2"])
     assert result.exit_code == 0 and result.output.count("gsm8k") >= 2
 
+    result = runner.invoke(app, ["inspect", str(run_dir), "dedup", "-n", "3"])
+    assert result.exit_code == 0 and "02-exact_dedup: exact dedup removed" in result.output
+
     result = runner.invoke(app, ["inspect", str(run_dir), "nosuchstage"])
     assert result.exit_code == 1 and "no stage 'nosuchstage'" in result.output
     assert "Traceback" not in result.output
