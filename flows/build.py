@@ -7,6 +7,7 @@ trusted, so a deleted or edited stage directory re-runs instead of being believe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -40,9 +41,8 @@ def files_fingerprint(paths: list[Path]) -> str:
 
 
 def source_fingerprint(config: CollectConfig) -> str:
-    """Content hash of the local source files (and the identity of Hub sources)."""
-    identity = hashlib.blake2b(config.model_dump_json().encode(), digest_size=16).hexdigest()
-    return identity + files_fingerprint([s.path for s in config.sources if s.path is not None])
+    """Content hash of the local source files (Hub sources are identified by the config itself)."""
+    return files_fingerprint([s.path for s in config.sources if s.path is not None])
 
 
 def cache_key(kind: str, version: str, input_fp: str, config: BaseModel, out_dir: Path) -> str:
@@ -141,7 +141,8 @@ def build_dataset(
             _record(manifest, out_dir, report, cached, on_stage)
     except BaseException as exc:
         manifest.finish("failed", f"{type(exc).__name__}: {exc}")
-        write_report(run_dir, manifest.data)
+        with contextlib.suppress(Exception):  # the report must never hide the stage's own error
+            write_report(run_dir, manifest.data)
         raise
     manifest.finish("succeeded")
     write_report(run_dir, manifest.data)

@@ -31,7 +31,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.select import Classifier, SelectConfig, choose, trace_length, unit_interval
-from stages.store import ShardWriter, StageWriter, read_shards, shard_paths
+from stages.store import ShardWriter, StageWriter, read_shards, shard_columns, shard_paths
 from stages.tokens import TokenCounter, length_stats, token_counter
 
 DEFAULT_INSTRUCTIONS = {
@@ -158,11 +158,6 @@ def split_of(uids: pl.Series, config: ExportConfig) -> pl.DataFrame:
     )
 
 
-def _schema(input_dir: Path) -> list[str]:
-    paths = shard_paths(input_dir)
-    return list(pl.read_parquet_schema(paths[0])) if paths else []
-
-
 def _selection(
     input_dir: Path, columns: list[str], config: ExportConfig, classifier: Classifier | None
 ) -> pl.DataFrame:
@@ -215,7 +210,7 @@ class _Sets:
 def run(
     input_dir: Path, config: ExportConfig, out: StageWriter, classifier: Classifier | None = None
 ) -> dict[str, Any]:
-    columns = _schema(input_dir)
+    columns = shard_columns(input_dir)
     traces = "response" in columns
     selection = _selection(input_dir, columns, config, classifier) if traces else None
     uids = [b["uid"] for b in read_shards(input_dir, columns=["uid"])]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages import generate, verify
 from stages.records import detail_json
-from stages.store import StageWriter, load_report, read_shards, shard_paths
+from stages.store import StageWriter, load_report, read_shards, shard_columns, shard_paths
 
 RATE_COLUMNS = ("pass_rate", "n_samples")
 PROBLEM_FIELDS = ("uid", "source", "domain", "problem", "answer", "solution", "tests", "meta")
@@ -88,17 +88,12 @@ def _scan(directory: Path, columns: list[str]) -> pl.LazyFrame:
     return pl.scan_parquet(shard_paths(directory)).select(columns)
 
 
-def _columns(directory: Path) -> list[str]:
-    paths = shard_paths(directory)
-    return list(pl.read_parquet_schema(paths[0])) if paths else []
-
-
 def _student_samples(input_dir: Path, config: PassRateConfig, out: StageWriter) -> tuple[Path, dict]:
     """Sample and verify the student on the input's problems; returns its verified rows' directory
     and a summary. Both sub-runs are published inside this stage's directory (student/)."""
     assert config.student is not None
     work = out.partial / STUDENT_DIR
-    columns = [c for c in PROBLEM_FIELDS if c in _columns(input_dir)]
+    columns = [c for c in PROBLEM_FIELDS if c in shard_columns(input_dir)]
     problems = _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
     (work / "problems").mkdir(parents=True, exist_ok=True)
     problems.write_parquet(work / "problems" / "part-00000.parquet")
@@ -135,7 +130,7 @@ def run(input_dir: Path, config: PassRateConfig, out: StageWriter) -> dict[str, 
         rated_dir, student = _student_samples(input_dir, config, out)
         rated_by = f"student:{config.student.model}"
     else:
-        if "correct" not in _columns(input_dir) and shard_paths(input_dir):
+        if "correct" not in shard_columns(input_dir) and shard_paths(input_dir):
             raise ValueError(
                 "pass_rate without a student needs verified generation rows (a `correct` column): "
                 "put `- stage: verify` before it, or configure `student:`"

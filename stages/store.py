@@ -132,6 +132,12 @@ def stream_parquet(path: Path, columns: list[str] | None, batch_rows: int) -> It
         yield frame.slice(offset, batch_rows).collect()
 
 
+def shard_columns(directory: Path) -> list[str]:
+    """Column names of a shard directory (from the first shard's footer; [] when it has none)."""
+    paths = shard_paths(directory)
+    return list(pl.read_parquet_schema(paths[0])) if paths else []
+
+
 def count_rows(directory: Path) -> int:
     """Rows in a shard directory, from Parquet footers only."""
     return sum(pq.ParquetFile(p).metadata.num_rows for p in shard_paths(directory))
