@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from flows.cli_dedup import register
 from stages.dedup import clusters, minhash, report
 from stages.text import math_text, number_key
 from tests.conftest import write_jsonl
@@ -190,13 +189,8 @@ def test_bucket_edges_join_equal_keys_only():
 
 @pytest.fixture
 def dedup_app() -> typer.Typer:
-    app = typer.Typer()
+    from flows.cli import app
 
-    @app.callback()
-    def main() -> None:
-        pass
-
-    register(app)
     return app
 
 

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, register, to_generation_rows
+from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
 from stages.store import StageWriter, read_json
 from stages.verify import JudgeConfig, JudgeNotConfigured, VerifyConfig, mathcheck, verify_frames
 from stages.verify.pool import Failure, WorkerPool
@@ -160,13 +160,8 @@ def test_judge_decides_free_form_rows_and_second_opinions(tmp_path: Path) -> Non
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
+    from flows.cli import app
 
-    @app.callback()
-    def main() -> None:
-        pass
-
-    register(app)
     return app
 
 
