@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         if "llm" in config.methods:
             from stages.decontam.judge import resolve_backend
 
-            chat = resolve_backend(config.llm.backend)
+            chat = resolve_backend(config.llm)
         with console.status("decontaminating …"):
             report = audit(inputs, out, config, field=field, domain=domain, judge=chat)
         console.print(benchmark_table(report["details"]))

@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class FakeOpenAI:
     fail_prompts: tuple[str, ...] = ()  # prompts containing one of these always get a 500
     fail_status: int = 500
     echo_auth: bool = False  # error bodies echo the Authorization header (a leaky server)
+    answer_fn: Callable[[str], str] | None = None  # the final answer for a prompt (a judge's reply)
     attempts: Counter = field(default_factory=Counter)
     answered: Counter = field(default_factory=Counter)
     faults_sent: Counter = field(default_factory=Counter)
@@ -136,7 +138,7 @@ class FakeOpenAI:
 
     def _choice(self, index: int, prompt: str, truncated: bool, body: dict) -> dict:
         thinking = f"Let me think about: {prompt[:60]!r}. Step one, step two."
-        answer = f"The answer is \\boxed{{{len(prompt) % 97}}}."
+        answer = self.answer_fn(prompt) if self.answer_fn else f"The answer is \\boxed{{{len(prompt) % 97}}}."
         message: dict = {"role": "assistant", "content": None}
         if truncated:
             message["content"] = f"<think>\n{thinking} and then some more"

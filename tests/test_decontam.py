@@ -10,7 +10,14 @@ import polars as pl
 import pytest
 
 from stages.decontam import DecontamConfig, run_with
-from stages.decontam.judge import JudgeNotConfigured, judge_pairs, parse_verdict, resolve_backend
+from stages.decontam.config import LlmConfig
+from stages.decontam.judge import (
+    JudgeNotConfigured,
+    judge_pairs,
+    one_at_a_time,
+    parse_verdict,
+    resolve_backend,
+)
 from stages.decontam.ngram import NgramIndex, evidence_span, score_pairs
 from stages.decontam.registry import RegistryError, load_benchmarks, parse_benchmark_file, registry, select
 from stages.decontam.stage import prepare_items
@@ -243,7 +250,7 @@ def test_min_shared_rule_flags_boilerplate_which_is_why_it_is_off(tmp_path):
 
 def test_llm_method_without_backend_is_not_configured():
     with pytest.raises(JudgeNotConfigured, match="not configured"):
-        resolve_backend(None)
+        resolve_backend(LlmConfig())
 
 
 def test_judge_pairs_with_fake_backend():
@@ -257,7 +264,7 @@ def test_judge_pairs_with_fake_backend():
     pairs = pl.DataFrame(
         {"train_text": [POSITIVES["verbatim"], NEGATIVES["boilerplate"]], "benchmark_text": [AIME_ITEM] * 2}
     )
-    verdicts = judge_pairs(pairs, fake)
+    verdicts = judge_pairs(pairs, one_at_a_time(fake))
     assert verdicts["verdict"].to_list() == [True, False]
     assert "BENCHMARK problem" in seen[0] and AIME_ITEM[:40] in seen[0]
     assert parse_verdict("maybe") is None and parse_verdict("**Yes**") is True

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from stages.decontam import DecontamConfig, run_with
+from stages.decontam.judge import one_at_a_time
 from stages.decontam.registry import parse_benchmark_file
 from stages.store import StageWriter, read_shards
 from tests.conftest import write_jsonl
@@ -80,7 +81,7 @@ def test_llm_judge_decides_candidates_below_the_threshold(tmp_path):
         asked.append(messages)
         return "True" if "café" in messages[0]["content"] else "False"
 
-    report = _run(tmp_path, ["embedding", "llm"], judge=fake_judge)
+    report = _run(tmp_path, ["embedding", "llm"], judge=one_at_a_time(fake_judge))
     judged = report["details"]["judge"]
     assert judged["asked"] == len(asked) >= 1 and judged["same"] == 1
     llm_hits = [h for h in report["details"]["hits"] if h["method"] == "llm"]

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.decontam.registry import BenchmarkEntry
+from stages.generate.config import GenerateConfig
 
 Method = Literal["ngram", "embedding", "llm"]
 
@@ -88,7 +89,10 @@ class EmbeddingConfig(Strict):
 
 
 class LlmConfig(Strict):
-    backend: str | None = Field(None, description="'module:callable' mapping chat messages to reply text")
+    teacher: GenerateConfig | None = Field(
+        None, description="the judging model through the teacher backends (openai, vllm, local)"
+    )
+    backend: str | None = Field(None, description="or 'module:callable' mapping chat messages to reply text")
     min_score: float = Field(
         0.7, gt=0, le=1, description="embedding candidates with cosine >= this are judged"
     )

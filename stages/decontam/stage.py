@@ -25,7 +25,8 @@ from stages.records import to_json
 from stages.store import StageWriter, read_shards, shard_paths
 from stages.text import canonical_text
 
-ChatCallable = Callable[[list[dict[str, str]]], str]
+# a batch judge: conversations -> one reply each (stages.decontam.judge.AskMany)
+ChatCallable = Callable[[list[list[dict[str, str]]]], list[str]]
 METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
 TEXT_CHARS = 400
 DOC_SEED = 0xD0C
@@ -88,14 +89,14 @@ def run(input_dir: Path, config: DecontamConfig, out: StageWriter) -> dict[str, 
     if "llm" in config.methods:
         from stages.decontam.judge import resolve_backend
 
-        judge = resolve_backend(config.llm.backend)
+        judge = resolve_backend(config.llm)
     return run_with(input_dir, config, out, judge=judge)
 
 
 def run_with(
     input_dir: Path, config: DecontamConfig, out: StageWriter, judge: ChatCallable | None = None
 ) -> dict[str, Any]:
-    """`run` with an explicit judge callable (tests pass a fake; the flow passes a teacher backend)."""
+    """`run` with an explicit batch judge (tests pass a fake; `run` resolves the configured one)."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     benchmarks = load_benchmarks(

@@ -4,6 +4,6 @@ Heavy dependencies (openai, vllm, xllamacpp) are imported only when a backend ne
 """
 
 from stages.generate.config import GenerateConfig, Prices
-from stages.generate.stage import run
+from stages.generate.stage import complete, run
 
-__all__ = ["GenerateConfig", "Prices", "run"]
+__all__ = ["GenerateConfig", "Prices", "complete", "run"]

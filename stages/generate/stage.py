@@ -80,10 +80,55 @@ def run(input_dir: Path, config: GenerateConfig, out: StageWriter) -> dict[str, 
     }
 
 
+def complete(conversations: list[Messages], config: GenerateConfig) -> list[str]:
+    """One reply per conversation (its final response, reasoning split off) from the configured
+    teacher backend, for LLM judges (verify, decontamination): the same endpoint handling, limits,
+    retries and sample cache as the stage (a repeated question is a cache hit). A conversation whose
+    request failed for good gets ""."""
+    cache = SampleCache(config.cache_dir / CACHE_FILE)
+    try:
+        sampling = config.sampling_key()
+        jobs = []
+        for messages in conversations:
+            prompt_hash = text_hash(json.dumps(messages, ensure_ascii=False, sort_keys=True))
+            key = sample_key(config.model, prompt_hash, sampling, 0)
+            est = sum(len(m["content"]) for m in messages) // 3 + config.max_tokens
+            jobs.append(
+                Job(
+                    uid=prompt_hash,
+                    prompt_hash=prompt_hash,
+                    messages=messages,
+                    samples=(0,),
+                    keys=(key,),
+                    est_tokens=est,
+                )
+            )
+        cached = cache.get_many(job.keys[0] for job in jobs)
+        missing = [job for job in jobs if job.keys[0] not in cached]
+        stats = Stats()
+        if missing:
+            with LiveProgress(stats, len(missing), config.progress, label="judge") as progress:
+                _request(iter(missing), config, cache, stats, progress)
+        replies = cache.get_many(job.keys[0] for job in jobs)
+        answers = []
+        for job in jobs:  # the reply without its reasoning: judges read the final answer
+            record = replies.get(job.keys[0]) or {}
+            answers.append(split_reasoning(record.get("content"), record.get("reasoning_content"))[1] or "")
+        return answers
+    finally:
+        cache.close()
+
+
 def _request_missing(
     input_dir: Path, config: GenerateConfig, cache: SampleCache, stats: Stats, progress: LiveProgress
 ) -> dict[str, dict[str, Any]]:
-    jobs = _jobs(input_dir, config, cache, stats, progress)
+    return _request(_jobs(input_dir, config, cache, stats, progress), config, cache, stats, progress)
+
+
+def _request(
+    jobs: Iterator[Job], config: GenerateConfig, cache: SampleCache, stats: Stats, progress: LiveProgress
+) -> dict[str, dict[str, Any]]:
+    """Send `jobs` to the configured backend; every finished sample lands in `cache`."""
     if config.backend == "vllm":
         from stages.generate.backends.vllm_backend import run_offline
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from stages.generate.config import GenerateConfig
+
 Messages = list[dict[str, str]]
 Judge = Callable[[list[Messages]], list[str]]
 
@@ -36,6 +38,9 @@ class JudgeConfig(BaseModel):
     on_parse_failure: bool = True  # math rows whose gold or prediction math-verify could not parse
     max_response_chars: int = 8000  # the tail of the response is what holds the final answer
     batch_size: int = 32
+    # the model that judges, through the teacher backends (any OpenAI-compatible endpoint, vLLM, or
+    # the CPU teacher); a caller may instead pass a judge callable
+    backend: GenerateConfig | None = None
 
 
 def judge_prompt() -> str:
@@ -77,12 +82,22 @@ def parse_verdict(text: str | None) -> dict[str, Any]:
     }
 
 
+def backend_judge(cfg: JudgeConfig) -> Judge | None:
+    """The judge callable for `cfg.backend` (None when the recipe names no backend)."""
+    if cfg.backend is None:
+        return None
+    from stages.generate import complete
+
+    backend = cfg.backend
+    return lambda conversations: complete(conversations, backend)
+
+
 def run_judge(judge: Judge | None, conversations: list[Messages], cfg: JudgeConfig) -> list[dict[str, Any]]:
     """Verdicts for `conversations`, in batches; a backend that returns the wrong count is an error."""
     if judge is None:
         raise JudgeNotConfigured(
-            "verify.judge.enabled is true but no judge backend was given: pass judge=... "
-            "(a teacher backend from stages.generate) or set judge.enabled: false"
+            "verify.judge.enabled is true but no judge backend is set: give judge.backend "
+            "(a teacher config: backend, model, ...) or set judge.enabled: false"
         )
     verdicts: list[dict[str, Any]] = []
     for start in range(0, len(conversations), cfg.batch_size):

@@ -27,7 +27,14 @@ from stages.records import to_json
 from stages.store import StageWriter, read_shards
 from stages.verify.code_check import check_code, parse_tests, starter_fn_name
 from stages.verify.extract import extract_code, final_answer, split_response
-from stages.verify.judge import Judge, JudgeConfig, JudgeNotConfigured, judge_messages, run_judge
+from stages.verify.judge import (
+    Judge,
+    JudgeConfig,
+    JudgeNotConfigured,
+    backend_judge,
+    judge_messages,
+    run_judge,
+)
 from stages.verify.mathcheck import check_math
 from stages.verify.pool import Failure, WorkerPool
 from stages.verify.quality import QualityConfig, quality_verdicts
@@ -353,10 +360,11 @@ def verify_frames(
     frames: Iterable[pl.DataFrame], cfg: VerifyConfig, out: StageWriter, judge: Judge | None = None
 ) -> dict[str, Any]:
     """Verify batches of rows into `out`; returns the report details (the caller finishes `out`)."""
+    judge = judge or backend_judge(cfg.judge)
     if cfg.judge.enabled and judge is None:
         raise JudgeNotConfigured(
-            "verify.judge.enabled is true but no judge backend was given: pass judge=... "
-            "(a teacher backend from stages.generate) or set judge.enabled: false"
+            "verify.judge.enabled is true but no judge backend is set: give judge.backend "
+            "(a teacher config: backend, model, ...) or set judge.enabled: false"
         )
     if cfg.code.require_isolation and isolation()[0] == WEAK:
         raise RuntimeError(
