@@ -320,9 +320,7 @@ def funnel_markdown(manifest: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---|",
     ]
     lines += [
-        f"| {s['dir']} | {s['rows_in']:,} | {s['rows_kept']:,} | {s['rows_dropped']:,} | "
-        + (", ".join(f"{r}: {n:,}" for r, n in s["drop_reasons"].items()) or "–")
-        + " |"
+        "| " + " | ".join(f"{c:,}" if isinstance(c, int) else str(c) for c in count_row(s)) + " |"
         for s in manifest["stages"]
     ]
     return "\n".join(lines)

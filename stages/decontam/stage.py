@@ -366,14 +366,7 @@ def _embedding_hits(
     if "embedding" in config.methods:
         flagged = neighbours.filter(pl.col("score") >= em.threshold)
         hits.append(
-            flagged.select(
-                "row",
-                "item",
-                pl.lit("embedding").alias("method"),
-                "score",
-                pl.lit(None, dtype=pl.Int64).alias("shared"),
-                bench_text.gather(flagged["item"]).str.slice(0, TEXT_CHARS).alias("evidence"),
-            )
+            _scored_hits(flagged, "embedding", bench_text.gather(flagged["item"]).str.slice(0, TEXT_CHARS))
         )
     judged: dict[str, Any] = {"asked": 0, "same": 0, "different": 0, "unparsed": 0}
     if "llm" in config.methods and judge is not None:
@@ -399,16 +392,7 @@ def _embedding_hits(
             "unparsed": int(verdicts["verdict"].is_null().sum()),
         }
         yes = verdicts.filter(pl.col("verdict").eq(True))
-        hits.append(
-            yes.select(
-                "row",
-                "item",
-                pl.lit("llm").alias("method"),
-                "score",
-                pl.lit(None, dtype=pl.Int64).alias("shared"),
-                pl.col("reply").alias("evidence"),
-            )
-        )
+        hits.append(_scored_hits(yes, "llm", pl.col("reply")))
     below = neighbours.filter(
         pl.col("score").is_between(em.threshold - em.near_miss_margin, em.threshold, closed="left")
     )
@@ -421,6 +405,18 @@ def _embedding_hits(
     }
     frame = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
     return frame.select(list(HIT_SCHEMA)).cast(HIT_SCHEMA), near, judged  # type: ignore[arg-type]
+
+
+def _scored_hits(frame: pl.DataFrame, method: str, evidence: pl.Expr | pl.Series) -> pl.DataFrame:
+    """Hit rows of a method that scores pairs (embedding, llm): no shared n-gram count."""
+    return frame.select(
+        "row",
+        "item",
+        pl.lit(method).alias("method"),
+        "score",
+        pl.lit(None, dtype=pl.Int64).alias("shared"),
+        (evidence if isinstance(evidence, pl.Expr) else pl.lit(evidence)).alias("evidence"),
+    )
 
 
 def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
