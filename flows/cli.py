@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,8 @@ from typing import Annotated
 import typer
 
 from flows import cli_decontam, cli_dedup, cli_generate, cli_push, cli_verify
-from flows.cli_common import console, guarded, state
+from flows.cli_common import guarded, state
+from flows.console import console, run_log, say
 
 app = typer.Typer(
     name="longcot",
@@ -25,7 +27,8 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks and Prefect logs")] = False,
 ) -> None:
     state["debug"] = debug
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "WARNING")
+    # Prefect logs a failed flow's traceback at ERROR: the one-line error is ours, the rest --debug's
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if debug else "CRITICAL")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # a first run migrates a fresh local database, which can outlast Prefect's 20 s default
@@ -41,25 +44,33 @@ def run(
     run_dir: Annotated[Path | None, typer.Option(help="run directory (default runs/<recipe name>)")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="read at most N rows per source")] = None,
     data_dir: Annotated[str | None, typer.Option(help="replaces ${data_dir} in the recipe")] = None,
+    engine: Annotated[str, typer.Option(help="where map phases run: local")] = "local",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="worker processes of the local engine (default: the cores)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="validate and print the plan; run nothing")
+    ] = False,
 ) -> None:
-    """Run a recipe end to end and print the stage summary."""
+    """Run a recipe end to end and print the stage summary (and runs/<run>/run.log)."""
     from flows.build import build_dataset
-    from flows.recipe import load_recipe
+    from flows.plan import print_plan
+    from flows.recipe import load_recipe, validate_recipe
     from flows.summary import print_summary
 
     loaded = load_recipe(recipe, data_dir)
+    validate_recipe(loaded)
     target = run_dir or Path("runs") / loaded.name
-
-    def on_stage(name: str, report: dict, cached: bool) -> None:
-        note = " [dim](cached)[/dim]" if cached else ""
-        console.print(
-            f"[green]✓[/green] {name}: {report['rows_in']:,} in → {report['rows_kept']:,} kept, "
-            f"{report['rows_dropped']:,} dropped ({report['seconds']:.1f}s){note}"
-        )
-
-    with console.status(f"running {recipe} into {target} …"):
-        manifest = build_dataset(loaded, target, limit=limit, recipe_file=str(recipe), on_stage=on_stage)
-    print_summary(console, manifest, target)
+    if dry_run:
+        print_plan(console, loaded, limit, target)
+        return
+    with run_log(target / "run.log", logging.DEBUG if state["debug"] else logging.WARNING):
+        say(f"[bold]longcot run[/bold] {recipe} → {target} (engine {engine})")
+        with console.status(f"running {recipe} into {target} …"):
+            manifest = build_dataset(
+                str(recipe), str(target), limit=limit, data_dir=data_dir, engine=engine, workers=workers
+            )
+        print_summary(manifest, target)
 
 
 @app.command()
@@ -72,7 +83,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory, e.g. r
 
     manifest = Manifest.load(run_dir).data
     write_report(run_dir, manifest)
-    print_summary(console, manifest, run_dir)
+    print_summary(manifest, run_dir)
 
 
 @app.command()

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 
-console = Console()
+from flows.console import say
+
 state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,7 +26,7 @@ def one_line(exc: BaseException) -> str:
 
 def fail(message: str) -> typer.Exit:
     """Print `error: message` and return the Exit to raise (code 1)."""
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    say(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 

@@ -11,18 +11,29 @@ has a finished export stage; `flows.push` publishes that card with the shards.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from flows.plots import funnel, histogram, img, overlaid_histogram, pass_rate_histogram, stacked_reasons
-from flows.registry import STAGES
 from stages.card import CARD, export_dir, render_card, sample_totals
+from stages.decontam import markdown_summary as decontam_markdown
+from stages.decontam import stage_html as decontam_html
+from stages.dedup.report import stage_html as dedup_html
 from stages.passrate import rate_values
+from stages.runner import StepResult
 from stages.store import count_row, load_report, shard_paths
 
 CARD_DIR = "card"
+# sections a stage contributes to the page, from its directory (they bring their own headings)
+FRAGMENTS: dict[str, Callable[[Path], str]] = {
+    "minhash_dedup": dedup_html,
+    "embedding_dedup": dedup_html,
+    "decontaminate": decontam_html,
+}
+MARKDOWN: dict[str, Callable[[dict[str, Any]], str]] = {"decontaminate": decontam_markdown}
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
 h1{margin-bottom:.2em} .meta{color:#666;margin-top:0} h2{border-bottom:1px solid #eee;padding-bottom:.2em}
@@ -124,8 +135,7 @@ def collect_section(run_dir: Path, stages: list[dict[str, Any]]) -> str:
             c.get("kept", 0),
             c.get("with_answer", 0),
             c.get("answer_extracted", 0),
-            ", ".join(f"{k.removeprefix('dropped:')}: {v}" for k, v in c.items() if k.startswith("dropped:"))
-            or "–",
+            ", ".join(f"{k}: {v}" for k, v in c.get("dropped", {}).items()) or "–",
         ]
         for name, c in collect["details"]["sources"].items()
     ]
@@ -302,13 +312,24 @@ def render(run_dir: Path, manifest: dict[str, Any]) -> str:
             export_section(run_dir, manifest),
         ]
     for s in stages:
-        kind = STAGES.get(s["stage"])
-        if kind is not None and kind.html is not None and (run_dir / s["dir"]).is_dir():
-            parts.append(f"<section>{kind.html(run_dir / s['dir'])}</section>")  # brings its own headings
+        fragment = FRAGMENTS.get(s["stage"])
+        if fragment is not None and (run_dir / s["dir"]).is_dir():
+            parts.append(f"<section>{fragment(run_dir / s['dir'])}</section>")  # brings its own headings
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>longcot {html.escape(manifest['run'])}</title>"
         f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
+
+
+def stage_markdown(result: StepResult) -> str:
+    """One stage's counts (and its own summary, where it has one) as Markdown, for a Prefect artifact."""
+    r = result.report
+    text = (
+        f"### {result.out_dir.name}\n\n| rows in | kept | dropped | seconds | cached |\n|---|---|---|---|---|\n"
+        f"| {r.rows_in} | {r.rows_kept} | {r.rows_dropped} | {r.seconds} | {result.cached} |\n"
+    )
+    summary = MARKDOWN.get(r.stage)
+    return text + ("\n" + summary(r.model_dump(mode="json")["details"]) if summary else "")
 
 
 def funnel_markdown(manifest: dict[str, Any]) -> str:

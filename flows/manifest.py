@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from stages.runner import StepResult
 from stages.store import read_json, write_json
 
 PACKAGES = ("longcot", "prefect", "polars", "pyarrow", "pydantic", "datasets", "math-verify", "sympy")
@@ -64,10 +65,14 @@ class Manifest:
     def save(self) -> None:
         write_json(self.path, self.data)
 
-    def record_stage(self, stage_dir: Path, report: dict[str, Any], cached: bool) -> None:
-        keys = ("stage", "rows_in", "rows_kept", "rows_dropped", "drop_reasons", "seconds")
-        entry = {"dir": stage_dir.name, **{k: report[k] for k in keys}, "cached": cached}
-        self.data["stages"] = [s for s in self.data["stages"] if s["dir"] != stage_dir.name] + [entry]
+    def record_stage(self, result: StepResult) -> None:
+        keys = {"stage", "rows_in", "rows_kept", "rows_dropped", "drop_reasons", "seconds", "workers"}
+        entry = {
+            "dir": result.out_dir.name,
+            **result.report.model_dump(include=keys),
+            "cached": result.cached,
+        }
+        self.data["stages"] = [s for s in self.data["stages"] if s["dir"] != entry["dir"]] + [entry]
         self.save()
 
     def finish(self, status: str, error: str | None = None) -> None:

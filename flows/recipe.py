@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from flows.registry import STAGES
 from stages.collect import CollectConfig, SourceSpec
+from stages.registry import STAGES
 
 DATA_DIR_ENV = "LONGCOT_DATA_DIR"
 _VAR = re.compile(r"\$\{(\w+)\}")
@@ -32,8 +32,7 @@ class RecipeError(ValueError):
 
 
 def _step_model(name: str) -> type[BaseModel]:
-    kind = STAGES[name]
-    return create_model(f"{name}_step", __base__=kind.config, stage=(Literal[name], ...))  # type: ignore[call-overload]
+    return create_model(f"{name}_step", __base__=STAGES[name].Config, stage=(Literal[name], ...))  # type: ignore[call-overload]
 
 
 StepSpec = Annotated[Union[tuple(_step_model(n) for n in STAGES)], Field(discriminator="stage")]  # noqa: UP007
@@ -76,7 +75,7 @@ class Recipe(BaseModel):
     def steps(self) -> list[tuple[str, BaseModel]]:
         """(kind, stage config) per step, the config as the stage's own model (no `stage` key)."""
         return [
-            (step.stage, STAGES[step.stage].config.model_validate(step.model_dump(exclude={"stage"})))
+            (step.stage, STAGES[step.stage].Config.model_validate(step.model_dump(exclude={"stage"})))
             for step in self.stages
         ]
 
@@ -130,11 +129,19 @@ def load_recipe(path: Path, data_dir: str | None = None) -> Recipe:
         raise RecipeError(format_errors(path, exc)) from None
 
 
-def check_inputs(recipe: Recipe) -> None:
-    """Fail before any work if a local source file is missing."""
-    missing = [f"{s.name}: {s.path}" for s in recipe.sources if s.path is not None and not s.path.is_file()]
-    if missing:
-        hint = (
-            f" (data_dir is {recipe.data_dir}; set --data-dir or ${DATA_DIR_ENV})" if recipe.data_dir else ""
-        )
-        raise RecipeError("missing source files" + hint + ":\n  " + "\n  ".join(missing))
+def validate_recipe(recipe: Recipe) -> None:
+    """Everything that can be checked before any work, all at once: missing source files, field paths
+    that match nothing, and what each stage checks of its config (unknown benchmarks, a missing
+    benchmark directory...). Raises one RecipeError listing every problem."""
+    problems = [
+        f"source {s.name}: no file at {s.path}" for s in recipe.sources if s.path and not s.path.is_file()
+    ]
+    if problems and recipe.data_dir:
+        problems.append(f"(data_dir is {recipe.data_dir}; set --data-dir or ${DATA_DIR_ENV})")
+    for index, (name, config) in enumerate(recipe.steps()):
+        try:
+            STAGES[name].check(config)
+        except (ValueError, OSError, KeyError) as exc:
+            problems.append(f"stages.{index} ({name}): {exc}")
+    if problems:
+        raise RecipeError("recipe cannot run:\n  " + "\n  ".join(problems))

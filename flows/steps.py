@@ -1,43 +1,32 @@
-"""Run one stage into its directory, without Prefect: shared by the flow's tasks and the standalone
-commands (`longcot dedup`, `longcot decontaminate`, `longcot verify`)."""
+"""TRANSITIONAL: the old run_stage/run_collect helpers, now thin calls into stages.runner."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from stages import collect
 from stages.collect import CollectConfig, FieldMap, SourceSpec
-from stages.store import StageWriter
+from stages.registry import stage
+from stages.runner import Step, run_step, stage_dir
 
-StageFn = Callable[[Path, Any, StageWriter], dict[str, Any]]
-
-
-def stage_dir(root: Path, index: int, name: str) -> Path:
-    return root / f"{index:02d}-{name}"
+__all__ = ["collect_files", "run_collect", "run_stage", "stage_dir"]
 
 
 def run_stage(
-    fn: StageFn, input_dir: Path, config: BaseModel, out_dir: Path, name: str, **header: Any
+    fn: Any, input_dir: Path, config: BaseModel, out_dir: Path, name: str, **_: Any
 ) -> dict[str, Any]:
-    """Run `fn` on the shards in `input_dir`, publish `out_dir`, return its report."""
-    with StageWriter(out_dir, name) as out:
-        details = fn(input_dir, config, out)
-        return out.finish(details, config=config.model_dump(mode="json"), **header)
+    found = fn if hasattr(fn, "name") and not callable(fn) else stage(name)
+    return run_step(Step(found, config, input_dir, out_dir), force=True).report.model_dump(mode="json")
 
 
-def run_collect(config: CollectConfig, out_dir: Path, **header: Any) -> dict[str, Any]:
-    with StageWriter(out_dir, "collect") as out:
-        details = collect.run(config, out)
-        return out.finish(details, config=config.model_dump(mode="json"), **header)
+def run_collect(config: CollectConfig, out_dir: Path, **_: Any) -> dict[str, Any]:
+    return run_step(Step(stage("collect"), config, None, out_dir), force=True).report.model_dump(mode="json")
 
 
 def collect_files(
     inputs: list[Path], fields: FieldMap, out_dir: Path, domain: str = "math"
 ) -> dict[str, Any]:
-    """Collect arbitrary JSONL/JSON/Parquet/CSV files (one source each, labelled by file name)."""
     sources = [SourceSpec(name=p.stem, path=p, fields=fields, domain=domain) for p in inputs]  # type: ignore[arg-type]
     return run_collect(CollectConfig(sources=sources), out_dir)

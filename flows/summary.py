@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from flows.console import say
 from stages.store import read_shards
 
 
@@ -41,14 +42,16 @@ def stage_table(manifest: dict[str, Any]) -> Table:
     return table
 
 
-def print_summary(console: Console, manifest: dict[str, Any], run_dir: Path) -> None:
-    console.print(stage_table(manifest))
+def print_summary(manifest: dict[str, Any], run_dir: Path) -> None:
+    say(stage_table(manifest))
     if manifest.get("error"):
-        console.print(f"[red]error:[/red] {manifest['error']}")
+        say(f"[red]error:[/red] {manifest['error']}")
     report = run_dir / "report.html"
-    console.print(f"manifest: {run_dir / 'manifest.json'}")
+    say(f"manifest: {run_dir / 'manifest.json'}")
     if report.is_file():
-        console.print(f"report:   {report}")
+        say(f"report:   {report}")
+    if (run_dir / "run.log").is_file():
+        say(f"log:      {run_dir / 'run.log'}")
 
 
 def find_stage(run_dir: Path, stage: str) -> Path:

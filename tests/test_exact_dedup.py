@@ -6,10 +6,9 @@ import json
 
 import polars as pl
 
-from flows.steps import run_collect, run_stage
 from stages.collect import CollectConfig, SourceSpec
 from stages.dedup.exact import ExactDedupConfig
-from stages.dedup.exact import run as exact_run
+from stages.runner import run_stage
 from tests.conftest import write_jsonl
 
 
@@ -27,11 +26,9 @@ def test_variants_collapse_and_the_best_row_survives(tmp_path):
         SourceSpec(name="a", path=write_jsonl(tmp_path / "a.jsonl", a)),
         SourceSpec(name="b", path=write_jsonl(tmp_path / "b.jsonl", b)),
     ]
-    run_collect(CollectConfig(sources=sources), tmp_path / "01-collect")
-    report = run_stage(
-        exact_run, tmp_path / "01-collect" / "kept", ExactDedupConfig(), tmp_path / "02", "exact_dedup"
-    )
-    assert (report["rows_in"], report["rows_kept"], report["rows_dropped"]) == (5, 3, 2)
+    run_stage("collect", None, CollectConfig(sources=sources), tmp_path / "01-collect")
+    report = run_stage("exact_dedup", tmp_path / "01-collect" / "kept", ExactDedupConfig(), tmp_path / "02")
+    assert (report.rows_in, report.rows_kept, report.rows_dropped) == (5, 3, 2)
 
     kept = pl.read_parquet(tmp_path / "02" / "kept")
     half = kept.filter(pl.col("problem").str.contains("1}{3}", literal=True)).row(0, named=True)
@@ -49,4 +46,4 @@ def test_variants_collapse_and_the_best_row_survives(tmp_path):
         "kept_source": "b",
     }
     assert details["b"]["duplicate_of"] == four["uid"]
-    assert report["details"]["groups_with_duplicates"] == 2
+    assert report.details.groups_with_duplicates == 2

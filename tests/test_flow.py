@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -11,10 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flows import build
 from flows.build import build_dataset
 from flows.cli import app
-from flows.recipe import load_recipe
+from stages import registry
+from stages.export import ExportConfig
+from stages.stage import Context, Decision, MapStage
 from stages.store import fingerprint
 
 pytestmark = pytest.mark.slow
@@ -62,8 +62,7 @@ def check_counts(manifest: dict) -> None:
 
 def test_run_rerun_and_stage_rebuild(recipe_path, tmp_path):
     run_dir = tmp_path / "runs" / "flowtest"
-    recipe = load_recipe(recipe_path)
-    first = build_dataset(recipe, run_dir)
+    first = build_dataset(str(recipe_path), str(run_dir))
     assert first["status"] == "succeeded"
     assert [s["dir"] for s in first["stages"]] == ["01-collect", "02-exact_dedup", "03-export"]
     check_counts(first)
@@ -75,39 +74,45 @@ def test_run_rerun_and_stage_rebuild(recipe_path, tmp_path):
     assert page.count("data:image/png;base64") >= 3, "funnel, drop reasons and length plots are inlined"
     assert "math_again" in page and "duplicate: 50" in page
 
-    second = build_dataset(recipe, run_dir)
+    second = build_dataset(str(recipe_path), str(run_dir))
     assert all(s["cached"] for s in second["stages"]), "an unchanged re-run is all cache hits"
 
     before = fingerprint(run_dir / "02-exact_dedup" / "kept")
     shutil.rmtree(run_dir / "02-exact_dedup")
-    third = build_dataset(recipe, run_dir)
+    third = build_dataset(str(recipe_path), str(run_dir))
     assert [s["cached"] for s in third["stages"]] == [True, False, True]
     assert fingerprint(run_dir / "02-exact_dedup" / "kept") == before
 
-    changed = recipe.model_copy(update={"sources": recipe.sources[:2]})
-    fourth = build_dataset(changed, run_dir)
+    body = yaml.safe_load(recipe_path.read_text())
+    body["sources"] = body["sources"][:2]
+    changed = recipe_path.with_name("changed.yaml")
+    changed.write_text(yaml.safe_dump(body))
+    fourth = build_dataset(str(changed), str(run_dir))
     assert [s["cached"] for s in fourth["stages"]] == [False, False, False]
     assert fourth["stages"][1]["drop_reasons"] == {}
 
 
-def test_a_failed_run_resumes_without_duplicates(recipe_path, tmp_path, monkeypatch):
-    run_dir = tmp_path / "runs" / "resume"
-    recipe = load_recipe(recipe_path)
-    real_export = build.STAGES["export"]
+class CrashingExport(MapStage[ExportConfig]):
+    """An export that dies on its first batch, after the stages before it have published."""
 
-    def crashing_export(input_dir, config, out):
-        out.count_in(10)
+    name, Config = "export", ExportConfig
+
+    def decide(self, batch, config, ctx: Context) -> Decision:
         raise RuntimeError("killed mid-export")
 
-    monkeypatch.setitem(build.STAGES, "export", replace(real_export, run=crashing_export))
+
+def test_a_failed_run_resumes_without_duplicates(recipe_path, tmp_path, monkeypatch):
+    run_dir = tmp_path / "runs" / "resume"
+    real_export = registry.STAGES["export"]
+    monkeypatch.setitem(registry.STAGES, "export", CrashingExport())
     with pytest.raises(RuntimeError, match="killed mid-export"):
-        build_dataset(recipe, run_dir)
+        build_dataset(str(recipe_path), str(run_dir))
     failed = yaml.safe_load((run_dir / "manifest.json").read_text())
     assert failed["status"] == "failed" and "killed mid-export" in failed["error"]
     assert not (run_dir / "03-export").exists() and not (run_dir / "03-export.partial").exists()
 
-    monkeypatch.setitem(build.STAGES, "export", real_export)
-    resumed = build_dataset(recipe, run_dir)
+    monkeypatch.setitem(registry.STAGES, "export", real_export)
+    resumed = build_dataset(str(recipe_path), str(run_dir))
     assert [s["cached"] for s in resumed["stages"]] == [True, True, False]
     sft = pl.read_parquet(run_dir / "03-export" / "sft")
     assert sft.height == resumed["stages"][1]["rows_kept"] == sft["uid"].n_unique()

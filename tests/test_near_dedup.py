@@ -133,7 +133,9 @@ def run_method(fn, config, input_dir: Path, out: Path) -> dict:
 @pytest.mark.parametrize("check", ["estimate", "exact"])
 def test_minhash_precision_recall(constructed, tmp_path, check):
     rows, collected = constructed
-    report = run_method(minhash.run, minhash.MinhashDedupConfig(check=check), collected, tmp_path / "minhash")
+    report = run_method(
+        minhash.MinhashDedup(), minhash.MinhashDedupConfig(check=check), collected, tmp_path / "minhash"
+    )
     precision, recall = precision_recall(rows, tmp_path / "minhash")
     print(f"\nminhash (check={check}): precision {precision:.3f} recall {recall:.3f} on {len(rows)} rows")
     assert precision >= 0.95 and recall >= 0.9
@@ -142,8 +144,10 @@ def test_minhash_precision_recall(constructed, tmp_path, check):
 
 def test_math_normalisation_is_what_finds_reformatted_duplicates(constructed, tmp_path):
     rows, collected = constructed
-    run_method(minhash.run, minhash.MinhashDedupConfig(), collected, tmp_path / "norm")
-    run_method(minhash.run, minhash.MinhashDedupConfig(normalize_math=False), collected, tmp_path / "raw")
+    run_method(minhash.MinhashDedup(), minhash.MinhashDedupConfig(), collected, tmp_path / "norm")
+    run_method(
+        minhash.MinhashDedup(), minhash.MinhashDedupConfig(normalize_math=False), collected, tmp_path / "raw"
+    )
     _, with_norm = precision_recall(rows, tmp_path / "norm")
     _, without = precision_recall(rows, tmp_path / "raw")
     print(f"\nminhash recall with math normalisation {with_norm:.3f}, without {without:.3f}")
@@ -153,7 +157,7 @@ def test_math_normalisation_is_what_finds_reformatted_duplicates(constructed, tm
 def test_embedding_precision_recall(constructed, tmp_path):
     rows, collected = constructed
     config = embedding.EmbeddingDedupConfig(cache_dir=tmp_path / "cache", progress=False)
-    report = run_method(embedding.run, config, collected, tmp_path / "embedding")
+    report = run_method(embedding.EmbeddingDedup(), config, collected, tmp_path / "embedding")
     precision, recall = precision_recall(rows, tmp_path / "embedding")
     print(f"\nembedding: precision {precision:.3f} recall {recall:.3f} on {len(rows)} rows")
     assert precision >= 0.95 and recall >= 0.9
@@ -163,7 +167,7 @@ def test_embedding_precision_recall(constructed, tmp_path):
     unguarded = embedding.EmbeddingDedupConfig(
         cache_dir=tmp_path / "cache", progress=False, number_guard=False
     )
-    again = run_method(embedding.run, unguarded, collected, tmp_path / "unguarded")
+    again = run_method(embedding.EmbeddingDedup(), unguarded, collected, tmp_path / "unguarded")
     assert again["details"]["params"]["texts_encoded"] == 0  # all from the on-disk cache
     precision_off, _ = precision_recall(rows, tmp_path / "unguarded")
     print(f"embedding without the number guard: precision {precision_off:.3f}")
@@ -184,7 +188,10 @@ def test_dropped_rows_carry_evidence_and_keepers_merge_sources(tmp_path):
     files = [write_jsonl(tmp_path / "a.jsonl", a), write_jsonl(tmp_path / "b.jsonl", b)]
     collect_files(files, FieldMap(), tmp_path / "00-collect")
     report = run_method(
-        minhash.run, minhash.MinhashDedupConfig(), tmp_path / "00-collect" / "kept", tmp_path / "mh"
+        minhash.MinhashDedup(),
+        minhash.MinhashDedupConfig(),
+        tmp_path / "00-collect" / "kept",
+        tmp_path / "mh",
     )
     assert (report["rows_in"], report["rows_kept"], report["rows_dropped"]) == (3, 2, 1)
     kept = pl.concat(read_shards(tmp_path / "mh" / "kept"))
@@ -202,6 +209,6 @@ def test_dropped_rows_carry_evidence_and_keepers_merge_sources(tmp_path):
 def test_empty_and_missing_texts(tmp_path):
     rows = [{"problem": "x"}, {"problem": "x."}, {"problem": "Find $y$."}]
     collect_files([write_jsonl(tmp_path / "a.jsonl", rows)], FieldMap(), tmp_path / "00-collect")
-    for fn, config in [(minhash.run, minhash.MinhashDedupConfig(unit="char", ngram=3))]:
+    for fn, config in [(minhash.MinhashDedup(), minhash.MinhashDedupConfig(unit="char", ngram=3))]:
         report = run_method(fn, config, tmp_path / "00-collect" / "kept", tmp_path / "out")
         assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"] == 3

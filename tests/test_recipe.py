@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.recipe import RecipeError, check_inputs, load_recipe
+from flows.recipe import RecipeError, load_recipe, validate_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,9 +71,9 @@ def test_data_dir_substitution_and_missing_inputs(tmp_path, monkeypatch):
     recipe = load_recipe(path, data_dir="/elsewhere")
     assert str(recipe.sources[0].path) == "/elsewhere/x.jsonl"
     with pytest.raises(
-        RecipeError, match=r"(?s)missing source files .*data_dir is /elsewhere.*s: /elsewhere/x.jsonl"
+        RecipeError, match=r"(?s)source s: no file at /elsewhere/x.jsonl.*data_dir is /elsewhere"
     ):
-        check_inputs(recipe)
+        validate_recipe(recipe)
 
 
 def test_shipped_recipes_are_valid():

@@ -1,6 +1,6 @@
 """Collection: read sources (JSONL, JSON, Parquet, CSV, `datasets`) into problem rows."""
 
 from stages.collect.spec import CollectConfig, FieldMap, HubSource, SourceSpec
-from stages.collect.stage import run
+from stages.collect.stage import Collect
 
-__all__ = ["CollectConfig", "FieldMap", "HubSource", "SourceSpec", "run"]
+__all__ = ["Collect", "CollectConfig", "FieldMap", "HubSource", "SourceSpec"]

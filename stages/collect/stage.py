@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
+from pydantic import Field
 
 from stages.answers import extract_answer, normalize_answers
 from stages.collect.readers import read_source
 from stages.collect.spec import CollectConfig, SourceSpec
 from stages.records import DOMAINS, PROBLEM_SCHEMA, conform, detail_json
-from stages.store import StageWriter
+from stages.stage import Context, Decision, Details, MapStage, Unit
 from stages.text import uid_expr
 
 # Problems that cannot be solved from their text alone (Skywork-OR1 removed these too).
@@ -23,29 +25,71 @@ IMAGE_EVIDENCE = (
 URL_PATTERN = r"(?i)\bhttps?://[^\s)\]}]+|\bwww\.[a-z0-9-]+\.[a-z]{2,}[^\s)\]}]*"
 
 
-def run(config: CollectConfig, out: StageWriter) -> dict[str, Any]:
-    """Read every source, keep usable problems, drop the rest with evidence; per-source counts."""
-    per_source: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = []
-    for spec in config.sources:
-        counts: Counter[str] = Counter()
-        for mapped in read_source(spec, config.batch_rows):
-            out.count_in(mapped.height)
-            kept, dropped = classify(mapped, spec, config)
-            out.keep(conform(kept, PROBLEM_SCHEMA).select(list(PROBLEM_SCHEMA)))
-            out.drop(conform(dropped, PROBLEM_SCHEMA).select(*PROBLEM_SCHEMA, "drop_reason", "drop_detail"))
-            counts.update(
-                rows=mapped.height,
-                kept=kept.height,
-                with_answer=kept["answer"].is_not_null().sum(),
-                answer_extracted=kept["answer_extracted"].sum(),
-                with_solution=kept["solution"].is_not_null().sum(),
+class SourceCounts(Details):
+    location: str
+    rows: int = 0
+    kept: int = 0
+    with_answer: int = 0
+    answer_extracted: int = 0
+    with_solution: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict)
+
+
+class CollectDetails(Details):
+    sources: dict[str, SourceCounts]
+    warnings: list[str]
+
+
+class Collect(MapStage[CollectConfig]):
+    """Read every source, keep usable problems, drop the rest with evidence; per-source counts.
+    One unit per source: sources are read in parallel, rows keep their order within a source."""
+
+    name = "collect"
+    Config = CollectConfig
+    Details = CollectDetails
+
+    def units(self, config: CollectConfig) -> list[Unit]:
+        return [Unit(index, source=spec) for index, spec in enumerate(config.sources)]
+
+    def read(self, unit: Unit, config: CollectConfig) -> Iterator[pl.DataFrame]:
+        yield from read_source(unit.source, config.batch_rows)
+
+    def decide(self, mapped: pl.DataFrame, config: CollectConfig, ctx: Context) -> Decision:
+        spec: SourceSpec = ctx.unit.source
+        kept, dropped = classify(mapped, spec, config)
+        counts = {
+            "rows": mapped.height,
+            "kept": kept.height,
+            "with_answer": kept["answer"].is_not_null().sum(),
+            "answer_extracted": kept["answer_extracted"].sum(),
+            "with_solution": kept["solution"].is_not_null().sum(),
+        }
+        return Decision(
+            conform(kept, PROBLEM_SCHEMA).select(list(PROBLEM_SCHEMA)),
+            conform(dropped, PROBLEM_SCHEMA).select(*PROBLEM_SCHEMA, "drop_reason", "drop_detail"),
+            tally=(spec.name, counts, dict(dropped["drop_reason"].value_counts().iter_rows())),
+        )
+
+    def summarize(self, tallies: list[Any], config: CollectConfig) -> CollectDetails:
+        per_source: dict[str, Counter[str]] = {s.name: Counter() for s in config.sources}
+        dropped: dict[str, Counter[str]] = {s.name: Counter() for s in config.sources}
+        for name, counts, reasons in tallies:
+            per_source[name].update(counts)
+            dropped[name].update(reasons)
+        sources = {
+            spec.name: SourceCounts(
+                location=str(spec.path or spec.hf),
+                **{k: int(v) for k, v in per_source[spec.name].items()},
+                dropped=dict(dropped[spec.name].most_common()),
             )
-            counts.update({f"dropped:{r}": n for r, n in dropped["drop_reason"].value_counts().iter_rows()})
-        if counts["rows"] == 0:
-            warnings.append(f"source {spec.name!r} has no rows ({spec.path or spec.hf})")
-        per_source[spec.name] = {"location": str(spec.path or spec.hf), **counts}
-    return {"sources": per_source, "warnings": warnings}
+            for spec in config.sources
+        }
+        warnings = [
+            f"source {spec.name!r} has no rows ({spec.path or spec.hf})"
+            for spec in config.sources
+            if sources[spec.name].rows == 0
+        ]
+        return CollectDetails(sources=sources, warnings=warnings)
 
 
 def classify(

@@ -2,7 +2,7 @@
 
 Both methods produce similarity edges between row indices; everything after that is common:
 drop edges that fail the threshold or the number guard, join the rest into clusters with a
-vectorised union-find, let the shared keep policy (policy.py) pick one row per cluster, and write
+vectorised union-find, let the shared keep policy (policy.py) pick one row per cluster, and plan
 kept/dropped rows with drop_detail = {duplicate_of, method, similarity, cluster, kept_source}.
 """
 
@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from stages.dedup.exact import read_keys, split_by_decision
-from stages.dedup.policy import choose_keepers
-from stages.records import detail_json
-from stages.store import StageWriter, read_shards
+from stages.dedup.policy import choose_keepers, dedup_plan
+from stages.store import read_shards
 from stages.text import math_text, number_key
 
 
@@ -114,12 +112,12 @@ class Pairs:
 
 
 def resolve(
-    input_dir: Path, pairs: Pairs, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    keys: pl.DataFrame, pairs: Pairs, similarity: Callable[[np.ndarray, np.ndarray], np.ndarray]
 ) -> pl.DataFrame:
     """Clusters from the edges, keepers by the shared policy (policy.choose_keepers), and each row's
-    `similarity` to its keeper (`similarity(rows, keepers)`; 1.0 for keepers). One row per input row,
-    in input order; `row_source` is the row's own source."""
-    keys = read_keys(input_dir)
+    `similarity` to its keeper (`similarity(rows, keepers)`; 1.0 for keepers). `keys` are the key
+    columns of every input row numbered `idx` (exact.numbered_keys). One row per input row, in input
+    order; `row_source` is the row's own source."""
     n = keys.height
     labels = connected_components(n, pairs.src[pairs.edge], pairs.dst[pairs.edge])
     decisions = choose_keepers(
@@ -135,13 +133,6 @@ def resolve(
     )
 
 
-def write_split(input_dir: Path, decisions: pl.DataFrame, method: str, out: StageWriter) -> None:
-    """Kept and dropped shards; each dropped row names its keeper and its similarity to it."""
-    detail = detail_json(
-        duplicate_of=pl.col("keeper_uid"),
-        method=method,
-        similarity=pl.col("similarity"),
-        cluster=pl.col("keeper_idx"),
-        kept_source=pl.col("keeper_source"),
-    )
-    split_by_decision(input_dir, decisions, out, detail)
+def near_dup_plan(decisions: pl.DataFrame, method: str) -> pl.DataFrame:
+    """The runner plan: each dropped row names its keeper, its similarity to it and its cluster."""
+    return dedup_plan(decisions, method, similarity=pl.col("similarity"), cluster=pl.col("keeper_idx"))

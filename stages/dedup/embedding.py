@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stages import embed
 from stages.dedup import clusters, report
-from stages.store import StageWriter
+from stages.dedup.exact import numbered_keys
+from stages.dedup.policy import key_columns
+from stages.stage import Context, GlobalStage, Plan, ReduceContext
 
 HISTOGRAM_SPAN = 0.3
 
@@ -64,44 +66,60 @@ def neighbour_pairs(
     return packed >> 32, packed & 0xFFFFFFFF, np.minimum(sim[first], 1.0)
 
 
-def run(input_dir: Path, config: EmbeddingDedupConfig, out: StageWriter) -> dict[str, Any]:
+class EmbeddingDedup(GlobalStage[EmbeddingDedupConfig]):
     """Cluster rows with cosine >= threshold among their nearest neighbours; keep one per cluster."""
-    parts = list(clusters.iter_texts(input_dir, config.field, config.normalize_math))
-    texts = pl.concat(parts) if parts else pl.Series("text", [], dtype=pl.String)
-    embedder = embed.Embedder(config.model, config.cache_dir, config.batch_size, config.device)
-    vectors = (
-        embedder.encode(texts.to_list(), progress=config.progress)
-        if texts.len()
-        else np.zeros((0, 1), np.float32)
-    )
-    src, dst, similarity = neighbour_pairs(
-        vectors, config.neighbors, config.threshold - HISTOGRAM_SPAN, config.exact_limit
-    )
-    empty = (texts.str.len_chars() == 0).to_numpy()
-    usable = ~(empty[src] | empty[dst])
-    src, dst, similarity = src[usable], dst[usable], similarity[usable]
-    numbers = clusters.number_keys(texts)
-    numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
-    pairs = clusters.Pairs(src, dst, similarity, numbers_ok, (similarity >= config.threshold) & numbers_ok)
-    decisions = clusters.resolve(
-        input_dir, pairs, lambda u, v: np.minimum(np.einsum("ij,ij->i", vectors[u], vectors[v]), 1.0)
-    )
-    clusters.write_split(input_dir, decisions, "embedding", out)
-    return report.near_dup_details(
-        input_dir,
-        field=config.field,
-        method="embedding",
-        threshold=config.threshold,
-        decisions=decisions,
-        pairs=pairs,
-        top_clusters=config.top_clusters,
-        params={
-            "model": embed.model_id(config.model),
-            "neighbors": config.neighbors,
-            "number_guard": config.number_guard,
-            "normalize_math": config.normalize_math,
-            "dimension": int(vectors.shape[1]) if vectors.size else None,
-            "texts_encoded": embedder.encoded,
-            "texts_from_cache": texts.len() - embedder.encoded,
-        },
-    )
+
+    name = "embedding_dedup"
+    Config = EmbeddingDedupConfig
+    Details = report.NearDupDetails
+    parallel = False  # the encoder uses every core itself
+
+    def summarize(self, batch: pl.DataFrame, config: EmbeddingDedupConfig, ctx: Context) -> Any:
+        return batch.select(key_columns())
+
+    def reduce(self, parts: list[Any], config: EmbeddingDedupConfig, ctx: ReduceContext) -> Plan:
+        assert ctx.input_dir is not None
+        input_dir = ctx.input_dir
+        texts_parts = list(clusters.iter_texts(input_dir, config.field, config.normalize_math))
+        texts = pl.concat(texts_parts) if texts_parts else pl.Series("text", [], dtype=pl.String)
+        embedder = embed.Embedder(config.model, config.cache_dir, config.batch_size, config.device)
+        vectors = (
+            embedder.encode(texts.to_list(), progress=config.progress)
+            if texts.len()
+            else np.zeros((0, 1), np.float32)
+        )
+        src, dst, similarity = neighbour_pairs(
+            vectors, config.neighbors, config.threshold - HISTOGRAM_SPAN, config.exact_limit
+        )
+        empty = (texts.str.len_chars() == 0).to_numpy()
+        usable = ~(empty[src] | empty[dst])
+        src, dst, similarity = src[usable], dst[usable], similarity[usable]
+        numbers = clusters.number_keys(texts)
+        numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
+        pairs = clusters.Pairs(
+            src, dst, similarity, numbers_ok, (similarity >= config.threshold) & numbers_ok
+        )
+        decisions = clusters.resolve(
+            numbered_keys(parts),
+            pairs,
+            lambda u, v: np.minimum(np.einsum("ij,ij->i", vectors[u], vectors[v]), 1.0),
+        )
+        details = report.near_dup_details(
+            input_dir,
+            field=config.field,
+            method="embedding",
+            threshold=config.threshold,
+            decisions=decisions,
+            pairs=pairs,
+            top_clusters=config.top_clusters,
+            params={
+                "model": embed.model_id(config.model),
+                "neighbors": config.neighbors,
+                "number_guard": config.number_guard,
+                "normalize_math": config.normalize_math,
+                "dimension": int(vectors.shape[1]) if vectors.size else None,
+                "texts_encoded": embedder.encoded,
+                "texts_from_cache": texts.len() - embedder.encoded,
+            },
+        )
+        return Plan(clusters.near_dup_plan(decisions, "embedding"), details)

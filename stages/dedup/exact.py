@@ -1,61 +1,64 @@
 """Exact dedup: rows whose canonical text is equal (same uid) collapse to one.
 
-Two streaming passes keep memory at O(rows x key size): pass 1 reads only the key columns and
-decides keepers; pass 2 streams full rows again and splits them into kept and dropped.
+A global stage: the map phase reads only the key columns (uid, provenance, has_* flags; texts are
+never held), one reduce picks a keeper per uid by the shared policy, and the apply phase splits the
+rows by that plan. Memory is O(rows x key size).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from stages.dedup.policy import choose_keepers, key_columns
-from stages.records import PROBLEM_SCHEMA, detail_json
-from stages.store import StageWriter, read_shards, shard_paths
+from stages.dedup.policy import choose_keepers, dedup_plan, key_columns
+from stages.stage import Context, Details, GlobalStage, Plan, ReduceContext
 
 
 class ExactDedupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def read_keys(input_dir: Path) -> pl.DataFrame:
-    """The policy's key columns of every input row, numbered in input order. One streaming query
-    over all shards: text columns are reduced to has_* flags as they are read, never held."""
-    paths = shard_paths(input_dir)
-    rows = pl.scan_parquet(paths) if paths else pl.LazyFrame(schema=PROBLEM_SCHEMA)
-    return rows.select(key_columns()).with_row_index("idx").collect(engine="streaming")
+class ExactDedupDetails(Details):
+    method: str = "exact"
+    groups_with_duplicates: int
+    largest_group: int
+    group_size_histogram: dict[str, int]
 
 
-def split_by_decision(input_dir: Path, decisions: pl.DataFrame, out: StageWriter, detail: pl.Expr) -> None:
-    """Stream rows again; keepers get the merged sources, the others are dropped with `detail`."""
-    offset = 0
-    for batch in read_shards(input_dir):
-        out.count_in(batch.height)
-        decided = pl.concat([batch, decisions.slice(offset, batch.height).drop("idx")], how="horizontal")
-        offset += batch.height
-        kept = decided.filter("is_keeper").with_columns(pl.col("group_sources").alias("sources"))
-        out.keep(kept.select(batch.columns))
-        dropped = decided.filter(~pl.col("is_keeper")).with_columns(
-            pl.lit("duplicate").alias("drop_reason"), detail.alias("drop_detail")
+def numbered_keys(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The key columns of every input row (the map phase's parts, in input order), numbered `idx`."""
+    keys = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(schema=KEY_SCHEMA)
+    return keys.with_row_index("idx")
+
+
+KEY_SCHEMA = {
+    "uid": pl.String,
+    "source": pl.String,
+    "sources": pl.List(pl.String),
+    "has_answer": pl.Boolean,
+    "has_solution": pl.Boolean,
+    "has_tests": pl.Boolean,
+}
+
+
+class ExactDedup(GlobalStage[ExactDedupConfig]):
+    name = "exact_dedup"
+    Config = ExactDedupConfig
+    Details = ExactDedupDetails
+
+    def summarize(self, batch: pl.DataFrame, config: ExactDedupConfig, ctx: Context) -> Any:
+        return batch.select(key_columns())
+
+    def reduce(self, parts: list[Any], config: ExactDedupConfig, ctx: ReduceContext) -> Plan:
+        decisions = choose_keepers(numbered_keys(parts), group="uid")
+        groups = decisions.filter("is_keeper").get_column("group_size")
+        details = ExactDedupDetails(
+            groups_with_duplicates=int((groups > 1).sum()),
+            largest_group=int(groups.max() or 0),
+            group_size_histogram={
+                str(size): n for size, n in groups.value_counts().sort("group_size").iter_rows() if size > 1
+            },
         )
-        out.drop(dropped.select(*batch.columns, "drop_reason", "drop_detail"))
-
-
-def run(input_dir: Path, config: ExactDedupConfig, out: StageWriter) -> dict[str, Any]:
-    decisions = choose_keepers(read_keys(input_dir), group="uid")
-    detail = detail_json(
-        duplicate_of=pl.col("keeper_uid"), method="exact", similarity=1.0, kept_source=pl.col("keeper_source")
-    )
-    split_by_decision(input_dir, decisions, out, detail)
-    groups = decisions.filter("is_keeper").get_column("group_size")
-    return {
-        "method": "exact",
-        "groups_with_duplicates": int((groups > 1).sum()),
-        "largest_group": int(groups.max() or 0),
-        "group_size_histogram": {
-            str(size): n for size, n in groups.value_counts().sort("group_size").iter_rows() if size > 1
-        },
-    }
+        return Plan(dedup_plan(decisions, "exact", similarity=1.0), details)

@@ -37,7 +37,10 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.dedup import clusters, report
-from stages.store import StageWriter, count_rows
+from stages.dedup.exact import numbered_keys
+from stages.dedup.policy import key_columns
+from stages.stage import Context, GlobalStage, Plan, ReduceContext
+from stages.store import count_rows
 from stages.text import SHINGLE_TOKEN_PATTERN
 
 MASK32 = np.uint64((1 << 32) - 1)
@@ -410,41 +413,58 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return clusters.unique_edges(np.concatenate(src), np.concatenate(dst))
 
 
-def run(input_dir: Path, config: MinhashDedupConfig, out: StageWriter) -> dict[str, Any]:
+class MinhashDedup(GlobalStage[MinhashDedupConfig]):
     """Cluster rows whose shingle sets have Jaccard >= threshold; keep one per cluster."""
-    bands, rows = config.lsh_params()
-    with tempfile.TemporaryDirectory(prefix="minhash-", dir=out.partial) as tmp:
-        sig, keys, numbers, empty = signatures_to_disk(input_dir, config, Path(tmp) / "signatures.npy")
-        src, dst = candidate_pairs(keys)
-        usable = ~(empty[src] | empty[dst])
-        src, dst = src[usable], dst[usable]
-        similarity = estimated_jaccard(sig, src, dst)
-        exact = ShingleSets.load(input_dir, config, np.r_[src, dst]) if config.check == "exact" else None
-        if exact:
-            similarity = exact.jaccard(src, dst)
-        numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
-        passes = similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
-        pairs = clusters.Pairs(src, dst, similarity, numbers_ok, passes & numbers_ok)
-        decisions = clusters.resolve(
-            input_dir, pairs, exact.jaccard if exact else lambda u, v: estimated_jaccard(sig, u, v)
+
+    name = "minhash_dedup"
+    Config = MinhashDedupConfig
+    Details = report.NearDupDetails
+
+    def summarize(self, batch: pl.DataFrame, config: MinhashDedupConfig, ctx: Context) -> Any:
+        return batch.select(key_columns())
+
+    def reduce(self, parts: list[Any], config: MinhashDedupConfig, ctx: ReduceContext) -> Plan:
+        assert ctx.input_dir is not None
+        input_dir = ctx.input_dir
+        bands, rows = config.lsh_params()
+        with tempfile.TemporaryDirectory(prefix="minhash-", dir=ctx.workdir) as tmp:
+            sig, keys, numbers, empty = signatures_to_disk(input_dir, config, Path(tmp) / "signatures.npy")
+            src, dst = candidate_pairs(keys)
+            usable = ~(empty[src] | empty[dst])
+            src, dst = src[usable], dst[usable]
+            similarity = estimated_jaccard(sig, src, dst)
+            exact = ShingleSets.load(input_dir, config, np.r_[src, dst]) if config.check == "exact" else None
+            if exact:
+                similarity = exact.jaccard(src, dst)
+            numbers_ok = (
+                numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
+            )
+            passes = (
+                similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
+            )
+            pairs = clusters.Pairs(src, dst, similarity, numbers_ok, passes & numbers_ok)
+            decisions = clusters.resolve(
+                numbered_keys(parts),
+                pairs,
+                exact.jaccard if exact else lambda u, v: estimated_jaccard(sig, u, v),
+            )
+        details = report.near_dup_details(
+            input_dir,
+            field=config.field,
+            method="minhash",
+            threshold=config.threshold,
+            decisions=decisions,
+            pairs=pairs,
+            top_clusters=config.top_clusters,
+            params={
+                "num_perm": config.num_perm,
+                "bands": bands,
+                "rows": rows,
+                "ngram": config.ngram,
+                "unit": config.unit,
+                "check": config.check,
+                "number_guard": config.number_guard,
+                "normalize_math": config.normalize_math,
+            },
         )
-    clusters.write_split(input_dir, decisions, "minhash", out)
-    return report.near_dup_details(
-        input_dir,
-        field=config.field,
-        method="minhash",
-        threshold=config.threshold,
-        decisions=decisions,
-        pairs=pairs,
-        top_clusters=config.top_clusters,
-        params={
-            "num_perm": config.num_perm,
-            "bands": bands,
-            "rows": rows,
-            "ngram": config.ngram,
-            "unit": config.unit,
-            "check": config.check,
-            "number_guard": config.number_guard,
-            "normalize_math": config.normalize_math,
-        },
-    )
+        return Plan(clusters.near_dup_plan(decisions, "minhash"), details)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from stages.records import detail_json
+
 PREFERRED = ("answer", "solution", "tests")  # in order of preference
 
 
@@ -43,4 +45,20 @@ def choose_keepers(keys: pl.DataFrame, group: str) -> pl.DataFrame:
         .with_columns((pl.col("idx") == pl.col("keeper_idx")).alias("is_keeper"))
         .drop(group)
         .sort("idx")
+    )
+
+
+def dedup_plan(decisions: pl.DataFrame, method: str, **evidence: pl.Expr | float) -> pl.DataFrame:
+    """A runner plan from `choose_keepers` decisions: keepers stay and take the group's merged
+    sources; the others are dropped as `duplicate`, naming their keeper and the evidence."""
+    detail = detail_json(
+        duplicate_of=pl.col("keeper_uid"),
+        method=method,
+        **evidence,
+        kept_source=pl.col("keeper_source"),
+    )
+    return decisions.select(
+        pl.when("is_keeper").then(pl.col("group_sources")).alias("sources"),
+        pl.when("is_keeper").then(None).otherwise(pl.lit("duplicate")).alias("drop_reason"),
+        pl.when("is_keeper").then(None).otherwise(detail).alias("drop_detail"),
     )

@@ -21,12 +21,39 @@ import numpy as np
 import polars as pl
 
 from stages.dedup.clusters import Pairs, take_rows
+from stages.stage import Details
 from stages.store import load_report, read_shards
 
 TEXT_CHARS = 600
 MEMBERS_SHOWN = 8
 EXAMPLES = 6
 HIST_BINS = 40
+
+
+class PairCounts(Details):
+    candidates: int
+    joined: int
+    below_threshold: int
+    rejected_by_number_guard: int
+
+
+class NearDupDetails(Details):
+    """report.json details of a near-duplicate stage (schema in docs/dedup.md)."""
+
+    method: str
+    threshold: float
+    params: dict[str, Any]
+    rows_in: int
+    rows_removed: int
+    clusters_with_duplicates: int
+    largest_cluster: int
+    cluster_size_histogram: dict[str, int]
+    pairs: PairCounts
+    similarity_histogram: dict[str, Any]
+    near_threshold_examples: list[dict[str, Any]]
+    number_guard_examples: list[dict[str, Any]]
+    largest_clusters: list[dict[str, Any]]
+    source_matrix: dict[str, Any]
 
 
 def near_dup_details(
@@ -39,8 +66,8 @@ def near_dup_details(
     pairs: Pairs,
     top_clusters: int,
     params: dict[str, Any],
-) -> dict[str, Any]:
-    """report.json details of a near-duplicate stage (schema in docs/dedup.md)."""
+) -> NearDupDetails:
+    """The details of a near-duplicate stage, with the texts of its largest clusters and examples."""
     sizes = decisions.filter("is_keeper")["group_size"]
     largest = (
         decisions.filter(pl.col("is_keeper") & (pl.col("group_size") > 1))
@@ -73,33 +100,33 @@ def near_dup_details(
             }
         )
     removed = int((~decisions["is_keeper"]).sum())
-    return {
-        "method": method,
-        "threshold": threshold,
-        "params": params,
-        "rows_in": decisions.height,
-        "rows_removed": removed,
-        "clusters_with_duplicates": int((sizes > 1).sum()),
-        "largest_cluster": int(sizes.max() or 0),
-        "cluster_size_histogram": {
+    return NearDupDetails(
+        method=method,
+        threshold=threshold,
+        params=params,
+        rows_in=decisions.height,
+        rows_removed=removed,
+        clusters_with_duplicates=int((sizes > 1).sum()),
+        largest_cluster=int(sizes.max() or 0),
+        cluster_size_histogram={
             str(size): n for size, n in sizes.value_counts().sort("group_size").iter_rows() if size > 1
         },
-        "pairs": {
-            "candidates": int(pairs.src.size),
-            "joined": int(pairs.edge.sum()),
-            "below_threshold": int((pairs.similarity < threshold).sum()),
-            "rejected_by_number_guard": int((~pairs.numbers_ok & (pairs.similarity >= threshold)).sum()),
-        },
-        "similarity_histogram": similarity_histogram(pairs, threshold),
-        "near_threshold_examples": [
+        pairs=PairCounts(
+            candidates=int(pairs.src.size),
+            joined=int(pairs.edge.sum()),
+            below_threshold=int((pairs.similarity < threshold).sum()),
+            rejected_by_number_guard=int((~pairs.numbers_ok & (pairs.similarity >= threshold)).sum()),
+        ),
+        similarity_histogram=similarity_histogram(pairs, threshold),
+        near_threshold_examples=[
             {**e, "a": row(e["a"]), "b": row(e["b"])} for e in examples if e["kind"] == "near_threshold"
         ],
-        "number_guard_examples": [
+        number_guard_examples=[
             {**e, "a": row(e["a"]), "b": row(e["b"])} for e in examples if e["kind"] == "number_guard"
         ],
-        "largest_clusters": clusters_out,
-        "source_matrix": source_matrix(decisions),
-    }
+        largest_clusters=clusters_out,
+        source_matrix=source_matrix(decisions),
+    )
 
 
 def member_label(member: dict[str, Any]) -> str:

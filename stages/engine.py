@@ -1,0 +1,70 @@
+"""Where the runner's map phases run: in this process, or on a pool of worker processes.
+
+Workers are spawned, not forked: polars and torch keep thread pools that a fork copies in a broken
+state. The pool is started on first use and reused by every stage of a run, so its start-up (importing
+polars and the stage modules, ~1 s a worker) is paid once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+UNIT_ROWS_ENV = "LONGCOT_UNIT_ROWS"
+DEFAULT_UNIT_ROWS = 100_000
+
+
+class Engine(Protocol):
+    workers: int
+    unit_rows: int  # rows of input per map unit: the grain of parallelism (and of output shards)
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]: ...
+
+    def close(self) -> None: ...
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class LocalEngine:
+    """Map phases on `workers` processes of this machine (1: in this process, no pool)."""
+
+    def __init__(self, workers: int | None = None, unit_rows: int | None = None):
+        self.workers = max(1, workers or default_workers())
+        self.unit_rows = unit_rows or int(os.environ.get(UNIT_ROWS_ENV, DEFAULT_UNIT_ROWS))
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """fn over items, results in item order (whatever order the workers finish in)."""
+        todo = list(items)
+        if self.workers == 1 or len(todo) <= 1:
+            return [fn(item) for item in todo]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return list(self._pool.map(fn, todo))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def make_engine(name: str = "local", workers: int | None = None, address: str | None = None) -> Engine:
+    """An engine by name: `local` (process pool). Unknown names fail with the choices."""
+    if name == "local":
+        return LocalEngine(workers)
+    raise ValueError(f"unknown engine {name!r}; choose from: local")

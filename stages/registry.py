@@ -1,0 +1,48 @@
+"""Every stage a recipe or a command can name. A new stage is one module plus one line here."""
+
+from __future__ import annotations
+
+from stages import export, passrate
+from stages.collect.stage import Collect
+from stages.decontam import DecontamConfig
+from stages.decontam import run as decontam_run
+from stages.decontam.registry import resource_files
+from stages.dedup.embedding import EmbeddingDedup
+from stages.dedup.exact import ExactDedup
+from stages.dedup.minhash import MinhashDedup
+from stages.generate import GenerateConfig
+from stages.generate import run as generate_run
+from stages.legacy import legacy_stage
+from stages.stage import Stage
+from stages.verify import VerifyConfig
+from stages.verify import run as verify_run
+
+COLLECT = Collect()
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in [
+        ExactDedup(),
+        MinhashDedup(),
+        EmbeddingDedup(),
+        legacy_stage(
+            "decontaminate",
+            DecontamConfig,
+            decontam_run,
+            lambda c: resource_files(c.benchmarks, c.benchmark_dir, c.registry_file, c.extra_benchmarks),
+        ),
+        legacy_stage("generate", GenerateConfig, generate_run),
+        legacy_stage("verify", VerifyConfig, verify_run),
+        legacy_stage("pass_rate", passrate.PassRateConfig, passrate.run),
+        legacy_stage("export", export.ExportConfig, export.run),
+    ]
+}
+
+
+def stage(name: str) -> Stage:
+    """A stage by name (collect included); unknown names fail with the choices."""
+    if name == COLLECT.name:
+        return COLLECT
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; known: {', '.join([COLLECT.name, *STAGES])}")
+    return STAGES[name]
