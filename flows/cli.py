@@ -124,3 +124,7 @@ cli_dedup.register(app)
 cli_generate.register(app)
 cli_push.register(app)
 cli_verify.register(app)
+
+
+if __name__ == "__main__":  # python -m flows.cli, where the console script is not installed
+    app()

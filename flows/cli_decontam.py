@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli_common import console, guarded
+from flows.cli_common import guarded
+from flows.console import console
 
 
 def _names(text: str | None) -> list[str]:

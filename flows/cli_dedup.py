@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli_common import console, guarded
+from flows.cli_common import guarded
+from flows.console import console
 from stages.dedup import exact, report
 
 METHODS = ("exact", "minhash", "embedding")

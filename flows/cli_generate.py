@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_common import console, guarded
+from flows.cli_common import guarded
+from flows.console import console
 
 
 def _load(path: Path | None) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_common import console, guarded
+from flows.cli_common import guarded
+from flows.console import console
 
 
 def register(app: typer.Typer) -> None:

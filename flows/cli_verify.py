@@ -15,7 +15,8 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from flows.cli_common import console, guarded
+from flows.cli_common import guarded
+from flows.console import console
 from stages.collect.readers import iter_records
 from stages.records import to_json
 from stages.store import StageWriter

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import BaseModel
+
 from stages import export, passrate
 from stages.collect.stage import Collect
 from stages.decontam import DecontamConfig
@@ -10,10 +14,12 @@ from stages.decontam.registry import resource_files
 from stages.dedup.embedding import EmbeddingDedup
 from stages.dedup.exact import ExactDedup
 from stages.dedup.minhash import MinhashDedup
+from stages.engine import Engine
 from stages.generate import GenerateConfig
 from stages.generate import run as generate_run
 from stages.legacy import legacy_stage
-from stages.stage import Stage
+from stages.runner import Step, run_step
+from stages.stage import Stage, StageReport
 from stages.verify import VerifyConfig
 from stages.verify import run as verify_run
 
@@ -46,3 +52,16 @@ def stage(name: str) -> Stage:
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; known: {', '.join([COLLECT.name, *STAGES])}")
     return STAGES[name]
+
+
+def run_stage(
+    name: str | Stage,
+    input_dir: Path | None,
+    config: BaseModel,
+    out_dir: Path,
+    engine: Engine | None = None,
+    force: bool = False,
+) -> StageReport:
+    """One stage by name (or object) into `out_dir`: what a standalone command or a test runs."""
+    found = stage(name) if isinstance(name, str) else name
+    return run_step(Step(found, config, input_dir, out_dir), engine, force=force).report

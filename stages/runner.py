@@ -307,9 +307,7 @@ def run_step(step: Step, engine: Engine | None = None, force: bool = False) -> S
 def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult], Any, int]:
     """The stage's phases; returns the per-unit results of the writing phase, the details, workers used."""
     stage, config = step.stage, step.config
-    from stages.legacy import LegacyStage
-
-    if isinstance(stage, LegacyStage):
+    if hasattr(stage, "legacy"):
         return _execute_legacy(step, partial)
     units = stage_units(step, engine.unit_rows)
     (partial / WORK_DIR).mkdir(exist_ok=True)
@@ -397,18 +395,3 @@ def _execute_legacy(step: Step, partial: Path) -> tuple[list[UnitResult], Any, i
         raise
     result = UnitResult(out.rows_in, kept, dropped, out.drop_reasons)
     return [result], step.stage.Details.model_validate(details), 1
-
-
-def run_stage(
-    stage: str | Stage,
-    input_dir: Path | None,
-    config: BaseModel,
-    out_dir: Path,
-    engine: Engine | None = None,
-    force: bool = False,
-) -> StageReport:
-    """One stage by name (or object) into `out_dir`: what a standalone command or a test runs."""
-    from stages.registry import stage as by_name
-
-    found = by_name(stage) if isinstance(stage, str) else stage
-    return run_step(Step(found, config, input_dir, out_dir), engine, force=force).report

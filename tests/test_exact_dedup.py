@@ -8,7 +8,7 @@ import polars as pl
 
 from stages.collect import CollectConfig, SourceSpec
 from stages.dedup.exact import ExactDedupConfig
-from stages.runner import run_stage
+from stages.registry import run_stage
 from tests.conftest import write_jsonl
 
 

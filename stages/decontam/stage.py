@@ -321,7 +321,7 @@ def _ngram_hits(
     near_pairs = (
         scored.filter(~rule & (pl.col("coverage") >= ng.near_miss_from * threshold))
         .join(flagged.select("row").unique(), on="row", how="anti")
-        .sort("coverage", descending=True)
+        .sort(["coverage", "row", "item"], descending=[True, False, False])  # ties in a stable order
         .group_by("row", maintain_order=True)
         .first()
     )
@@ -396,7 +396,11 @@ def _embedding_hits(
     below = neighbours.filter(
         pl.col("score").is_between(em.threshold - em.near_miss_margin, em.threshold, closed="left")
     )
-    below = below.sort("score", descending=True).group_by("row", maintain_order=True).first()
+    below = (
+        below.sort(["score", "row", "item"], descending=[True, False, False])
+        .group_by("row", maintain_order=True)
+        .first()
+    )
     near = {
         "metric": "cosine",
         "threshold": em.threshold,
@@ -423,7 +427,7 @@ def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
     """One row per flagged training row: its best hit as `drop_detail` JSON, plus the other matches."""
     ranked = hits.with_columns(
         pl.col("method").replace_strict(METHOD_RANK, return_dtype=pl.Int8).alias("rank")
-    ).sort(["row", "rank", "score"], descending=[False, False, True])
+    ).sort(["row", "rank", "score", "item"], descending=[False, False, True, False])  # ties: stable
     details = []
     for row, group in ranked.group_by("row", maintain_order=True):
         best = group.row(0, named=True)

@@ -1,0 +1,136 @@
+"""The runner: the same results whatever the worker count; cache hits decided by the run directory
+with keys that cover all the code a stage imports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from flows.recipe import load_recipe
+from stages.codehash import closure, code_version
+from stages.engine import LocalEngine
+from stages.registry import COLLECT, STAGES
+from stages.runner import run_steps
+from stages.store import read_shards
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING_KEYS = {"seconds", "workers"}
+
+
+def rows(directory: Path) -> pl.DataFrame:
+    frames = list(read_shards(directory))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def without_timings(value):
+    """A report with its timings (which differ from run to run) left out."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def test_worker_count_changes_nothing(shared_data, tmp_path):
+    """sources_full.yaml, every stage, on 1 worker and on 4 with small units: the same kept and dropped
+    rows in the same order, and the same reports apart from timings."""
+    recipe = load_recipe(REPO / "flows" / "recipes" / "sources_full.yaml", data_dir=str(shared_data))
+    steps = [(COLLECT, recipe.collect_config(limit=120)), *[(STAGES[n], c) for n, c in recipe.steps()]]
+    with LocalEngine(1, unit_rows=200) as one, LocalEngine(4, unit_rows=200) as four:
+        serial = run_steps(steps, tmp_path / "w1", one)
+        parallel = run_steps(steps, tmp_path / "w4", four)
+    assert [r.out_dir.name for r in serial] == [r.out_dir.name for r in parallel]
+    assert max(r.report.workers for r in parallel) == 4, "the map phases did run on the pool"
+    assert parallel[1].report.rows_in > 200 * 3, "several units per stage"
+    for a, b in zip(serial, parallel, strict=True):
+        for part in ("kept", "dropped"):
+            left, right = rows(a.out_dir / part), rows(b.out_dir / part)
+            assert left.equals(right), f"{a.out_dir.name}/{part} differs between 1 and 4 workers"
+        assert without_timings(a.report.model_dump(mode="json")) == without_timings(
+            b.report.model_dump(mode="json")
+        )
+
+
+def test_a_version_covers_every_module_a_stage_imports(tmp_path):
+    tree = copy_project(tmp_path)
+    files = {p.relative_to(tree).as_posix() for p in closure(["stages.dedup.exact"], tree)}
+    # exact -> policy -> records: the keep policy and the drop-detail helper are the stage's code too
+    assert {"stages/dedup/exact.py", "stages/dedup/policy.py", "stages/records.py"} <= files
+    assert "stages/dedup/minhash.py" not in files, "a sibling stage is not part of this one"
+    prompts = {p.relative_to(tree).as_posix() for p in closure(["stages.generate.stage"], tree)}
+    assert "prompts/teacher_math.md" in prompts, "templates read by imported modules count"
+    before = code_version("stages.dedup.minhash", root=tree)
+    policy = tree / "stages" / "dedup" / "policy.py"
+    policy.write_text(policy.read_text() + "\n# a change two imports away from minhash\n")
+    code_version.cache_clear()
+    assert code_version("stages.dedup.minhash", root=tree) != before
+
+
+def copy_project(root: Path) -> Path:
+    tree = root / "project"
+    for name in ("stages", "flows", "prompts", "data"):
+        shutil.copytree(REPO / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return tree
+
+
+def longcot(tree: Path, prefect_home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "PREFECT_HOME": str(prefect_home)}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def stage_states(run_dir: Path) -> dict[str, bool]:
+    manifest = yaml.safe_load((run_dir / "manifest.json").read_text())
+    return {s["dir"]: s["cached"] for s in manifest["stages"]}
+
+
+@pytest.mark.slow
+def test_stale_code_reruns_and_prefect_home_does_not_matter(shared_data, tmp_path):
+    """Edit a helper two imports away from a stage: that stage and those after it re-run, earlier ones
+    stay cached. A fresh PREFECT_HOME over a finished run re-runs nothing."""
+    tree = copy_project(tmp_path)
+    source = shared_data / "sources" / "deepscaler_train_math.jsonl"
+    recipe = {
+        "name": "stale",
+        "sources": [
+            {"name": "a", "path": str(source), "preset": "deepscaler_train_math", "limit": 200},
+            {"name": "b", "path": str(source), "preset": "deepscaler_train_math", "limit": 60},
+        ],
+        "stages": [{"stage": "minhash_dedup"}, {"stage": "export"}],
+    }
+    (tree / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    run_dir = tmp_path / "run"
+    first = longcot(tree, tmp_path / "home1", "run", "recipe.yaml", "--run-dir", str(run_dir))
+    assert first.returncode == 0, first.stdout + first.stderr
+    kept_before = rows(run_dir / "02-minhash_dedup" / "kept")
+    assert set(kept_before["source"]) == {"a"}, "the earlier copy of each repeated problem is kept"
+
+    fresh = longcot(tree, tmp_path / "home2", "run", "recipe.yaml", "--run-dir", str(run_dir))
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert all(stage_states(run_dir).values()), "a new PREFECT_HOME finds every stage in the run directory"
+
+    # the keep policy lives in stages/dedup/policy.py, imported by clusters.py, imported by minhash.py
+    policy = tree / "stages" / "dedup" / "policy.py"
+    text = policy.read_text()
+    assert "descending=[True, True, True, False]" in text
+    policy.write_text(
+        text.replace("descending=[True, True, True, False]", "descending=[True, True, True, True]")
+    )
+    edited = longcot(tree, tmp_path / "home2", "run", "recipe.yaml", "--run-dir", str(run_dir))
+    assert edited.returncode == 0, edited.stdout + edited.stderr
+    assert stage_states(run_dir) == {"01-collect": True, "02-minhash_dedup": False, "03-export": False}
+    kept_after = rows(run_dir / "02-minhash_dedup" / "kept")
+    assert "b" in set(kept_after["source"]), "the new policy (latest row wins) took effect"
