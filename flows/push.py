@@ -30,7 +30,7 @@ from typing import Any
 
 from flows.html_report import write_card
 from flows.manifest import Manifest
-from stages.card import CARD, SETS, data_file, export_dir, exported_splits
+from stages.reports.card import CARD, SETS, data_file, export_dir, exported_splits
 from stages.store import write_json
 
 TOKEN_ENV = "HF_TOKEN"

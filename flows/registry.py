@@ -100,11 +100,6 @@ STAGES: dict[str, StageKind] = {
                 else []
             ),
         ),
-        StageKind(
-            "export",
-            export.ExportConfig,
-            export.run,
-            resources=lambda c: [STAGES_DIR / "select.py", STAGES_DIR / "tokens.py"],
-        ),
+        StageKind("export", export.ExportConfig, export.run),  # a package: all of stages/export/ is hashed
     ]
 }

@@ -56,7 +56,13 @@ def build_run(root: Path, data: Path) -> Path:
         "pass_rate",
     )
     manifest.record_stage(run_dir / "01-pass_rate", first, False)
-    config = ExportConfig(validation_fraction=0.3, shard_rows=8, select={"policy": "all"}, tokenizer=None)
+    config = ExportConfig(
+        validation_fraction=0.3,
+        shard_rows=8,
+        select={"policy": "all"},
+        tokenizer=None,
+        require_reasoning=False,
+    )
     second = run_stage(export_run, run_dir / "01-pass_rate" / "kept", config, run_dir / "02-export", "export")
     manifest.record_stage(run_dir / "02-export", second, False)
     manifest.finish("succeeded")
@@ -85,14 +91,14 @@ def test_to_dir_tree_loads_back_with_the_cards_configs(run_dir, tmp_path):
     assert set(configs) == {"sft", "rl"} and configs["sft"].get("default") is True
     export = run_dir / "02-export"
     for name, config in configs.items():
-        loaded = datasets.load_dataset(str(target), name)
+        loaded = datasets.load_dataset(str(target), name, cache_dir=str(tmp_path / "hf-cache"))
         assert set(loaded) == {d["split"] for d in config["data_files"]} == {"train", "validation"}
         for split, rows in loaded.items():
             expected = pl.read_parquet(export / name / split)
             got = pl.from_arrow(rows.data.table)
             assert got.height == expected.height > 0
             assert got.to_dicts() == expected.to_dicts(), f"{name}/{split} rows match"
-    sft = datasets.load_dataset(str(target), split="train")  # the default config
+    sft = datasets.load_dataset(str(target), split="train", cache_dir=str(tmp_path / "hf-cache"))  # default
     assert sft[0]["messages"][1]["content"].startswith("<think>")
     assert len(list(target.glob("sft/train-*.parquet"))) > 1, "several shards per split"
 
