@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
+from flows.recipe import load_recipe
 from flows.steps import run_collect, run_stage
 from stages.collect import CollectConfig, SourceSpec
-from flows.recipe import load_recipe
 from stages.export import ExportConfig
 from stages.export import run as export_run
 from tests.conftest import write_jsonl
@@ -237,7 +237,7 @@ def test_short_cot_opt_out_keeps_empty_reasoning_and_says_so(tmp_path):
 
 def test_rl_data_source_is_a_verl_math_key_with_the_source_in_extra_info(tmp_path):
     rows = traces(4)  # even problems are code, odd are math; source = domain name
-    report, out = export(tmp_path, rows, tokenizer=None)
+    _, out = export(tmp_path, rows, tokenizer=None)
     rl = pl.read_parquet(out / "rl" / "train")
     math = rl.filter(pl.col("ability") == "math")
     assert math.height == 2 and set(math["data_source"]) <= VERL_MATH_KEYS
