@@ -182,6 +182,14 @@ def _pass_rates(run_dir: Path, manifest: dict[str, Any], images: dict[str, str])
             + ", ".join(f"{k} {v:,}" for k, v in p.items())
             + " problems."
         )
+        drops = d.get("verifier_drops")
+        if drops:
+            reasons = ", ".join(f"{r} {n:,}" for r, n in drops["failures_by_reason"].items()) or "none"
+            skipped = ", ".join(f"{r} {n:,}" for r, n in drops["not_counted"].items()) or "none"
+            parts.append(
+                f"Samples the verifier dropped count as failures: {drops['counted_as_failures']:,} ({reasons}); "
+                f"not counted either way (no verdict on the answer): {skipped}."
+            )
     if "pass_rate" in images:
         parts.append(f"![pass rates]({images['pass_rate']})")
     return parts
