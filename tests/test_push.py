@@ -4,6 +4,7 @@ with no duplicate or missing shard (against an HfApi double that stores files li
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -82,7 +83,7 @@ def card_header(path: Path) -> dict:
 def test_to_dir_tree_loads_back_with_the_cards_configs(run_dir, tmp_path):
     tree = build_tree(run_dir)
     target = tmp_path / "tree"
-    write_tree(tree, target)
+    write_tree(tree, target, Ledger(tmp_path / "ledger.json", str(target), None))
     written = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert written == sorted(f.path for f in tree), "exactly the tree a push uploads"
     assert tree[-1].path == "README.md"
@@ -228,4 +229,42 @@ def test_cli_push_token_from_env_only_and_to_dir(run_dir, tmp_path, monkeypatch)
         str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()
     ) == sorted(hub.trees["v1"]), "--to-dir writes exactly what was pushed"
     result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(tmp_path / "out")])
-    assert result.exit_code == 1 and "not empty" in result.output
+    assert result.exit_code == 0 and "0 copied" in result.output, "a finished --to-dir is a no-op"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my own file")
+    result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(tmp_path / "mine")])
+    assert result.exit_code == 1 and "notes.txt" in result.output, "a folder of other files is refused"
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_interrupted_to_dir_push_resumes_without_duplicate_or_missing_shard(run_dir, tmp_path, monkeypatch):
+    """The 10th file copy dies half way (a kill while writing); the same command again completes."""
+    tree = build_tree(run_dir)
+    target = tmp_path / "tree"
+    (target / "sft").mkdir(parents=True)
+    (target / "sft" / "train-00042-of-00043.parquet").write_bytes(b"stale shard of an earlier push")
+    copies: Counter[str] = Counter()
+    real_copy = shutil.copyfile
+
+    def dying_copy(source, dest, fail_at=10):
+        if sum(copies.values()) + 1 == fail_at:
+            Path(dest).write_bytes(Path(source).read_bytes()[: Path(source).stat().st_size // 2])
+            raise OSError("killed while copying")
+        real_copy(source, dest)
+        copies[str(Path(dest).relative_to(target)).removesuffix(".partial")] += 1
+
+    monkeypatch.setattr(shutil, "copyfile", dying_copy)
+    runner = CliRunner()
+    result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(target)])
+    assert result.exit_code == 1 and "killed while copying" in result.output
+    assert len(copies) == 9 and "README.md" not in copies, "stopped half way, the card not yet written"
+    assert list(target.rglob("*.partial")), "the cut-off copy is left under a temporary name only"
+
+    monkeypatch.setattr(shutil, "copyfile", lambda s, d: dying_copy(s, d, fail_at=0))
+    result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(target)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(tree) - 9} copied, 9 already there, 1 stale deleted" in result.output
+    written = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert written == sorted(f.path for f in tree), "no missing shard, no stale or partial file"
+    assert all((target / f.path).read_bytes() == f.source.read_bytes() for f in tree)
+    assert set(copies) == {f.path for f in tree} and max(copies.values()) == 1, "nothing copied twice"
