@@ -115,6 +115,7 @@ def test_card_has_provenance_counts_histograms_and_recipe(run_dir, tmp_path):
         "![lengths](images/lengths.png)",
         "estimate: ceil(chars / 4)",
         "```yaml\nname: qwen-run",
+        "**Short-CoT**: exported with `require_reasoning: false`",  # Qwen2.5-Math answers have no thinking
     ):
         assert expected in card, expected
     assert (run_dir / "card" / "images" / "pass_rate.png").read_bytes()[:4] == b"\x89PNG"
