@@ -1,7 +1,7 @@
 """`longcot push RUN --repo ORG/NAME`: publish a run's SFT/RL shards and card to the Hugging Face Hub.
 
 `--to-dir DIR` writes the exact tree a push would upload (no network, no token): inspect it, or
-`datasets.load_dataset(DIR, "sft")` it. The token is read from HF_TOKEN only and never shown.
+`datasets.load_dataset(DIR, "sft")` it. Into an earlier --to-dir it resumes like the Hub push. The token is read from HF_TOKEN only and never shown.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ def register(app: typer.Typer) -> None:
         private: Annotated[bool, typer.Option("--private", help="create the repo private")] = False,
         revision: Annotated[str | None, typer.Option(help="branch to push to (created if missing)")] = None,
         to_dir: Annotated[
-            Path | None, typer.Option("--to-dir", help="write the tree here instead of pushing")
+            Path | None,
+            typer.Option("--to-dir", help="write the tree here instead of pushing (resumes an earlier one)"),
         ] = None,
     ) -> None:
         """Upload the exported sets and the dataset card (resumable), or write them to a directory."""
-        from flows.push import Ledger, build_tree, hf_api, ledger_path, push, write_tree
+        from flows.push import Ledger, build_tree, dir_ledger_path, hf_api, ledger_path, push, write_tree
 
         if to_dir is None and not repo:
             raise typer.BadParameter("give --repo ORG/NAME (or --to-dir DIR)", param_hint="--repo")
@@ -39,8 +40,13 @@ def register(app: typer.Typer) -> None:
         tree = build_tree(run_dir)
         size = sum(f.size for f in tree)
         if to_dir is not None:
-            write_tree(tree, to_dir)
-            console.print(f"wrote {len(tree)} files ({size / 1e6:.1f} MB) to {to_dir}", soft_wrap=True)
+            ledger = Ledger(dir_ledger_path(run_dir, to_dir), str(to_dir.resolve()), None)
+            result = write_tree(tree, to_dir, ledger)
+            console.print(
+                f"{to_dir}: {len(tree)} files ({size / 1e6:.1f} MB): {result['uploaded']} copied, "
+                f"{result['skipped']} already there, {result['deleted']} stale deleted",
+                soft_wrap=True,
+            )
             for f in tree:
                 console.print(f"  {f.path}  {f.size:,} B", highlight=False)
             return

@@ -18,11 +18,11 @@ from typing import Any
 import polars as pl
 
 from flows.plots import funnel, histogram, img, overlaid_histogram, pass_rate_histogram, stacked_reasons
-from stages.card import CARD, export_dir, render_card, sample_totals
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.decontam import stage_html as decontam_html
 from stages.dedup.report import stage_html as dedup_html
 from stages.passrate import rate_values
+from stages.reports.card import CARD, export_dir, render_card, sample_totals
 from stages.runner import StepResult
 from stages.store import count_row, load_report, shard_paths
 
@@ -109,10 +109,10 @@ def source_breakdown(run_dir: Path, stages: list[dict[str, Any]]) -> str:
                 counts.setdefault(name or "?", {})[s["dir"]] = n
     export = [s for s in stages if s["stage"] == "export"]
     if export:
-        rl = _column(run_dir / export[-1]["dir"] / "rl", "data_source")
+        rl = _column(run_dir / export[-1]["dir"] / "rl", "extra_info")  # data_source is verl's reward key
         if rl is not None:
             columns.append("RL set")
-            for name, n in rl.value_counts().iter_rows():
+            for name, n in rl.struct.field("source").value_counts().iter_rows():
                 counts.setdefault(name or "?", {})["RL set"] = n
     rows = [[name, *(per.get(c, 0) for c in columns)] for name, per in sorted(counts.items())]
     rows.append(["total", *(sum(per.get(c, 0) for per in counts.values()) for c in columns)])

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import polars as pl
+import pytest
+from pydantic import ValidationError
 
+from flows.recipe import load_recipe
 from flows.steps import run_collect, run_stage
 from stages.collect import CollectConfig, SourceSpec
 from stages.export import ExportConfig
 from stages.export import run as export_run
 from tests.conftest import write_jsonl
+
+# The data_source values verl's default reward (verl.utils.reward_score.default_compute_score,
+# volcengine/verl@03c3afd25c6a, verl/utils/reward_score/__init__.py) sends to a math scorer:
+# gsm8k, MATH (math.compute_score), math_dapo / "aime*", and PRIME's numina sources.
+VERL_MATH_KEYS = {
+    "openai/gsm8k",
+    "lighteval/MATH",
+    "DigitalLearningGmbH/MATH-lighteval",
+    "math_dapo",
+    "numina_aops_forum",
+    "numina_synthetic_math",
+    "numina_amc_aime",
+    "numina_synthetic_amc",
+    "numina_cn_k12",
+    "numina_olympiads",
+}
 
 
 def test_sft_and_rl_sets(tmp_path):
@@ -33,7 +53,7 @@ def test_sft_and_rl_sets(tmp_path):
     assert rl.columns == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
     code_row, math_row = rl.row(0, named=True), rl.row(1, named=True)
     assert math_row["reward_model"] == {"style": "rule", "ground_truth": "5"}
-    assert math_row["extra_info"]["split"] == "train" and math_row["data_source"] == "m"
+    assert math_row["extra_info"]["split"] == "train" and math_row["extra_info"]["source"] == "m"
     assert json.loads(code_row["reward_model"]["ground_truth"]) == ["assert add(1, 2) == 3"]
     assert code_row["prompt"][0]["content"] == "Write add(a, b)."
     assert sorted(rl["extra_info"].struct.field("index").to_list()) == [0, 1]
@@ -97,7 +117,7 @@ def traces(problems: int = 40, samples: int = 3) -> pl.DataFrame:
 
 
 def export(tmp_path, rows: pl.DataFrame, **config) -> tuple[dict, object]:
-    (tmp_path / "in").mkdir(exist_ok=True)
+    (tmp_path / "in").mkdir(parents=True, exist_ok=True)
     rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
     report = run_stage(export_run, tmp_path / "in", ExportConfig(**config), tmp_path / "out", "export")
     return report, tmp_path / "out"
@@ -166,3 +186,91 @@ def test_budget_balances_domains_and_prefers_long_reasoning(tmp_path):
     assert sft["uid"].str.slice(1).cast(int).mean() > 22
     rl = pl.read_parquet(out / "rl" / "train")
     assert rl.height == 40, "the budget picks SFT traces; every problem stays in RL"
+
+
+def reasoning_traces() -> pl.DataFrame:
+    """p1: the shortest correct trace has no reasoning (empty, then whitespace), a longer one thinks;
+    p2: its only correct trace has null reasoning (a non-reasoning teacher); p3: wrong, no reasoning."""
+    return pl.DataFrame(
+        {
+            "uid": ["p1", "p1", "p1", "p2", "p3"],
+            "sample": [0, 1, 2, 0, 0],
+            "model": ["t"] * 5,
+            "source": ["gsm8k_train"] * 5,
+            "domain": ["math"] * 5,
+            "problem": ["1+1?", "1+1?", "1+1?", "2+2?", "3+3?"],
+            "answer": ["2", "2", "2", "4", "6"],
+            "reasoning": ["", " \n\t", "One plus one is two.", None, ""],
+            "response": [r"\boxed{2}", r"\boxed{2}", r"\boxed{2}", r"\boxed{4}", r"\boxed{7}"],
+            "correct": [True, True, True, True, False],
+        },
+        schema_overrides={"sample": pl.Int32},
+    )
+
+
+def test_long_cot_export_drops_empty_reasoning_and_picks_a_trace_that_thinks(tmp_path):
+    report, out = export(tmp_path, reasoning_traces(), tokenizer=None)
+    assert report["drop_reasons"] == {"empty_reasoning": 3, "incorrect": 1}
+    assert (report["rows_in"], report["rows_kept"]) == (5, 1)
+    sft = pl.read_parquet(out / "sft" / "train")
+    assert sft.select("uid", "sample").rows() == [("p1", 2)], (
+        "the longer trace that thinks, not the empty one"
+    )
+    assert "<think>\nOne plus one is two.\n</think>" in sft["messages"][0][-1]["content"]
+    detail = json.loads(pl.read_parquet(out / "dropped").filter(pl.col("uid") == "p2")["drop_detail"][0])
+    assert detail["has_reasoning"] is False and detail["require_reasoning"] is True
+    assert report["details"]["long_cot"] is True
+    assert "long-CoT" in (out / "README.md").read_text()
+    rl = pl.read_parquet(out / "rl" / "train")
+    assert sorted(rl["extra_info"].struct.field("uid")) == ["p1", "p2", "p3"], "RL needs problems, not traces"
+
+
+def test_short_cot_opt_out_keeps_empty_reasoning_and_says_so(tmp_path):
+    report, out = export(tmp_path, reasoning_traces(), tokenizer=None, require_reasoning=False)
+    assert report["drop_reasons"] == {"not_selected": 2, "incorrect": 1}
+    sft = pl.read_parquet(out / "sft" / "train").sort("uid")
+    assert sft.select("uid", "sample").rows() == [("p1", 0), ("p2", 0)]
+    assert sft["messages"][0][-1]["content"].startswith("<think>\n\n</think>")
+    assert report["details"]["long_cot"] is False
+    assert "short-CoT" in (out / "README.md").read_text()
+
+
+def test_rl_data_source_is_a_verl_math_key_with_the_source_in_extra_info(tmp_path):
+    rows = traces(4)  # even problems are code, odd are math; source = domain name
+    _, out = export(tmp_path, rows, tokenizer=None)
+    rl = pl.read_parquet(out / "rl" / "train")
+    math = rl.filter(pl.col("ability") == "math")
+    assert math.height == 2 and set(math["data_source"]) <= VERL_MATH_KEYS
+    assert math["data_source"].unique().to_list() == ["lighteval/MATH"], "the scorer of \\boxed{} answers"
+    assert math["extra_info"].struct.field("source").unique().to_list() == ["math"], "source name kept"
+    code = rl.filter(pl.col("ability") == "code")
+    assert code["data_source"].unique().to_list() == ["code"], "no verl scorer for longcot's test format"
+    _, out = export(tmp_path / "override", rows, tokenizer=None, rl_data_source={"math": "openai/gsm8k"})
+    rl = pl.read_parquet(out / "rl" / "train")
+    assert rl.filter(pl.col("ability") == "math")["data_source"].unique().to_list() == ["openai/gsm8k"]
+
+
+def test_export_root_loads_with_datasets_one_config_per_set(tmp_path):
+    report, out = export(tmp_path, traces(40), validation_fraction=0.25, shard_rows=7, tokenizer=None)
+    for name in ("sft", "rl"):
+        loaded = datasets.load_dataset(str(out), name, cache_dir=str(tmp_path / "hf-cache"))
+        assert set(loaded) == {"train", "validation"}
+        for split, rows in loaded.items():
+            expected = pl.read_parquet(out / name / split)
+            assert rows.column_names == expected.columns, f"{name}: its own columns, not a mix"
+            assert pl.from_arrow(rows.data.table).to_dicts() == expected.to_dicts(), f"{name}/{split}"
+            assert rows.num_rows == report["details"]["sets"][name][split]["rows"]
+    default = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
+    assert "messages" in default.column_names, "sft is the default config"
+
+
+def test_msc_budget_fails_at_recipe_validation(tmp_path):
+    with pytest.raises(ValidationError, match="classifier"):
+        ExportConfig(select={"budget": {"problems": 10, "balance_by": "msc"}})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nsources: [{name: s, path: x.jsonl}]\n"
+        "stages: [{stage: export, select: {budget: {problems: 10, balance_by: msc}}}]\n"
+    )
+    with pytest.raises(ValueError, match=r"balance_by.*classifier"):
+        load_recipe(recipe)

@@ -19,7 +19,7 @@ from stages.verify import VerifyConfig, verify_frames
 QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
 # docs/verification.md, "Every disagreement, adjudicated": the shipped label of idx 72 sample 7 is
 # wrong (gold 10{,}000, boxed 10000); 25/1, 45/5, 48/3 are right answers in garbage traces that the
-# language-mixing filter drops.
+# language-mixing filter drops (and pass_rate counts as failures).
 MISLABELLED = {("72", 7)}
 LANGUAGE_MIXING = {("25", 1), ("45", 5), ("48", 3)}
 
@@ -61,6 +61,7 @@ def test_rates_filter_and_evidence(tmp_path):
         "pass_rate": 1.0,
         "n_correct": 2,
         "n_samples": 2,
+        "n_failed_by_verifier": 0,
         "low": 0.1,
         "high": 0.9,
         "rated_by": "teacher",
@@ -68,7 +69,73 @@ def test_rates_filter_and_evidence(tmp_path):
     assert dropped.filter(pl.col("uid") == "p2")["drop_reason"].unique().to_list() == ["too_hard"]
     d = report["details"]
     assert d["problems"] == {"total": 4, "kept": 1, "too_hard": 1, "too_easy": 1, "unrated": 1}
-    assert sorted(rate_values(d)) == [0.0, pytest.approx(2 / 3), 1.0]
+    assert d["rated"] == 3 and sorted(rate_values(d)) == [0.0, pytest.approx(2 / 3), 1.0]
+    assert d["verifier_drops"] is None, "the input is not a verify stage's kept rows: no drops to count"
+
+
+def verify_stage(directory: Path) -> Path:
+    """A verify stage's output shaped like the quickstart's: 10 problems x 2 samples in, 14 kept,
+    6 dropped (no_final_answer 3, verifier_error 2, truncated 1). q1 and q4 lose every sample."""
+    outcomes = {  # uid: (sample 0, sample 1); True/False = kept with that verdict, str = dropped
+        "q0": (True, False),
+        "q1": ("no_final_answer", "truncated"),
+        "q2": (False, "no_final_answer"),
+        "q3": (True, "verifier_error"),
+        "q4": ("verifier_error", "no_final_answer"),
+        **{f"q{i}": (False, False) for i in range(5, 9)},
+        "q9": (True, True),
+    }
+    rows = [(u, s, o) for u, pair in outcomes.items() for s, o in enumerate(pair)]
+    kept = pl.DataFrame(
+        [(u, s, o) for u, s, o in rows if isinstance(o, bool)],
+        schema=["uid", "sample", "correct"],
+        orient="row",
+    )
+    dropped = pl.DataFrame(
+        [(u, s, o, "{}") for u, s, o in rows if isinstance(o, str)],
+        schema=["uid", "sample", "drop_reason", "drop_detail"],
+        orient="row",
+    )
+    with StageWriter(directory, "verify") as out:
+        out.count_in(len(rows))
+        out.keep(kept)
+        out.drop(dropped)
+        out.finish()
+    return directory / "kept"
+
+
+def test_verifier_drops_are_failures_and_every_problem_is_accounted_for(tmp_path):
+    kept = verify_stage(tmp_path / "07-verify")
+    report = run_stage(pass_rate_run, kept, PassRateConfig(low=0.1, high=1.0), tmp_path / "out", "pass_rate")
+    assert (report["rows_in"], report["rows_kept"], report["drop_reasons"]) == (14, 5, {"too_hard": 9})
+    d = report["details"]
+    assert d["problems"] == {"total": 10, "too_hard": 5, "kept": 3, "no_kept_sample": 2}, "10 in, 10 rated"
+    assert d["rated"] == 10
+    assert d["verifier_drops"]["counted_as_failures"] == 4
+    assert d["verifier_drops"]["failures_by_reason"] == {"no_final_answer": 3, "truncated": 1}
+    assert d["verifier_drops"]["not_counted"] == {"verifier_error": 2}, "our checker failed, not the sample"
+    assert d["no_kept_sample"] == [
+        {"uid": "q1", "n_correct": 0, "n_samples": 2},
+        {"uid": "q4", "n_correct": 0, "n_samples": 1},
+    ]
+    rates = {r["uid"]: r for r in pl.read_parquet(tmp_path / "out" / "rates").iter_rows(named=True)}
+    assert len(rates) == 10
+    assert (rates["q2"]["n_correct"], rates["q2"]["n_samples"], rates["q2"]["fate"]) == (0, 2, "too_hard")
+    assert rates["q2"]["n_failed_by_verifier"] == 1, "its no_final_answer sample is a failure"
+    assert (rates["q3"]["pass_rate"], rates["q3"]["n_samples"]) == (1.0, 1), "verifier_error does not count"
+    assert (rates["q1"]["pass_rate"], rates["q1"]["fate"], rates["q1"]["n_kept"]) == (
+        0.0,
+        "no_kept_sample",
+        0,
+    )
+    kept_rows = pl.read_parquet(tmp_path / "out" / "kept")
+    q0 = kept_rows.filter(pl.col("uid") == "q0")
+    assert q0["pass_rate"].to_list() == [0.5, 0.5] and q0["n_samples"].to_list() == [2, 2]
+    detail = json.loads(
+        pl.read_parquet(tmp_path / "out" / "dropped").filter(pl.col("uid") == "q2")["drop_detail"][0]
+    )
+    assert (detail["n_samples"], detail["n_failed_by_verifier"]) == (2, 1)
+    assert sum(r["problems"] for r in d["rate_counts"]) == 10
 
 
 def test_unrated_drop_and_bounds(tmp_path):
@@ -133,24 +200,35 @@ def test_verifier_rates_differ_only_on_documented_samples(qwen, tmp_path):
     assert {(u, s) for u, s in dropped.select("uid", "sample").iter_rows()} == LANGUAGE_MIXING
     assert dropped["drop_reason"].unique().to_list() == ["language_mixing"]
 
-    run_stage(pass_rate_run, tmp_path / "verified" / "kept", PassRateConfig(), tmp_path / "out", "pass_rate")
+    report = run_stage(
+        pass_rate_run, tmp_path / "verified" / "kept", PassRateConfig(), tmp_path / "out", "pass_rate"
+    )
     ours = rates_of(tmp_path / "out")
-    # expected: the shipped labels with the documented corrections applied, sample by sample
+    # expected: the shipped labels with the documented corrections applied, sample by sample; a sample
+    # the verifier dropped is a failure, whatever its label
     key = pl.concat_str("uid", pl.lit("/"), pl.col("sample").cast(pl.String))
-    corrected = qwen.filter(~key.is_in(keys(LANGUAGE_MIXING))).with_columns(
-        pl.when(key.is_in(keys(MISLABELLED))).then(~pl.col("label")).otherwise(pl.col("label")).alias("label")
+    corrected = qwen.with_columns(
+        pl.when(key.is_in(keys(MISLABELLED)))
+        .then(~pl.col("label"))
+        .when(key.is_in(keys(LANGUAGE_MIXING)))
+        .then(False)
+        .otherwise(pl.col("label"))
+        .alias("label")
     )
     expected = shipped_rates(corrected)
     assert {u: (c, n) for u, (c, n, _) in ours.items()} == expected
     differing = {u for u, (c, n) in shipped_rates(qwen).items() if (c / n) != ours[u][2]}
     documented = {u for u, _ in MISLABELLED | LANGUAGE_MIXING}
-    assert differing <= documented, "rates differ only on problems with a documented sample"
+    assert differing == documented, "rates differ exactly on problems with a documented sample"
     shipped = shipped_rates(qwen)
     assert shipped["72"] == (0, 8) and ours["72"][:2] == (1, 8), "idx 72 sample 7 is right: 1/8, not 0/8"
-    for uid in ("25", "45", "48"):  # 8/8 by the labels; the garbage sample is gone: 7/7, the same rate
-        assert shipped[uid] == (8, 8) and ours[uid][:2] == (7, 7)
-    assert differing == {"72"}
-    # every verdict agrees with the corrected labels, sample by sample
+    for uid in ("25", "45", "48"):  # 8/8 by the labels; the garbage sample is a failure: 7/8
+        assert shipped[uid] == (8, 8) and ours[uid][:2] == (7, 8)
+    d = report["details"]
+    assert d["verifier_drops"]["counted_as_failures"] == 3
+    assert d["verifier_drops"]["failures_by_reason"] == {"language_mixing": 3}
+    assert d["problems"]["total"] == d["rated"] == 100
+    # every kept verdict agrees with the corrected labels, sample by sample
     joined = verified.join(
         corrected.select("uid", "sample", pl.col("label").alias("truth")), on=["uid", "sample"]
     )

@@ -4,6 +4,7 @@ with no duplicate or missing shard (against an HfApi double that stores files li
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,11 +20,10 @@ from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_genera
 from flows.html_report import write_report
 from flows.manifest import Manifest
 from flows.push import Ledger, build_tree, ledger_path, push, write_tree
-from flows.steps import run_stage
 from stages.export import ExportConfig
-from stages.export import run as export_run
 from stages.passrate import PassRateConfig
-from stages.passrate import run as pass_rate_run
+from stages.registry import stage
+from stages.runner import Step, run_step
 
 QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
 SECRET = "hf_TEST_SECRET_do_not_print_0123456789"
@@ -48,17 +48,19 @@ def build_run(root: Path, data: Path) -> Path:
         "stages": [{"stage": "pass_rate", "low": 0.1, "high": 0.9}, {"stage": "export"}],
     }
     manifest = Manifest.start(run_dir, recipe, "test")
-    first = run_stage(
-        pass_rate_run,
-        root / "input",
-        PassRateConfig(low=0.0, high=0.99),
-        run_dir / "01-pass_rate",
-        "pass_rate",
+    first = run_step(
+        Step(stage("pass_rate"), PassRateConfig(low=0.0, high=0.99), root / "input", run_dir / "01-pass_rate")
     )
-    manifest.record_stage(run_dir / "01-pass_rate", first, False)
-    config = ExportConfig(validation_fraction=0.3, shard_rows=8, select={"policy": "all"}, tokenizer=None)
-    second = run_stage(export_run, run_dir / "01-pass_rate" / "kept", config, run_dir / "02-export", "export")
-    manifest.record_stage(run_dir / "02-export", second, False)
+    manifest.record_stage(first)
+    config = ExportConfig(
+        validation_fraction=0.3,
+        shard_rows=8,
+        select={"policy": "all"},
+        tokenizer=None,
+        require_reasoning=False,
+    )
+    second = run_step(Step(stage("export"), config, run_dir / "01-pass_rate" / "kept", run_dir / "02-export"))
+    manifest.record_stage(second)
     manifest.finish("succeeded")
     write_report(run_dir, manifest.data)
     return run_dir
@@ -76,7 +78,7 @@ def card_header(path: Path) -> dict:
 def test_to_dir_tree_loads_back_with_the_cards_configs(run_dir, tmp_path):
     tree = build_tree(run_dir)
     target = tmp_path / "tree"
-    write_tree(tree, target)
+    write_tree(tree, target, Ledger(tmp_path / "ledger.json", str(target), None))
     written = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert written == sorted(f.path for f in tree), "exactly the tree a push uploads"
     assert tree[-1].path == "README.md"
@@ -85,14 +87,14 @@ def test_to_dir_tree_loads_back_with_the_cards_configs(run_dir, tmp_path):
     assert set(configs) == {"sft", "rl"} and configs["sft"].get("default") is True
     export = run_dir / "02-export"
     for name, config in configs.items():
-        loaded = datasets.load_dataset(str(target), name)
+        loaded = datasets.load_dataset(str(target), name, cache_dir=str(tmp_path / "hf-cache"))
         assert set(loaded) == {d["split"] for d in config["data_files"]} == {"train", "validation"}
         for split, rows in loaded.items():
             expected = pl.read_parquet(export / name / split)
             got = pl.from_arrow(rows.data.table)
             assert got.height == expected.height > 0
             assert got.to_dicts() == expected.to_dicts(), f"{name}/{split} rows match"
-    sft = datasets.load_dataset(str(target), split="train")  # the default config
+    sft = datasets.load_dataset(str(target), split="train", cache_dir=str(tmp_path / "hf-cache"))  # default
     assert sft[0]["messages"][1]["content"].startswith("<think>")
     assert len(list(target.glob("sft/train-*.parquet"))) > 1, "several shards per split"
 
@@ -108,6 +110,7 @@ def test_card_has_provenance_counts_histograms_and_recipe(run_dir, tmp_path):
         "![lengths](images/lengths.png)",
         "estimate: ceil(chars / 4)",
         "```yaml\nname: qwen-run",
+        "**Short-CoT**: exported with `require_reasoning: false`",  # Qwen2.5-Math answers have no thinking
     ):
         assert expected in card, expected
     assert (run_dir / "card" / "images" / "pass_rate.png").read_bytes()[:4] == b"\x89PNG"
@@ -222,4 +225,42 @@ def test_cli_push_token_from_env_only_and_to_dir(run_dir, tmp_path, monkeypatch)
         str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()
     ) == sorted(hub.trees["v1"]), "--to-dir writes exactly what was pushed"
     result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(tmp_path / "out")])
-    assert result.exit_code == 1 and "not empty" in result.output
+    assert result.exit_code == 0 and "0 copied" in result.output, "a finished --to-dir is a no-op"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my own file")
+    result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(tmp_path / "mine")])
+    assert result.exit_code == 1 and "notes.txt" in result.output, "a folder of other files is refused"
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_interrupted_to_dir_push_resumes_without_duplicate_or_missing_shard(run_dir, tmp_path, monkeypatch):
+    """The 10th file copy dies half way (a kill while writing); the same command again completes."""
+    tree = build_tree(run_dir)
+    target = tmp_path / "tree"
+    (target / "sft").mkdir(parents=True)
+    (target / "sft" / "train-00042-of-00043.parquet").write_bytes(b"stale shard of an earlier push")
+    copies: Counter[str] = Counter()
+    real_copy = shutil.copyfile
+
+    def dying_copy(source, dest, fail_at=10):
+        if sum(copies.values()) + 1 == fail_at:
+            Path(dest).write_bytes(Path(source).read_bytes()[: Path(source).stat().st_size // 2])
+            raise OSError("killed while copying")
+        real_copy(source, dest)
+        copies[str(Path(dest).relative_to(target)).removesuffix(".partial")] += 1
+
+    monkeypatch.setattr(shutil, "copyfile", dying_copy)
+    runner = CliRunner()
+    result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(target)])
+    assert result.exit_code == 1 and "killed while copying" in result.output
+    assert len(copies) == 9 and "README.md" not in copies, "stopped half way, the card not yet written"
+    assert list(target.rglob("*.partial")), "the cut-off copy is left under a temporary name only"
+
+    monkeypatch.setattr(shutil, "copyfile", lambda s, d: dying_copy(s, d, fail_at=0))
+    result = runner.invoke(app, ["push", str(run_dir), "--to-dir", str(target)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(tree) - 9} copied, 9 already there, 1 stale deleted" in result.output
+    written = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert written == sorted(f.path for f in tree), "no missing shard, no stale or partial file"
+    assert all((target / f.path).read_bytes() == f.source.read_bytes() for f in tree)
+    assert set(copies) == {f.path for f in tree} and max(copies.values()) == 1, "nothing copied twice"

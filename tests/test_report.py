@@ -28,6 +28,7 @@ def test_report_is_self_contained_with_every_section(run_dir):
     assert "<script src" not in page and "<link" not in page
     assert "estimate: ceil(chars / 4)" in page, "the token counts say what counted them"
     assert "too_easy" in page and "math_cot_100" in page
+    assert "lighteval/MATH" not in page, "RL problems counted per source, not per verl reward key"
 
 
 def test_funnel_markdown_for_the_prefect_artifact(run_dir):

@@ -1,7 +1,7 @@
 """R1-style quality filters: each failing check is a drop reason with its evidence.
 
 Checks, in the order a row is judged (the first that fails names the drop):
-truncated, missing_think, unbalanced_think, empty_reasoning, no_final_answer, too_short, too_long,
+truncated, unbalanced_think, empty_reasoning, no_final_answer, too_short, too_long,
 repetition, language_mixing. Thresholds were set on the Sky-T1 traces here: looping, cut-off traces
 compress to ~0.02 of their size and repeat a 20-word run hundreds of times, finished ones compress to
 >= 0.2 and repeat nothing more than 3 times (docs/verification.md).
@@ -33,7 +33,6 @@ class QualityConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    require_think: bool = False  # drop rows without a thinking section (R1/OpenThoughts-style teachers)
     min_reasoning_chars: int = 1  # when a thinking section exists, at least this much of it
     min_chars: int | None = 20
     max_chars: int | None = 400_000
@@ -88,11 +87,6 @@ def quality_verdicts(df: pl.DataFrame, cfg: QualityConfig) -> pl.DataFrame:
             detail_json(
                 finish_reason=pl.col("finish_reason"), format=pl.col("_format"), chars=pl.col("_chars")
             ),
-        ),
-        (
-            "missing_think",
-            pl.lit(cfg.require_think) & pl.col("_format").is_in(["plain"]),
-            detail_json(format=pl.col("_format")),
         ),
         (
             "unbalanced_think",

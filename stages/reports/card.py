@@ -19,10 +19,11 @@ import yaml
 
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.dedup.report import dedup_markdown, dedup_reports
+from stages.export.layout import README, SETS, dataset_configs, yaml_header
 from stages.store import count_row, load_report, shard_paths
 
-SETS = ("sft", "rl")
-CARD = "README.md"
+CARD = README  # the pushed tree's card has the export root's name
+PUSHED_FILES = "{name}/{split}-*.parquet"  # data_file's names, as globs per split
 
 # Known presets (data/mappings.yaml) -> (upstream repository, licence stated upstream, HF licence id).
 # From ../shared/data/README.md; anything else is "unknown" until someone checks.
@@ -60,15 +61,7 @@ def exported_splits(export: Path) -> dict[str, dict[str, list[Path]]]:
 
 
 def _header(run: str, recipe: dict[str, Any], splits: dict[str, dict[str, list[Path]]], rows: int) -> str:
-    configs = [
-        {
-            "config_name": name,
-            **({"default": True} if name == "sft" else {}),
-            "data_files": [{"split": split, "path": f"{name}/{split}-*.parquet"} for split in splits[name]],
-        }
-        for name in SETS
-        if splits[name]
-    ]
+    configs = dataset_configs({name: list(per) for name, per in splits.items()}, PUSHED_FILES)
     ids = {LICENCES.get(s.get("preset") or "", UNKNOWN)[2] for s in recipe.get("sources", [])}
     header = {
         "pretty_name": run,
@@ -79,7 +72,7 @@ def _header(run: str, recipe: dict[str, Any], splits: dict[str, dict[str, list[P
         "size_categories": [_size_category(rows)],
         "configs": configs,
     }
-    return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n"
+    return yaml_header(header)
 
 
 def _size_category(rows: int) -> str:
@@ -189,6 +182,14 @@ def _pass_rates(run_dir: Path, manifest: dict[str, Any], images: dict[str, str])
             + ", ".join(f"{k} {v:,}" for k, v in p.items())
             + " problems."
         )
+        drops = d.get("verifier_drops")
+        if drops:
+            reasons = ", ".join(f"{r} {n:,}" for r, n in drops["failures_by_reason"].items()) or "none"
+            skipped = ", ".join(f"{r} {n:,}" for r, n in drops["not_counted"].items()) or "none"
+            parts.append(
+                f"Samples the verifier dropped count as failures: {drops['counted_as_failures']:,} ({reasons}); "
+                f"not counted either way (no verdict on the answer): {skipped}."
+            )
     if "pass_rate" in images:
         parts.append(f"![pass rates]({images['pass_rate']})")
     return parts
@@ -242,13 +243,30 @@ def _usage(splits: dict[str, dict[str, list[Path]]], export: dict[str, Any]) -> 
     return "\n".join([*lines, "```"])
 
 
+def _chain_of_thought(export: dict[str, Any]) -> str:
+    """Long-CoT or short-CoT, as the export decided it (null: problem rows, no traces)."""
+    details, dropped = export.get("details", {}), export.get("drop_reasons", {}).get("empty_reasoning", 0)
+    if details.get("long_cot") is True:
+        return (
+            "**Long-CoT**: every SFT answer has non-empty reasoning inside `<think>…</think>`; "
+            f"{dropped:,} correct trace(s) with empty reasoning were left out (`empty_reasoning`)."
+        )
+    if details.get("long_cot") is False:
+        return (
+            "**Short-CoT**: exported with `require_reasoning: false`; SFT answers may have empty reasoning "
+            "(`<think>\n\n</think>`)."
+        )
+    return ""
+
+
 def render_card(run_dir: Path, manifest: dict[str, Any], images: dict[str, str] | None = None) -> str:
     """The card's Markdown; `images` maps chart names (pass_rate, lengths) to paths relative to it."""
     images = images or {}
     export = export_dir(run_dir, manifest)
     if export is None:
         raise ValueError(f"{run_dir}: no finished export stage, nothing to describe")
-    export_details = (load_report(export) or {}).get("details", {})
+    export_report = load_report(export) or {}
+    export_details = export_report.get("details", {})
     splits = exported_splits(export)
     recipe = manifest["recipe"]
     total = sum(s["rows"] for sets in export_details.get("sets", {}).values() for s in sets.values())
@@ -257,6 +275,7 @@ def render_card(run_dir: Path, manifest: dict[str, Any], images: dict[str, str] 
         f"# {manifest['run']}",
         (recipe.get("description") or "").strip(),
         f"Built by longcot on {manifest.get('finished_at')} (status {manifest['status']}).",
+        _chain_of_thought(export_report),
         "## Configs",
         _table(
             ["config", "split", "rows", "shards"],

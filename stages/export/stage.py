@@ -8,17 +8,24 @@
     rl/<split>/part-*.parquet    data_source, prompt=[{role: user, content}], ability,
                                      reward_model={style: rule, ground_truth},
                                      extra_info={split, index, uid, source, answer, pass_rate, n_samples}
+    README.md                    YAML `configs:` (stages.export.layout): load_dataset(root, "sft" | "rl")
 
 From problem rows (no teacher yet) the SFT rows have the user turn only. From generation rows the
-traces go through stages.select (up to m correct traces per problem, optionally a budget); the rows
-not selected are dropped here with `incorrect` / `unverified` / `not_selected` / `over_budget`. The RL
+traces go through stages.export.select (up to m correct traces per problem, optionally a budget); the
+rows not selected are dropped here with `incorrect` / `unverified` / `empty_reasoning` /
+`not_selected` / `over_budget`. A long-CoT set needs reasoning: by default (`require_reasoning`) a
+trace whose reasoning is empty or whitespace never becomes an SFT row (`<think>\n\n</think>` teaches a
+model to skip thinking); a short-CoT recipe sets `require_reasoning: false`, and the card says so. The RL
 set has one row per problem of the input that has a ground truth (gold answer, or tests for code),
-whether or not a trace of it was selected: RL needs the problem, not a trace.
+whether or not a trace of it was selected: RL needs the problem, not a trace. Its `data_source` is
+the key verl's default reward (`verl.utils.reward_score.default_compute_score`) dispatches on, per
+domain (`rl_data_source`; math-like domains: "lighteval/MATH", which scores the last \boxed{} that
+the user turn asks for); the source name stays in `extra_info.source`.
 
 Splits: with `validation_fraction`, a problem goes to validation when blake2b(salt:uid) falls under
 the fraction: deterministic, the same for SFT and RL (no problem in both splits), stable across runs.
 Shards hold at most `shard_rows` rows. Token statistics are labelled with the tokenizer that counted
-(stages.tokens).
+(stages.export.tokens).
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages.select import Classifier, SelectConfig, choose, trace_length, unit_interval
+from stages.export.layout import SETS, write_export_readme
+from stages.export.select import SelectConfig, choose, has_reasoning, trace_length, unit_interval
+from stages.export.tokens import TokenCounter, length_stats, token_counter
 from stages.store import ShardWriter, StageWriter, read_shards, shard_columns, shard_paths
-from stages.tokens import TokenCounter, length_stats, token_counter
 
 DEFAULT_INSTRUCTIONS = {
     "math": "Let's think step by step and output the final answer within \\boxed{}.",
@@ -49,7 +57,11 @@ OPTIONAL: dict[str, pl.DataType] = {
     "pass_rate": pl.Float64(),
     "n_samples": pl.Int32(),
 }
-SETS = ("sft", "rl")
+# verl's default_compute_score (verl/utils/reward_score/__init__.py) scores "lighteval/MATH" rows with
+# its math reward: the last \boxed{} of the response against ground_truth, which is what the user turn
+# asks for in these domains. Code tests are in longcot's format (not prime_code's inputs/outputs), so
+# code rows keep their source name and need a custom reward unless a recipe maps them.
+DEFAULT_DATA_SOURCES = {"math": "lighteval/MATH", "science": "lighteval/MATH", "puzzle": "lighteval/MATH"}
 
 
 class ExportConfig(BaseModel):
@@ -67,6 +79,13 @@ class ExportConfig(BaseModel):
     split_salt: str = "longcot-split"
     shard_rows: int = Field(100_000, gt=0, description="rows per Parquet shard")
     select: SelectConfig = Field(default_factory=SelectConfig)
+    require_reasoning: bool = Field(
+        True, description="drop traces with empty reasoning from SFT (false: a short-CoT set)"
+    )
+    rl_data_source: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_DATA_SOURCES),
+        description="RL data_source per domain (verl's reward dispatch key); other domains: the source name",
+    )
     tokenizer: str | None = Field("auto", description="'auto' (MiniLM proxy), a tokenizer path, or null")
 
 
@@ -127,9 +146,16 @@ def sft_rows(batch: pl.DataFrame, config: ExportConfig, traces: bool) -> pl.Data
     return batch.select(*ids, *conversation(config, traces), *rest, "num_tokens")
 
 
-def rl_rows(problems: pl.DataFrame, first_index: int) -> pl.DataFrame:
+def data_source(config: ExportConfig) -> pl.Expr:
+    """verl's reward dispatch key for the row's domain, else the source name."""
+    return pl.col("domain").replace_strict(
+        config.rl_data_source, default=pl.col("source"), return_dtype=pl.String
+    )
+
+
+def rl_rows(problems: pl.DataFrame, first_index: int, config: ExportConfig) -> pl.DataFrame:
     return problems.with_row_index("index", offset=first_index).select(
-        pl.col("source").alias("data_source"),
+        data_source(config).alias("data_source"),
         pl.concat_list(message("user", pl.col("prompt_text"))).alias("prompt"),
         pl.col("domain").alias("ability"),
         pl.struct(pl.lit("rule").alias("style"), ground_truth().alias("ground_truth")).alias("reward_model"),
@@ -158,9 +184,7 @@ def split_of(uids: pl.Series, config: ExportConfig) -> pl.DataFrame:
     )
 
 
-def _selection(
-    input_dir: Path, columns: list[str], config: ExportConfig, classifier: Classifier | None
-) -> pl.DataFrame:
+def _selection(input_dir: Path, columns: list[str], config: ExportConfig) -> pl.DataFrame:
     """Which traces go into SFT, decided on a lean index of the whole input (not on the texts)."""
     scan = pl.scan_parquet(shard_paths(input_dir))
     index = scan.select(
@@ -168,11 +192,11 @@ def _selection(
         "sample",
         pl.col("correct") if "correct" in columns else pl.lit(None, pl.Boolean).alias("correct"),
         trace_length().alias("length"),
+        has_reasoning().alias("has_reasoning"),
         "domain",
         "source",
-        *(["problem"] if config.select.budget and config.select.budget.balance_by == "msc" else []),
     ).collect()
-    return choose(index, config.select, classifier)
+    return choose(index, config.select, config.require_reasoning)
 
 
 class _Sets:
@@ -207,12 +231,10 @@ class _Sets:
         return counts
 
 
-def run(
-    input_dir: Path, config: ExportConfig, out: StageWriter, classifier: Classifier | None = None
-) -> dict[str, Any]:
+def run(input_dir: Path, config: ExportConfig, out: StageWriter) -> dict[str, Any]:
     columns = shard_columns(input_dir)
     traces = "response" in columns
-    selection = _selection(input_dir, columns, config, classifier) if traces else None
+    selection = _selection(input_dir, columns, config) if traces else None
     uids = [b["uid"] for b in read_shards(input_dir, columns=["uid"])]
     splits = split_of(pl.concat(uids) if uids else pl.Series("uid", [], pl.String), config)
     sets = _Sets(out, config.shard_rows)
@@ -245,11 +267,15 @@ def run(
                     rows = sft_rows(part.with_columns(tokens.alias("num_tokens")), config, traces)
                 else:
                     tokens = counter.count(part["prompt_text"])
-                    rows = rl_rows(part, sets.rows(key))
+                    rows = rl_rows(part, sets.rows(key), config)
                 sets.write(key, rows, tokens)
     counts = sets.close()
+    long_cot = config.require_reasoning if traces else None
+    write_export_readme(out.partial, counts, long_cot)
     return {
         "format": config.format,
+        # true: every SFT trace has reasoning; false: a short-CoT set; null: problem rows, no traces
+        "long_cot": long_cot,
         "sets": counts,
         "sft_rows": sum(s["rows"] for s in counts["sft"].values()),
         "rl_rows": sum(s["rows"] for s in counts["rl"].values()),

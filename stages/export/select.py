@@ -4,44 +4,48 @@ Per problem (policy):
     shortest_correct  the m shortest correct traces (reasoning + response characters)
     random            m correct traces at random (seeded, stable across runs and library versions)
     all               every correct trace (m is ignored)
-Budget (s1-style, optional): N problems balanced over groups (domain, source, or an MSC label from a
-pluggable classifier) and weighted to longer reasoning: within each group problems are drawn without
-replacement with probability proportional to length ** length_weight (Efraimidis-Spirakis keys), and
-groups take turns, so every group gets the same share until it runs out.
+Budget (s1-style, optional): N problems balanced over groups (domain or source) and weighted to longer
+reasoning: within each group problems are drawn without replacement with probability proportional to
+length ** length_weight (Efraimidis-Spirakis keys), and groups take turns, so every group gets the same share until it runs out. s1 balanced over MSC labels
+that an LLM assigned; `balance_by: msc` is refused at recipe validation until a recipe can configure
+that classifier.
 
-All decisions are made on a lean index (uid, sample, group, correct, length), never on the texts, so
-the export can stream the rows afterwards. Randomness comes from blake2b of (seed, uid[, sample]),
+With `require_reasoning` (the export's default for long-CoT sets) a correct trace whose reasoning is
+empty or whitespace is not eligible: it is dropped as `empty_reasoning` and the m traces are chosen
+among the others.
+
+All decisions are made on a lean index (uid, sample, group, correct, length, has_reasoning), never on
+the texts, so the export can stream the rows afterwards. Randomness comes from blake2b of (seed, uid[, sample]),
 not from polars' hash, whose values may change between versions.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stages.records import detail_json
-
-# problems -> one label each (e.g. an MSC code from an LLM); used when budget.balance_by is "msc"
-Classifier = Callable[[list[str]], list[str]]
-
-
-class ClassifierNotConfigured(RuntimeError):
-    """budget.balance_by is `msc` but no classifier was given."""
 
 
 class BudgetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     problems: int = Field(gt=0, description="how many problems to keep")
-    balance_by: Literal["domain", "source", "msc"] = "domain"
+    balance_by: Literal["domain", "source"] = "domain"
     length_weight: float = Field(1.0, ge=0, description="selection weight = length ** this; 0 = uniform")
+
+    @field_validator("balance_by", mode="before")
+    @classmethod
+    def _no_msc(cls, value: object) -> object:
+        if value == "msc":
+            raise ValueError(
+                "`msc` (s1's Mathematics Subject Classification labels) needs an LLM classifier, which a "
+                "recipe cannot configure yet: balance by `domain` or `source`"
+            )
+        return value
 
 
 class SelectConfig(BaseModel):
@@ -69,21 +73,27 @@ def trace_length() -> pl.Expr:
     )
 
 
+def has_reasoning() -> pl.Expr:
+    """A trace with reasoning: something other than whitespace before the answer."""
+    return pl.col("reasoning").fill_null("").str.strip_chars().str.len_chars() > 0
+
+
 def _with_random(index: pl.DataFrame, salt: str, *keys: str) -> pl.Series:
     joined = index.select(pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="/")).to_series()
     return unit_interval(joined, salt)
 
 
-def choose(index: pl.DataFrame, config: SelectConfig, classifier: Classifier | None = None) -> pl.DataFrame:
-    """index: uid, sample, correct, length, domain, source (+ problem for msc).
+def choose(index: pl.DataFrame, config: SelectConfig, require_reasoning: bool) -> pl.DataFrame:
+    """index: uid, sample, correct, length, has_reasoning, domain, source.
     Returns uid, sample, drop_reason (null = selected), drop_detail."""
     correct = pl.col("correct").fill_null(False)
+    eligible = correct & (pl.col("has_reasoning") | pl.lit(not require_reasoning))
     order = "length" if config.policy == "shortest_correct" else "_u"
     ranked = (
         index.with_columns(_with_random(index, f"trace{config.seed}", "uid", "sample").alias("_u"))
         .sort(order, "sample")
         .with_columns(
-            pl.when(correct).then(pl.int_range(1, pl.len() + 1).over("uid", correct)).alias("_rank")
+            pl.when(eligible).then(pl.int_range(1, pl.len() + 1).over("uid", eligible)).alias("_rank")
         )
     )
     limit = None if config.policy == "all" else config.per_problem
@@ -92,13 +102,15 @@ def choose(index: pl.DataFrame, config: SelectConfig, classifier: Classifier | N
         .then(pl.lit("unverified"))
         .when(~correct)
         .then(pl.lit("incorrect"))
+        .when(~eligible)
+        .then(pl.lit("empty_reasoning"))
         .when(pl.lit(limit is not None) & (pl.col("_rank") > (limit or 0)))
         .then(pl.lit("not_selected"))
     )
     ranked = ranked.with_columns(reason.alias("drop_reason"))
     budget_detail = pl.lit(None, pl.String)
     if config.budget is not None:
-        ranked, budget_detail = _apply_budget(ranked, config, classifier)
+        ranked, budget_detail = _apply_budget(ranked, config)
     return ranked.select(
         "uid",
         "sample",
@@ -113,25 +125,22 @@ def choose(index: pl.DataFrame, config: SelectConfig, classifier: Classifier | N
                 per_problem=limit,
                 correct=pl.col("correct"),
                 length=pl.col("length"),
+                has_reasoning=pl.col("has_reasoning"),
+                require_reasoning=require_reasoning,
             )
         )
         .alias("drop_detail"),
     )
 
 
-def _apply_budget(
-    ranked: pl.DataFrame, config: SelectConfig, classifier: Classifier | None
-) -> tuple[pl.DataFrame, pl.Expr]:
+def _apply_budget(ranked: pl.DataFrame, config: SelectConfig) -> tuple[pl.DataFrame, pl.Expr]:
     budget = config.budget
     assert budget is not None
     chosen = ranked.filter(pl.col("drop_reason").is_null())
     problems = chosen.group_by("uid", maintain_order=True).agg(
         pl.col("length").mean().alias("p_length"),
-        pl.col("domain").first(),
-        pl.col("source").first(),
-        *([pl.col("problem").first()] if "problem" in chosen.columns else []),
+        pl.col(budget.balance_by).first().fill_null("unknown").alias("group"),
     )
-    problems = problems.with_columns(_group(problems, budget.balance_by, classifier).alias("group"))
     u = _with_random(problems, f"budget{config.seed}", "uid")
     groups = problems.select(pl.col("group").unique())
     # -ln(u) / w: the smallest keys are a weighted sample without replacement (Efraimidis-Spirakis)
@@ -160,50 +169,3 @@ def _apply_budget(
         budget=budget.problems, group=pl.col("group"), turn=pl.col("_turn"), length=pl.col("length")
     )
     return ranked, detail
-
-
-def _group(problems: pl.DataFrame, balance_by: str, classifier: Classifier | None) -> pl.Series:
-    if balance_by != "msc":
-        return problems[balance_by].fill_null("unknown")
-    if classifier is None:
-        raise ClassifierNotConfigured(
-            "select.budget.balance_by is `msc` but no classifier was given: pass classifier=... "
-            "(e.g. msc_classifier(a teacher backend)) or balance by domain/source"
-        )
-    return pl.Series("group", classifier(problems["problem"].to_list()), pl.String)
-
-
-# ---- MSC labels (s1 classified its problems into Mathematics Subject Classification domains) ----
-
-
-def load_msc(path: Path) -> list[dict]:
-    """The MSC list (../shared/data/meta/s1_msc_domains.jsonl): code, title, prompt."""
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def msc_messages(problem: str, domains: list[dict]) -> list[dict[str, str]]:
-    """A chat request asking for the MSC code of one problem (s1's classification prompt, shortened)."""
-    listing = "\n\n".join(d["prompt"] for d in domains)
-    return [
-        {
-            "role": "user",
-            "content": "Classify the problem below into one Mathematics Subject Classification domain.\n\n"
-            f"{listing}\n\n## Problem\n{problem}\n\n"
-            "Reply with the two-digit code only, e.g. `Code: 11`.",
-        }
-    ]
-
-
-def parse_msc(reply: str, domains: list[dict]) -> str:
-    """The first known two-digit code in a reply, else `unknown`."""
-    known = {d["code"] for d in domains}
-    for code in re.findall(r"\b(\d{2})\b", reply or ""):
-        if code in known:
-            return code
-    return "unknown"
-
-
-def msc_classifier(ask: Callable[[list[list[dict[str, str]]]], list[str]], domains: list[dict]) -> Classifier:
-    """A Classifier from any chat backend `ask(conversations) -> replies` (e.g. a judge/teacher)."""
-    return lambda problems: [parse_msc(r, domains) for r in ask([msc_messages(p, domains) for p in problems])]

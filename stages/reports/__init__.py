@@ -1,0 +1,1 @@
+"""Run-level reports built from a finished run directory (no Prefect): the dataset card."""
