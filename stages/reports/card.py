@@ -20,7 +20,8 @@ import yaml
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.dedup.report import dedup_markdown, dedup_reports
 from stages.export.layout import README, SETS, dataset_configs, yaml_header
-from stages.store import count_row, load_report, shard_paths
+from stages.reports.table import Table, stage_counts
+from stages.store import load_report, shard_paths
 
 CARD = README  # the pushed tree's card has the export root's name
 PUSHED_FILES = "{name}/{split}-*.parquet"  # data_file's names, as globs per split
@@ -88,12 +89,7 @@ def _size_category(rows: int) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else ("–" if v is None else str(v))
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)])
+    return Table(header, rows).markdown()
 
 
 def _reports(run_dir: Path, manifest: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -115,8 +111,7 @@ def _provenance(run_dir: Path, manifest: dict[str, Any]) -> str:
 
 
 def _stage_counts(manifest: dict[str, Any]) -> str:
-    rows = [count_row(s) for s in manifest["stages"]]
-    return _table(["stage", "rows in", "kept", "dropped", "drop reasons"], rows)
+    return stage_counts(manifest["stages"], timings=False).markdown()
 
 
 def sample_totals(stage_dir: Path) -> dict[str, Any]:
