@@ -1,6 +1,17 @@
 """Collection: read sources (JSONL, JSON, Parquet, CSV, `datasets`) into problem rows."""
 
+from stages.collect.probe import FieldPathError, check_fields
+from stages.collect.readers import SourceError
 from stages.collect.spec import CollectConfig, FieldMap, HubSource, SourceSpec
 from stages.collect.stage import run
 
-__all__ = ["CollectConfig", "FieldMap", "HubSource", "SourceSpec", "run"]
+__all__ = [
+    "CollectConfig",
+    "FieldMap",
+    "FieldPathError",
+    "HubSource",
+    "SourceError",
+    "SourceSpec",
+    "check_fields",
+    "run",
+]

@@ -41,6 +41,15 @@ def get_path(record: Any, tokens: list[str | int]) -> Any:
     return record
 
 
+def has_path(record: Any, tokens: list[str | int]) -> bool:
+    """Whether every step of `tokens` exists in `record` (the value at the end may be null)."""
+    *steps, last = tokens
+    parent = get_path(record, steps) if steps else record
+    if isinstance(last, int):
+        return isinstance(parent, list) and -len(parent) <= last < len(parent)
+    return isinstance(parent, dict) and last in parent
+
+
 def path_expr(tokens: list[str | int], schema: pl.Schema) -> pl.Expr | None:
     """The polars expression for `tokens` on a frame of `schema`, or None if the top column is absent."""
     if tokens[0] not in schema:

@@ -12,6 +12,7 @@ wrong-typed field costs one dropped row, never the run.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -62,10 +63,14 @@ def read_source(spec: SourceSpec, batch_rows: int) -> Iterator[pl.DataFrame]:
 def iter_records(path: Path) -> Iterator[Record]:
     """(record, error, detail) for every row of a JSONL, JSON-array, Parquet or CSV file, for
     commands that map rows themselves (e.g. `longcot verify`); bad rows come with their reason."""
-    spec = SourceSpec(name=path.stem, path=path)
+    yield from iter_source_records(SourceSpec(name=path.stem, path=path))
+
+
+def iter_source_records(spec: SourceSpec) -> Iterator[Record]:
+    """(record, error, detail) for every row of a source, columnar rows as dicts."""
     fmt = spec.resolved_format()
-    if not path.is_file():
-        raise SourceError(f"no file at {path}")
+    if spec.path is not None and not spec.path.is_file():
+        raise SourceError(f"source {spec.name!r}: no file at {spec.path}")
     if fmt in ("parquet", "csv"):
         for frame in _frames(spec, fmt, READ_BATCH_ROWS):
             yield from ((r, None, None) for r in frame.iter_rows(named=True))
@@ -89,29 +94,40 @@ def _records(spec: SourceSpec, fmt: str | None) -> Iterator[Record]:
 
 
 def _jsonl_records(spec: SourceSpec) -> Iterator[Record]:
-    """One record per `\\n`-separated line (not `splitlines`: texts may hold U+2028)."""
+    """One record per `\\n`-separated line (not `splitlines`: texts may hold U+2028); a UTF-8
+    byte-order mark before the first line is not part of it."""
     assert spec.path is not None
     with spec.path.open("rb") as f:
-        for raw in f:
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield None, "undecodable_line", f"{exc.reason} at byte {exc.start}: {raw[:200]!r}"
-                continue
-            if not line.strip():
-                yield None, "blank_line", ""
-                continue
-            try:
-                yield json.loads(line), None, None
-            except json.JSONDecodeError as exc:
-                yield None, "malformed_json", f"{exc.msg} at column {exc.colno}: {line[:RAW_PREVIEW_CHARS]}"
+        for number, raw in enumerate(f):
+            yield parse_line(raw.removeprefix(codecs.BOM_UTF8) if number == 0 else raw)
+
+
+def parse_line(raw: bytes) -> Record:
+    """One JSONL line as (record, error, detail): every way a line can fail to decode becomes a
+    reason for that line alone (a deeply nested line raises RecursionError in `json`, not a
+    JSONDecodeError, and must not end the run)."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        return None, "undecodable_line", f"{exc.reason} at byte {exc.start}: {raw[:200]!r}"
+    if not line.strip():
+        return None, "blank_line", "an empty line"
+    preview = line[:RAW_PREVIEW_CHARS]
+    try:
+        return json.loads(line), None, None
+    except json.JSONDecodeError as exc:
+        return None, "malformed_json", f"{exc.msg} at column {exc.colno}: {preview}"
+    except RecursionError:
+        return None, "too_deeply_nested", f"nesting deeper than the JSON decoder allows: {preview}"
+    except Exception as exc:  # any other decoder failure (MemoryError, ...) costs this line only
+        return None, "malformed_json", f"{type(exc).__name__}: {exc}: {preview}"
 
 
 def _json_array_records(spec: SourceSpec) -> Iterator[Record]:
     assert spec.path is not None
     try:
-        data = json.loads(spec.path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(spec.path.read_bytes())  # bytes: json detects a byte-order mark itself
+    except (ValueError, RecursionError) as exc:
         raise SourceError(f"source {spec.name!r}: {spec.path} is not valid JSON ({exc})") from None
     if not isinstance(data, list):
         raise SourceError(
@@ -162,6 +178,8 @@ def _record_frames(records: Iterable[Record], spec: SourceSpec, batch_rows: int)
     batch: list[dict[str, Any]] = []
     for position, (record, error, detail) in enumerate(records):
         row = {"error": error, "error_detail": detail} if error else _map_record(record, paths)
+        if row.get("error"):
+            row["error_detail"] = f"{location(spec, position)}: {row['error_detail']}"
         row["row"] = position
         batch.append(row)
         if len(batch) >= batch_rows:
@@ -169,6 +187,15 @@ def _record_frames(records: Iterable[Record], spec: SourceSpec, batch_rows: int)
             batch = []
     if batch:
         yield pl.DataFrame(batch, schema=MAPPED_SCHEMA)
+
+
+def location(spec: SourceSpec, position: int) -> str:
+    """Where a source row is, as people look for it: `file:line` for JSONL (1-based)."""
+    if spec.hf is not None:
+        return f"{spec.hf.dataset} row {position}"
+    if spec.resolved_format() == "jsonl":
+        return f"{spec.path}:{position + 1}"
+    return f"{spec.path} row {position}"
 
 
 # --- columnar sources -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 
 from stages.answers import extract_answer, normalize_answers
+from stages.collect.probe import check_fields
 from stages.collect.readers import read_source
 from stages.collect.spec import CollectConfig, SourceSpec
 from stages.records import DOMAINS, PROBLEM_SCHEMA, conform, detail_json
@@ -25,6 +26,8 @@ URL_PATTERN = r"(?i)\bhttps?://[^\s)\]}]+|\bwww\.[a-z0-9-]+\.[a-z]{2,}[^\s)\]}]*
 
 def run(config: CollectConfig, out: StageWriter) -> dict[str, Any]:
     """Read every source, keep usable problems, drop the rest with evidence; per-source counts."""
+    for spec in config.sources:
+        check_fields(spec)  # before any work: a mistyped field path is an error, not 0 rows kept
     per_source: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
     for spec in config.sources:
