@@ -1,0 +1,155 @@
+"""JSONL, read fast and strictly: line-aligned byte ranges go through pyarrow's JSON reader; a range
+the reader rejects is retried in small slices, and only a slice that still fails is parsed line by
+line in Python, so a bad line gets its own drop reason and evidence and costs no good row.
+
+pyarrow's reader, not polars', because it is strict where the per-line parser is: a field whose JSON
+type changes between rows (`"problem": 17` among strings), a duplicate key, a raw control character
+or a non-object line make it fail, and the slice falls back, instead of being silently coerced
+(polars turns 17 into "17"). A slice is trusted only when it gives one object row per line: a blank
+line (skipped by the reader) or a `null` line (read as a row of nulls) sends it to the fallback too.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from stages.collect.mapping import Paths, Record, map_frame, record_frames
+from stages.records import to_json
+
+CHUNK_BYTES = 16 << 20  # memory stays flat: a chunk, its table and its mapped frame at a time
+BLOCK_BYTES = 4 << 20  # pyarrow parses the blocks of a chunk on its threads
+SLICE_LINES = 1_000  # a rejected chunk is retried in slices of this many lines
+RAW_PREVIEW_CHARS = 2_000
+_READ_OPTIONS = pajson.ReadOptions(block_size=BLOCK_BYTES)
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def parse_line(raw: bytes) -> Record:
+    """One JSONL line as (record, error, detail): every way a line can fail to decode becomes a
+    reason for that line alone (a deeply nested line raises RecursionError in `json`, not a
+    JSONDecodeError, and must not end the run)."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        return None, "undecodable_line", f"{exc.reason} at byte {exc.start}: {raw[:200]!r}"
+    if not line.strip():
+        return None, "blank_line", "an empty line"
+    preview = line[:RAW_PREVIEW_CHARS]
+    try:
+        record = json.loads(line)
+        if _SURROGATE.search(line):
+            to_json(record).encode("utf-8")  # a lone `\ud800` decodes but is no UTF-8 text
+        return record, None, None
+    except UnicodeEncodeError as exc:
+        return None, "undecodable_line", f"{exc.reason}: {preview}"
+    except json.JSONDecodeError as exc:
+        return None, "malformed_json", f"{exc.msg} at column {exc.colno}: {preview}"
+    except RecursionError:
+        return None, "too_deeply_nested", f"nesting deeper than the JSON decoder allows: {preview}"
+    except Exception as exc:  # any other decoder failure (MemoryError, ...) costs this line only
+        return None, "malformed_json", f"{type(exc).__name__}: {exc}: {preview}"
+
+
+def jsonl_records(path: Path) -> Iterator[Record]:
+    """One record per `\\n`-separated line (not `splitlines`: texts may hold U+2028)."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f):
+            yield parse_line(raw.removeprefix(codecs.BOM_UTF8) if number == 0 else raw)
+
+
+def line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[bytes]:
+    """The file in ranges of about `chunk_bytes` (CHUNK_BYTES) that end at a line end (a longer line
+    is one range); a UTF-8 byte-order mark before the first line is not part of it."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    with path.open("rb") as f:
+        rest = f.read(len(codecs.BOM_UTF8)).removeprefix(codecs.BOM_UTF8)
+        while block := f.read(chunk_bytes):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut]
+            rest = data[cut:]
+        if rest:
+            yield rest
+
+
+def jsonl_frames(path: Path, paths: Paths) -> Iterator[pl.DataFrame]:
+    """Mapped frames of a JSONL file, `row` = line number - 1."""
+    reader = _TableReader()
+    offset = 0
+    for chunk in line_chunks(path):
+        lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+        frame = reader.read(chunk, lines)
+        if frame is not None:
+            yield map_frame(frame, paths, offset)
+        else:
+            yield from _fallback(reader, chunk.removesuffix(b"\n").split(b"\n"), paths, offset)
+        offset += lines
+
+
+def _fallback(reader: _TableReader, lines: list[bytes], paths: Paths, offset: int) -> Iterator[pl.DataFrame]:
+    for start in range(0, len(lines), SLICE_LINES):
+        part = lines[start : start + SLICE_LINES]
+        frame = reader.read(b"\n".join(part), len(part))
+        if frame is not None:
+            yield map_frame(frame, paths, offset + start)
+        else:
+            yield from record_frames(map(parse_line, part), paths, SLICE_LINES, offset + start)
+
+
+class _TableReader:
+    """pyarrow's JSON reader, with the text it would turn into timestamps kept as text: fields it
+    inferred as timestamps are read again, and in later chunks, with an explicit string type."""
+
+    def __init__(self) -> None:
+        self.overrides: dict[str, pa.Field] = {}
+
+    def read(self, data: bytes, lines: int) -> pl.DataFrame | None:
+        """The rows of `data`, or None unless they are exactly one object per line."""
+        table = self._table(data)
+        if table is not None and (fixed := _as_text_fields(table.schema)):
+            self.overrides.update(fixed)
+            table = self._table(data)
+        if table is None or table.num_rows != lines or table.num_columns == 0:
+            return None  # also a blank line, which the reader skips
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+            return None  # a `null` line (or `{}`): the per-line parser says which
+        return frame
+
+    def _table(self, data: bytes) -> pa.Table | None:
+        schema = pa.schema(list(self.overrides.values())) if self.overrides else None
+        options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        try:
+            table = pajson.read_json(pa.py_buffer(data), read_options=_READ_OPTIONS, parse_options=options)
+            table.validate(full=True)  # the reader does not check that strings are UTF-8
+        except Exception:  # the reader's errors (ArrowInvalid, ...) only mean "not this way"
+            return None
+        return table
+
+
+def _as_text_fields(schema: pa.Schema) -> dict[str, pa.Field]:
+    """Top-level fields holding an inferred timestamp somewhere, retyped with strings in its place."""
+    fixed = {f.name: f.with_type(_text_type(f.type)) for f in schema}
+    return {name: f for name, f in fixed.items() if not f.type.equals(schema.field(name).type)}
+
+
+def _text_type(dtype: pa.DataType) -> pa.DataType:
+    if pa.types.is_temporal(dtype):
+        return pa.string()
+    if pa.types.is_struct(dtype):
+        return pa.struct(
+            [dtype.field(i).with_type(_text_type(dtype.field(i).type)) for i in range(dtype.num_fields)]
+        )
+    if pa.types.is_list(dtype):
+        return pa.list_(dtype.value_field.with_type(_text_type(dtype.value_type)))
+    return dtype
