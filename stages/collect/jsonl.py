@@ -65,33 +65,44 @@ def jsonl_records(path: Path) -> Iterator[Record]:
             yield parse_line(raw.removeprefix(codecs.BOM_UTF8) if number == 0 else raw)
 
 
-def line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[bytes]:
-    """The file in ranges of about `chunk_bytes` (CHUNK_BYTES) that end at a line end (a longer line
-    is one range); a UTF-8 byte-order mark before the first line is not part of it."""
-    chunk_bytes = chunk_bytes or CHUNK_BYTES
+def line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[memoryview, int]]:
+    """The file in ranges of about `chunk_bytes` (CHUNK_BYTES) that end at a line end, with their
+    number of lines; a line longer than that is one range, and a UTF-8 byte-order mark before the
+    first line is not part of it. One buffer is read into again and again (no allocation and page
+    faults per range), so a range is only valid until the next one is asked for."""
+    buf = bytearray(chunk_bytes or CHUNK_BYTES)
+    held = 0  # bytes of an unfinished line at the start of `buf`
     with path.open("rb") as f:
-        rest = f.read(len(codecs.BOM_UTF8)).removeprefix(codecs.BOM_UTF8)
-        while block := f.read(chunk_bytes):
-            data = rest + block
-            cut = data.rfind(b"\n") + 1
+        read = f.readinto(buf)
+        if buf.startswith(codecs.BOM_UTF8):
+            buf[: read - 3] = buf[3:read]
+            read -= 3
+        while read:
+            end = held + read
+            cut = buf.rfind(b"\n", 0, end) + 1
             if cut:
-                yield data[:cut]
-            rest = data[cut:]
-        if rest:
-            yield rest
+                yield memoryview(buf)[:cut], buf.count(b"\n", 0, cut)
+                buf[: end - cut] = buf[cut:end]  # the unfinished line moves to the front
+                held = end - cut
+            else:
+                held = end
+            if held == len(buf):  # one line longer than the buffer: a bigger buffer
+                buf = buf + bytearray(len(buf))
+            read = f.readinto(memoryview(buf)[held:])
+        if held:
+            yield memoryview(buf)[:held], 1
 
 
 def jsonl_frames(path: Path, paths: Paths) -> Iterator[pl.DataFrame]:
     """Mapped frames of a JSONL file, `row` = line number - 1."""
     reader = _TableReader()
     offset = 0
-    for chunk in line_chunks(path):
-        lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+    for chunk, lines in line_chunks(path):
         frame = reader.read(chunk, lines)
         if frame is not None:
             yield map_frame(frame, paths, offset)
         else:
-            yield from _fallback(reader, chunk.removesuffix(b"\n").split(b"\n"), paths, offset)
+            yield from _fallback(reader, bytes(chunk).removesuffix(b"\n").split(b"\n"), paths, offset)
         offset += lines
 
 
@@ -112,7 +123,7 @@ class _TableReader:
     def __init__(self) -> None:
         self.overrides: dict[str, pa.Field] = {}
 
-    def read(self, data: bytes, lines: int) -> pl.DataFrame | None:
+    def read(self, data: bytes | memoryview, lines: int) -> pl.DataFrame | None:
         """The rows of `data`, or None unless they are exactly one object per line."""
         table = self._table(data)
         if table is not None and (fixed := _as_text_fields(table.schema)):
@@ -126,7 +137,7 @@ class _TableReader:
             return None  # a `null` line (or `{}`): the per-line parser says which
         return frame
 
-    def _table(self, data: bytes) -> pa.Table | None:
+    def _table(self, data: bytes | memoryview) -> pa.Table | None:
         schema = pa.schema(list(self.overrides.values())) if self.overrides else None
         options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
         try:
