@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -71,7 +72,9 @@ def timed_run(kind: str, code: Path, corpus: Path, out: Path) -> dict[str, float
     env = {**os.environ, "PYTHONPATH": str(code)}
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(command(kind, corpus, out), env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(  # cwd: not this checkout, whose packages `python -c` would import first
+            command(kind, corpus, out), env=env, cwd=out.parent, stdout=log, stderr=subprocess.STDOUT
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         if status != 0:
@@ -89,6 +92,11 @@ def timed_run(kind: str, code: Path, corpus: Path, out: Path) -> dict[str, float
     }
 
 
+def write_corpus(data_dir: Path, rows: int, files: dict[str, Path]) -> None:
+    generate(data_dir, rows, files["parquet"])
+    pl.scan_parquet(files["parquet"]).sink_ndjson(files["jsonl"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
@@ -103,8 +111,10 @@ def main() -> None:
         baseline = baseline_tree(args.baseline_ref, work / "baseline")
         for rows in args.rows:
             files = {"parquet": work / f"rows{rows}.parquet", "jsonl": work / f"rows{rows}.jsonl"}
-            generate(args.data_dir, rows, files["parquet"])
-            pl.scan_parquet(files["parquet"]).sink_ndjson(files["jsonl"])
+            # in a child: a process started later would inherit this one's peak RSS as its own floor
+            maker = mp.get_context("spawn").Process(target=write_corpus, args=(args.data_dir, rows, files))
+            maker.start()
+            maker.join()
             sizes = ", ".join(f"{f.stat().st_size / 1e6:,.0f} MB {k}" for k, f in files.items())
             print(f"{rows:,} rows: {sizes}")
             for kind in ("collect", "dedup"):
