@@ -200,3 +200,24 @@ def test_structures_and_timestamp_like_text_stay_what_they_were(tmp_path, monkey
         assert got.equals(expected), source.name
     assert expected["problem"][0] == "2025-01-01T00:00:00" and expected["tests"][0] == '[{"in": "0"}]'
     assert json.loads(expected["meta"][0]) == {"when": "2024-08-03"}
+
+
+def test_a_field_whose_type_keeps_changing_costs_speed_not_rows(tmp_path, monkeypatch):
+    """2,000 lines whose answer alternates number/text (pyarrow rejects every slice), then 3,000 clean
+    lines: the same rows as the per-record path, and the fast path returns for the clean part."""
+    rows = [{"question": f"q{i}", "answer": i if i % 2 else str(i)} for i in range(2_000)]
+    rows += [{"question": f"q{i}", "answer": str(i)} for i in range(2_000, 5_000)]
+    path = tmp_path / "typed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = SourceSpec(name="t", path=path, fields={"problem": "question"})
+    expected = per_record(spec)
+    parsed: list[bytes] = []
+    parse_line = jsonl.parse_line
+    monkeypatch.setattr(jsonl, "parse_line", lambda raw: parsed.append(raw) or parse_line(raw))
+    monkeypatch.setattr(jsonl, "CHUNK_BYTES", 32 << 10)
+    monkeypatch.setattr(jsonl, "SLICE_LINES", 50)
+    got = comparable(list(read_source(spec, 10_000)))
+    assert got.equals(expected)
+    assert got["answer"][:3].to_list() == ["0", "1", "2"]
+    lines_per_chunk = (32 << 10) // len(json.dumps(rows[-1]))
+    assert 2_000 <= len(parsed) <= 2_000 + lines_per_chunk + 50

@@ -27,6 +27,7 @@ from stages.records import to_json
 CHUNK_BYTES = 16 << 20  # memory stays flat: a chunk, its table and its mapped frame at a time
 BLOCK_BYTES = 4 << 20  # pyarrow parses the blocks of a chunk on its threads
 SLICE_LINES = 1_000  # a rejected chunk is retried in slices of this many lines
+GIVE_UP = 3  # failed reads in a row after which only a chunk's first slice is tried
 RAW_PREVIEW_CHARS = 2_000
 _READ_OPTIONS = pajson.ReadOptions(block_size=BLOCK_BYTES)
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -35,34 +36,37 @@ _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 def parse_line(raw: bytes) -> Record:
     """One JSONL line as (record, error, detail): every way a line can fail to decode becomes a
     reason for that line alone (a deeply nested line raises RecursionError in `json`, not a
-    JSONDecodeError, and must not end the run)."""
+    JSONDecodeError, and must not end the run). The happy path does no more than decode and load."""
     try:
-        line = raw.decode("utf-8").rstrip("\r\n")
+        line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, "undecodable_line", f"{exc.reason} at byte {exc.start}: {raw[:200]!r}"
-    if not line.strip():
-        return None, "blank_line", "an empty line"
-    preview = line[:RAW_PREVIEW_CHARS]
     try:
         record = json.loads(line)
-        if _SURROGATE.search(line):
+        if ("\\ud" in line or "\\uD" in line) and _SURROGATE.search(line):
             to_json(record).encode("utf-8")  # a lone `\ud800` decodes but is no UTF-8 text
         return record, None, None
-    except UnicodeEncodeError as exc:
-        return None, "undecodable_line", f"{exc.reason}: {preview}"
     except json.JSONDecodeError as exc:
-        return None, "malformed_json", f"{exc.msg} at column {exc.colno}: {preview}"
+        if not line.strip():
+            return None, "blank_line", "an empty line"
+        return None, "malformed_json", f"{exc.msg} at column {exc.colno}: {_preview(line)}"
+    except UnicodeEncodeError as exc:
+        return None, "undecodable_line", f"{exc.reason}: {_preview(line)}"
     except RecursionError:
-        return None, "too_deeply_nested", f"nesting deeper than the JSON decoder allows: {preview}"
+        return None, "too_deeply_nested", f"nesting deeper than the JSON decoder allows: {_preview(line)}"
     except Exception as exc:  # any other decoder failure (MemoryError, ...) costs this line only
-        return None, "malformed_json", f"{type(exc).__name__}: {exc}: {preview}"
+        return None, "malformed_json", f"{type(exc).__name__}: {exc}: {_preview(line)}"
+
+
+def _preview(line: str) -> str:
+    return line[:RAW_PREVIEW_CHARS].rstrip("\r\n")
 
 
 def jsonl_records(path: Path) -> Iterator[Record]:
     """One record per `\\n`-separated line (not `splitlines`: texts may hold U+2028)."""
     with path.open("rb") as f:
         for number, raw in enumerate(f):
-            yield parse_line(raw.removeprefix(codecs.BOM_UTF8) if number == 0 else raw)
+            yield parse_line((raw.removeprefix(codecs.BOM_UTF8) if number == 0 else raw).removesuffix(b"\n"))
 
 
 def line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[memoryview, int]]:
@@ -98,7 +102,7 @@ def jsonl_frames(path: Path, paths: Paths) -> Iterator[pl.DataFrame]:
     reader = _TableReader()
     offset = 0
     for chunk, lines in line_chunks(path):
-        frame = reader.read(chunk, lines)
+        frame = reader.read(chunk, lines) if reader.failures < GIVE_UP else None
         if frame is not None:
             yield map_frame(frame, paths, offset)
         else:
@@ -107,13 +111,24 @@ def jsonl_frames(path: Path, paths: Paths) -> Iterator[pl.DataFrame]:
 
 
 def _fallback(reader: _TableReader, lines: list[bytes], paths: Paths, offset: int) -> Iterator[pl.DataFrame]:
+    """A rejected chunk in slices. After GIVE_UP failed reads in a row (a field whose type changes
+    all through the file) only each chunk's first slice is tried, so the fast path comes back when
+    the file changes; the lines of failed slices in a row are mapped as one frame (a frame per slice
+    would pay classification's fixed cost per 1,000 rows)."""
+    first, parsed = offset, []
     for start in range(0, len(lines), SLICE_LINES):
         part = lines[start : start + SLICE_LINES]
-        frame = reader.read(b"\n".join(part), len(part))
-        if frame is not None:
-            yield map_frame(frame, paths, offset + start)
-        else:
-            yield from record_frames(map(parse_line, part), paths, SLICE_LINES, offset + start)
+        frame = reader.read(b"\n".join(part), len(part)) if start == 0 or reader.failures < GIVE_UP else None
+        if frame is None:
+            first = first if parsed else offset + start
+            parsed.extend(map(parse_line, part))
+            continue
+        if parsed:
+            yield from record_frames(parsed, paths, len(parsed), first)
+            parsed = []
+        yield map_frame(frame, paths, offset + start)
+    if parsed:
+        yield from record_frames(parsed, paths, len(parsed), first)
 
 
 class _TableReader:
@@ -122,9 +137,15 @@ class _TableReader:
 
     def __init__(self) -> None:
         self.overrides: dict[str, pa.Field] = {}
+        self.failures = 0  # reads in a row that gave None
 
     def read(self, data: bytes | memoryview, lines: int) -> pl.DataFrame | None:
         """The rows of `data`, or None unless they are exactly one object per line."""
+        frame = self._frame(data, lines)
+        self.failures = 0 if frame is not None else self.failures + 1
+        return frame
+
+    def _frame(self, data: bytes | memoryview, lines: int) -> pl.DataFrame | None:
         table = self._table(data)
         if table is not None and (fixed := _as_text_fields(table.schema)):
             self.overrides.update(fixed)
