@@ -263,6 +263,7 @@ def run_step(step: Step, engine: Engine | None = None, force: bool = False) -> S
     key = cache_key(step)
     if not force and (hit := cached_report(step, key)) is not None:
         return StepResult(step.out_dir, hit, cached=True)
+    step.stage.check(step.config)  # what the machine lacks fails here, before any work
     engine = engine or LocalEngine(1)
     started = time.perf_counter()
     partial = step.out_dir.with_name(step.out_dir.name + ".partial")

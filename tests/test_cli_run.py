@@ -59,12 +59,20 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, shared_data):
 
 def test_recipe_problems_are_found_before_any_work(tmp_path, shared_data):
     stages = [{"stage": "decontaminate", "benchmarks": ["math500", "no_such_bench"]}]
-    sources = [{"name": "gone", "path": str(tmp_path / "missing.jsonl")}]
+    sources = [
+        {"name": "gone", "path": str(tmp_path / "missing.jsonl")},
+        {
+            "name": "typo",
+            "path": str(shared_data / "sources/gsm8k_train.jsonl"),
+            "fields": {"problem": "questoin"},
+        },
+    ]
     recipe = write_recipe(tmp_path, shared_data, stages=stages, sources=sources)
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["run", str(recipe), "--run-dir", str(run_dir)])
     assert result.exit_code == 1
     assert "source gone: no file at" in result.output
+    assert "questoin" in result.output and "question" in result.output, "the field and the keys it has"
     assert "no_such_bench" in result.output and "stages.0 (decontaminate)" in result.output
     assert "Traceback" not in result.output
     assert not run_dir.exists(), "nothing was collected"
