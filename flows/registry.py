@@ -81,7 +81,11 @@ STAGES: dict[str, StageKind] = {
             "generate",
             GenerateConfig,
             generate_run,
-            resources=lambda c: sorted(PROMPTS.glob("teacher_*.md")),
+            # the LLM client lives in stages/llm (until the runner hashes the import graph)
+            resources=lambda c: [
+                *sorted(PROMPTS.glob("teacher_*.md")),
+                *sorted((STAGES_DIR / "llm").rglob("*.py")),
+            ],
         ),
         StageKind("verify", VerifyConfig, verify_run, resources=lambda c: [PROMPTS / "judge.md"]),
         StageKind(
@@ -92,6 +96,7 @@ STAGES: dict[str, StageKind] = {
             resources=lambda c: (
                 [
                     *sorted((STAGES_DIR / "generate").rglob("*.py")),
+                    *sorted((STAGES_DIR / "llm").rglob("*.py")),
                     *sorted((STAGES_DIR / "verify").rglob("*.py")),
                     *sorted(PROMPTS.glob("teacher_*.md")),
                     PROMPTS / "judge.md",

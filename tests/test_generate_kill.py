@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI, write_problems
 
 from stages.generate import GenerateConfig
-from stages.generate.stage import CACHE_FILE, _prompts
+from stages.generate.stage import _prompts
+from stages.llm import LLMClient
+from stages.llm.client import CACHE_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS, N = 30, 4
@@ -60,13 +62,15 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
         monkeypatch.setenv("KILL_BASE_URL", fake.base_url)
         monkeypatch.setenv("KILL_API_KEY", "sk-kill")
         cfg = GenerateConfig(
-            model="fake-teacher",
-            base_url_env="KILL_BASE_URL",
-            api_key_env="KILL_API_KEY",
-            n=N,
-            concurrency=4,
-            cache_dir=tmp_path / "cache",
-            progress=False,
+            llm=dict(
+                model="fake-teacher",
+                base_url_env="KILL_BASE_URL",
+                api_key_env="KILL_API_KEY",
+                n=N,
+                concurrency=4,
+                cache_dir=tmp_path / "cache",
+                progress=False,
+            )
         )
         proc = start(cfg, problems, tmp_path / "out")
         deadline = time.monotonic() + 60
@@ -80,12 +84,12 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
         assert not (tmp_path / "out").exists(), "a killed stage must not look finished"
 
         finished = cached_keys(tmp_path / "cache" / CACHE_FILE)
-        key_to_sample = {
-            key: (p.prompt_hash, i)
-            for batch in [pl.read_parquet(problems)]
-            for p in _prompts(batch, cfg)
-            for i, key in enumerate(p.keys)
-        }
+        with LLMClient(cfg.llm) as client:
+            key_to_sample = {
+                key: (p.prompt_hash, i)
+                for p in _prompts(pl.read_parquet(problems), cfg, client)
+                for i, key in enumerate(p.keys)
+            }
         finished_samples = {key_to_sample[k] for k in finished}
         assert 0 < len(finished) < PROBLEMS * N
         mark = len(fake.log)
@@ -103,7 +107,7 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
     # a sample answered before the kill but not yet committed may be paid twice: only those in flight
     twice = {k for k, v in fake.answered.items() if v > 1}
     assert not twice & finished_samples
-    assert len(twice) <= cfg.concurrency
+    assert len(twice) <= cfg.llm.concurrency
     assert len(answered_before) >= len(finished)
 
     kept = pl.read_parquet(tmp_path / "out" / "kept")

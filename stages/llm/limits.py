@@ -1,8 +1,11 @@
-"""Client-side limits: requests and tokens per minute, a shared pause after a 429, and backoff.
+"""Client-side limits: requests and tokens per minute, an AIMD window on requests in flight, backoff.
 
-Staying under the provider's limits is cheaper than bouncing off them: a rate-limit storm with
-64 workers retrying independently keeps the account throttled, so a 429 that names a Retry-After
-pauses every worker, not just the one that got it.
+Staying under the provider's limits is cheaper than bouncing off them, but pausing every worker on
+each 429 (what this module did first) stalls a whole run for one throttled request. Instead a 429
+halves the number of requests allowed in flight (at most once per Retry-After period) and each
+success adds 1/window back, TCP's additive-increase / multiplicative-decrease: the request rate
+settles just under the provider's limit while the other requests go on. The request that got the
+429 waits its Retry-After before it is tried again.
 """
 
 from __future__ import annotations
@@ -47,11 +50,8 @@ class Limiter:
     def __init__(self, rpm: int | None = None, tpm: int | None = None):
         self.requests = TokenBucket(rpm) if rpm else None
         self.tokens = TokenBucket(tpm) if tpm else None
-        self.paused_until = 0.0
 
     async def acquire(self, tokens: int) -> None:
-        while (wait := self.paused_until - time.monotonic()) > 0:
-            await asyncio.sleep(wait)
         if self.requests:
             await self.requests.acquire(1)
         if self.tokens:
@@ -61,8 +61,41 @@ class Limiter:
         if self.tokens:
             self.tokens.refund(estimated - used)
 
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+class Window:
+    """Requests allowed in flight: between 1 and `ceiling`, halved on a 429, +1/window per success."""
+
+    def __init__(self, ceiling: int):
+        self.ceiling = ceiling
+        self.size = float(ceiling)
+        self.in_flight = 0
+        self.smallest = float(ceiling)
+        self.decreases = 0
+        self._calm_until = 0.0
+        self._changed = asyncio.Condition()
+
+    async def enter(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < max(1, int(self.size)))
+            self.in_flight += 1
+
+    async def leave(self) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+    def success(self) -> None:
+        self.size = min(self.ceiling, self.size + 1 / self.size)
+
+    def throttled(self, retry_after: float | None) -> None:
+        """A 429: halve, unless this period's 429s already did (they all report the same overload)."""
+        now = time.monotonic()
+        if now < self._calm_until:
+            return
+        self.size = max(1.0, self.size / 2)
+        self.smallest = min(self.smallest, self.size)
+        self.decreases += 1
+        self._calm_until = now + max(retry_after or 0.0, 0.5)
 
 
 def backoff_s(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
