@@ -207,7 +207,9 @@ def test_cli_generate_command(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
     app.command("noop")(lambda: None)  # a second command keeps typer from collapsing into one
     problems = write_problems(tmp_path / "stage" / "x", 3).parent
     settings = tmp_path / "gen.yaml"
-    settings.write_text("llm: {base_url_env: FAKE_BASE_URL, api_key_env: FAKE_API_KEY, progress: false, n: 5}\n")
+    settings.write_text(
+        "llm: {base_url_env: FAKE_BASE_URL, api_key_env: FAKE_API_KEY, progress: false, n: 5}\n"
+    )
     with FakeOpenAI() as fake:
         env.setenv("FAKE_BASE_URL", fake.base_url)
         args = ["generate", str(problems), "--out", str(tmp_path / "out"), "--model", "m", "--n", "2"]

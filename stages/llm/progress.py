@@ -115,6 +115,11 @@ class LiveProgress:
         self.update()
         self._progress.stop()
 
+    def describe(self, text: str) -> None:
+        """Replace the label (the Batch API: which batch, its status and its item counts)."""
+        if self.enabled:
+            self._progress.update(self._task, description=text)
+
     def update(self, advance: int = 0) -> None:
         if not self.enabled:
             return

@@ -97,7 +97,7 @@ class Speed:
 class Runner:
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | None,  # None: only commit/fail are used (the Batch API, the vLLM engine)
         cache: SampleCache,
         config: LLMConfig,
         stats: Stats,
@@ -239,7 +239,7 @@ class Runner:
         try:
             async with asyncio.timeout(timeout) as deadline:
                 self._in_flight[token] = (started, deadline)
-                return await self.backend.complete(job, n, seed)
+                return await self.backend.complete(job, n, seed)  # type: ignore[union-attr]
         except TimeoutError:
             raise RequestError(
                 "timeout", f"no response within {self.speed.timeout():.1f}s", retryable=True
