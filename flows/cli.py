@@ -113,3 +113,7 @@ cli_dedup.register(app)
 cli_generate.register(app)
 cli_push.register(app)
 cli_verify.register(app)
+
+
+if __name__ == "__main__":  # `python -m flows.cli ...`, as HELPERS.md and the tests run it
+    app()

@@ -113,6 +113,19 @@ class FakeOpenAI:
             },
         }
 
+    async def stats(self, request: web.Request) -> web.Response:
+        """What a benchmark in another process needs: samples served, distinct, faults sent."""
+        with self._lock:
+            answered = dict(self.answered)
+        return web.json_response(
+            {
+                "served": sum(answered.values()),
+                "distinct": len(answered),
+                "served_twice": sum(1 for v in answered.values() if v > 1),
+                "faults": dict(self.faults_sent),
+            }
+        )
+
     # ---- the Batch API (Files + Batches) ----
 
     async def upload(self, request: web.Request) -> web.Response:
@@ -273,6 +286,7 @@ class FakeOpenAI:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/stats", self.stats)
         app.router.add_post("/v1/files", self.upload)
         app.router.add_get("/v1/files/{file_id}/content", self.file_content)
         app.router.add_post("/v1/batches", self.create_batch)
@@ -382,8 +396,19 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hang-s", type=float, default=30.0)
+    parser.add_argument("--retry-after", type=float, default=0.05)
+    parser.add_argument("--batch-s", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    server = FakeOpenAI(latency=args.latency, fault_rate=args.fault_rate).start(args.port)
+    server = FakeOpenAI(
+        latency=args.latency,
+        fault_rate=args.fault_rate,
+        hang_s=args.hang_s,
+        retry_after=args.retry_after,
+        batch_s=args.batch_s,
+        seed=args.seed,
+    ).start(args.port)
     print(server.base_url, flush=True)
     try:
         while True:

@@ -1,11 +1,13 @@
 """Client-side limits: requests and tokens per minute, an AIMD window on requests in flight, backoff.
 
 Staying under the provider's limits is cheaper than bouncing off them, but pausing every worker on
-each 429 (what this module did first) stalls a whole run for one throttled request. Instead a 429
-halves the number of requests allowed in flight (at most once per Retry-After period) and each
-success adds 1/window back, TCP's additive-increase / multiplicative-decrease: the request rate
-settles just under the provider's limit while the other requests go on. The request that got the
-429 waits its Retry-After before it is tried again.
+each 429 (what this module did first) stalls a whole run for one throttled request. Instead 429s
+halve the number of requests allowed in flight and each success adds 1/window back, TCP's
+additive-increase / multiplicative-decrease: the request rate settles just under the provider's
+limit while the other requests go on. A decrease needs 429s on at least `THROTTLED_SHARE` of the
+last responses (a stray 429 is not congestion; being over a limit gives many) and happens at most
+once per Retry-After period (its 429s all report the same overload). The request that got the 429
+waits its Retry-After before it is tried again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import asyncio
 import email.utils
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
+
+THROTTLED_SHARE = 0.1
 
 
 class TokenBucket:
@@ -72,6 +77,7 @@ class Window:
         self.smallest = float(ceiling)
         self.decreases = 0
         self._calm_until = 0.0
+        self._recent: deque[bool] = deque(maxlen=max(20, ceiling))  # True: that response was a 429
         self._changed = asyncio.Condition()
 
     async def enter(self) -> None:
@@ -85,12 +91,14 @@ class Window:
             self._changed.notify_all()
 
     def success(self) -> None:
+        self._recent.append(False)
         self.size = min(self.ceiling, self.size + 1 / self.size)
 
     def throttled(self, retry_after: float | None) -> None:
-        """A 429: halve, unless this period's 429s already did (they all report the same overload)."""
+        """A 429: halve when 429s are a share of the recent responses and this period has not yet."""
+        self._recent.append(True)
         now = time.monotonic()
-        if now < self._calm_until:
+        if now < self._calm_until or sum(self._recent) < THROTTLED_SHARE * len(self._recent):
             return
         self.size = max(1.0, self.size / 2)
         self.smallest = min(self.smallest, self.size)
