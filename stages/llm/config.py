@@ -77,7 +77,7 @@ class LLMConfig(BaseModel):
     timeout_s: float | None = Field(None, gt=0)
     tokens_per_s: float = Field(5.0, gt=0, description="assumed decoding speed until 8 requests are measured")
     max_retries: int = Field(6, ge=0)
-    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_base_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
     grace_s: float = Field(60.0, ge=0, description="on SIGINT/SIGTERM, wait this long for requests in flight")
     prices: Prices = Field(default_factory=Prices)

@@ -5,7 +5,7 @@ each 429 (what this module did first) stalls a whole run for one throttled reque
 halve the number of requests allowed in flight and each success adds 1/window back, TCP's
 additive-increase / multiplicative-decrease: the request rate settles just under the provider's
 limit while the other requests go on. A decrease needs 429s on at least `THROTTLED_SHARE` of the
-last responses (a stray 429 is not congestion; being over a limit gives many) and happens at most
+last responses (stray 429s are not congestion; being over a limit gives many; 429s are not billed) and happens at most
 once per Retry-After period (its 429s all report the same overload). The request that got the 429
 waits its Retry-After before it is tried again.
 """
@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 
-THROTTLED_SHARE = 0.1
+THROTTLED_SHARE = 0.2  # of the last max(50, 2 x concurrency) responses
 
 
 class TokenBucket:
@@ -77,7 +77,7 @@ class Window:
         self.smallest = float(ceiling)
         self.decreases = 0
         self._calm_until = 0.0
-        self._recent: deque[bool] = deque(maxlen=max(20, ceiling))  # True: that response was a 429
+        self._recent: deque[bool] = deque(maxlen=max(50, 2 * ceiling))  # True: that response was a 429
         self._changed = asyncio.Condition()
 
     async def enter(self) -> None:
@@ -98,7 +98,8 @@ class Window:
         """A 429: halve when 429s are a share of the recent responses and this period has not yet."""
         self._recent.append(True)
         now = time.monotonic()
-        if now < self._calm_until or sum(self._recent) < THROTTLED_SHARE * len(self._recent):
+        seen = max(len(self._recent), self._recent.maxlen // 2)  # (the first few responses are too few)
+        if now < self._calm_until or sum(self._recent) < THROTTLED_SHARE * seen:
             return
         self.size = max(1.0, self.size / 2)
         self.smallest = min(self.smallest, self.size)

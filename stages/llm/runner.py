@@ -6,7 +6,7 @@ budget reached, SIGINT/SIGTERM). Nothing else can happen to a sample, which is w
 account for every expected row.
 
 Timeouts: unless `timeout_s` is set, a request's timeout is derived from `max_tokens` and the
-decoding speed: 2 s + 2 x max_tokens / (the 10th percentile of the per-choice tokens/s measured
+decoding speed: 1 s + 2 x max_tokens / (the 10th percentile of the per-choice tokens/s measured
 on the last 64 successful requests; `tokens_per_s` until 8 are measured). A request already in
 flight gets the new deadline when the estimate changes, so a hung request is cancelled and retried
 after seconds, not minutes, while the other requests go on.
@@ -34,7 +34,7 @@ from stages.llm.progress import LiveProgress, Stats
 from stages.llm.types import Backend, Completion, Job, RequestError, redact
 
 MEASURED_MIN = 8  # successful requests before the measured speed replaces the assumed one
-FIRST_BYTE_S = 2.0
+FIRST_BYTE_S = 1.0
 NOT_BILLED = ("http_429", "http_400", "http_401", "http_403", "http_404", "http_422", "budget_exhausted")
 
 
@@ -227,6 +227,8 @@ class Runner:
             delay = backoff_s(attempt, self.config.backoff_base_s, self.config.backoff_max_s, self._rng)
             if error.retry_after is not None:
                 delay = error.retry_after
+            elif error.kind == "timeout" and attempt == 0:
+                delay = 0.0  # it has just waited its whole timeout: a second wait only lengthens the tail
             attempt += 1
             self.progress.update()
             await asyncio.sleep(delay)
