@@ -66,7 +66,7 @@ def test_window_halves_on_a_share_of_429s_once_per_period_and_grows_back() -> No
         tasks = [asyncio.create_task(enter()) for _ in range(10)]
         await asyncio.sleep(0.05)
         admitted = entered  # only `size` requests in flight
-        await window.leave()
+        window.leave()
         await asyncio.sleep(0.01)
         for _ in range(8):
             window.success()

@@ -111,7 +111,7 @@ def _requests(input_dir: Path, config: GenerateConfig, client: LLMClient) -> Ite
             if p.error:
                 client.skipped(config.llm.n)
             else:
-                yield SampleRequest(p.row["uid"], p.messages, samples)
+                yield SampleRequest(p.row["uid"], p.messages, samples, p.prompt_hash or "", p.keys)
 
 
 # ---- cache -> rows ----

@@ -118,8 +118,8 @@ class LLMClient:
         iterator = iter(requests)
         max_tokens = self.config.max_tokens
         while chunk := list(islice(iterator, _CHUNK)):
-            hashes = [prompt_hash(r.messages) for r in chunk]
-            keys = [self.keys(h, r.samples) for h, r in zip(hashes, chunk, strict=True)]
+            hashes = [r.prompt_hash or prompt_hash(r.messages) for r in chunk]
+            keys = [r.keys or self.keys(h, r.samples) for h, r in zip(hashes, chunk, strict=True)]
             cached = self.cache.get_many(k for ks in keys for k in ks)
             self.stats.cache_hits += len(cached)
             progress.update(len(cached))

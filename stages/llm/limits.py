@@ -78,17 +78,27 @@ class Window:
         self.decreases = 0
         self._calm_until = 0.0
         self._recent: deque[bool] = deque(maxlen=max(50, 2 * ceiling))  # True: that response was a 429
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def enter(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < max(1, int(self.size)))
-            self.in_flight += 1
+        """Wait for a free place (no waiting and no lock while there is one: the common case)."""
+        while self.in_flight >= max(1, int(self.size)):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.in_flight += 1
 
-    async def leave(self) -> None:
-        async with self._changed:
-            self.in_flight -= 1
-            self._changed.notify_all()
+    def leave(self) -> None:
+        self.in_flight -= 1
+        while self._waiters:  # wake the next waiter (it checks the window again)
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def success(self) -> None:
         self._recent.append(False)

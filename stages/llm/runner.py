@@ -25,8 +25,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 from stages.llm.cache import SampleCache
 from stages.llm.config import LLMConfig
 from stages.llm.limits import Limiter, Window, backoff_s
@@ -68,14 +66,17 @@ class Speed:
     def __init__(self, config: LLMConfig):
         self.config = config
         self.rates: deque[float] = deque(maxlen=64)
+        self.measured = 0
         self._timeout = self._derive()
 
     def add(self, completion: Completion) -> bool:
         """Record a success; True when the derived timeout changed (in-flight deadlines must move)."""
         k = max(1, len(completion.choices))
-        if completion.latency_s > 0 and completion.completion_tokens > 0:
-            self.rates.append(completion.completion_tokens / k / completion.latency_s)
-        if len(self.rates) < MEASURED_MIN or len(self.rates) % MEASURED_MIN:
+        if completion.latency_s <= 0 or completion.completion_tokens <= 0:
+            return False
+        self.rates.append(completion.completion_tokens / k / completion.latency_s)
+        self.measured += 1
+        if self.measured % MEASURED_MIN:  # re-derived every 8 measurements, not on every response
             return False
         old, self._timeout = self._timeout, self._derive()
         return abs(old - self._timeout) > 0.05 * old
@@ -83,7 +84,8 @@ class Speed:
     def tokens_per_s(self, percentile: float = 10) -> float:
         if len(self.rates) < MEASURED_MIN:
             return self.config.tokens_per_s
-        return float(np.percentile(list(self.rates), percentile))
+        ordered = sorted(self.rates)  # 64 values: no need for numpy here, on the hot path
+        return ordered[min(len(ordered) - 1, int(len(ordered) * percentile / 100))]
 
     def _derive(self) -> float:
         if self.config.timeout_s is not None:
@@ -194,7 +196,7 @@ class Runner:
             await self.window.enter()
             worst = None if self.stopping else self._reserve(job)
             if worst is None:
-                await self.window.leave()
+                self.window.leave()
                 self.not_sent(job)
                 return
             self.stats.attempts += 1
@@ -216,7 +218,7 @@ class Runner:
                 continue
             finally:
                 self._reserved -= worst
-                await self.window.leave()
+                self.window.leave()
             self.account_failure(job, error, time.perf_counter() - started)
             if error.kind == "http_429":
                 self.window.throttled(error.retry_after)
