@@ -154,3 +154,15 @@ def test_a_batch_created_but_not_recorded_is_found_not_resubmitted(
         report, kept = generate(problems, cfg, tmp_path / "out")
     assert len(fake.batches) == 1 and sorted(fake.submitted.values()) == [1] * 8
     assert kept.height == 8 and report["details"]["batch_requests"] == 8
+
+
+def test_batch_budget_sends_only_what_it_can_pay_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    problems = write_problems(tmp_path / "in", 10)
+    prices = {"input_per_1m": 0.0, "output_per_1m": 1000.0}  # worst case $0.10 a sample, $0.05 batched
+    with FakeOpenAI() as fake:
+        cfg = config(fake, tmp_path, monkeypatch, n=1, max_tokens=100, prices=prices, budget_usd=0.3)
+        report, kept = generate(problems, cfg, tmp_path / "out")
+    d = report["details"]
+    assert kept.height == 6 == sum(fake.submitted.values()), "6 x $0.05 worst case fit in $0.30"
+    assert d["stopped"] == "budget" and d["total_cost_usd"] <= 0.3
+    assert report["drop_reasons"] == {"budget_exhausted": 4}

@@ -169,10 +169,31 @@ class BatchRun:
         pending = self.ledger.pending_keys()
         fresh = [Item(custom_id(job), job) for job in jobs if not set(job.keys) & pending]
         items = fresh + retry
-        while items:
+        while items := self._affordable(items):
             submitted = [self._submit(chunk, round_) for round_, chunk in self._chunks(items)]
             items = [item for batch in submitted for item in self._finish(batch)]
         return self.recorder.failures
+
+    def _affordable(self, items: list[Item]) -> list[Item]:
+        """The items whose worst case (prompt + max_tokens per sample, at the batch price) fits in
+        what is left of `budget_usd`; the others are not sent (`budget_exhausted`)."""
+        budget = self.config.budget_usd
+        if budget is None:
+            return items
+        left = budget - self.stats.total_cost_usd
+        kept = []
+        for item in items:
+            job = item.job
+            worst = self.config.prices.cost(
+                job.prompt_tokens_est, self.config.max_tokens * len(job.samples), True
+            )
+            if worst > left:
+                self.recorder.stopping = self.stats.stopped = "budget"
+                self.recorder.not_sent(job)
+                continue
+            left -= worst
+            kept.append(item)
+        return kept
 
     def _chunks(self, items: list[Item]) -> Iterator[tuple[int, list[Item]]]:
         """Items in batches within the API's limits on requests and bytes (one round per batch)."""
