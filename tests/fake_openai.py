@@ -24,13 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -389,6 +393,30 @@ def write_problems(
     )
     conform(frame, PROBLEM_SCHEMA).write_parquet(kept / "part-00000.parquet")
     return kept
+
+
+STAGE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from stages.generate import GenerateConfig, run
+from stages.store import StageWriter
+config = GenerateConfig.model_validate_json(sys.argv[1])
+with StageWriter(Path(sys.argv[3]), "generate") as out:
+    print(json.dumps(out.finish(run(Path(sys.argv[2]), config, out))))
+"""
+
+
+def stage_process(config: Any, problems: Path, out: Path) -> subprocess.Popen:
+    """The generate stage in a child process (to kill it): its report is the last line of stdout."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "-c", STAGE_SCRIPT, config.model_dump_json(), str(problems), str(out)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def main() -> None:

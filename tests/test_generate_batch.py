@@ -5,10 +5,8 @@ an item twice."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,24 +16,14 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_openai import FakeOpenAI, write_problems
+from fake_openai import FakeOpenAI, stage_process, write_problems
 
 from stages.generate import GenerateConfig, run
 from stages.llm.batch import Ledger
 from stages.llm.client import CACHE_FILE
 from stages.store import StageWriter
 
-ROOT = Path(__file__).resolve().parents[1]
 PRICES = {"input_per_1m": 2.0, "output_per_1m": 8.0}
-RUN_STAGE = """
-import json, sys
-from pathlib import Path
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
-config = GenerateConfig.model_validate_json(sys.argv[1])
-with StageWriter(Path(sys.argv[3]), "generate") as out:
-    print(json.dumps(out.finish(run(Path(sys.argv[2]), config, out))))
-"""
 
 
 def config(fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **llm: Any) -> GenerateConfig:
@@ -79,17 +67,6 @@ def test_batch_mode_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert again["details"]["cache_hits"] == 24 and len(fake.batches) == batches, "a re-run sends nothing"
 
 
-def _start(cfg: GenerateConfig, problems: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", RUN_STAGE, cfg.model_dump_json(), str(problems), str(out)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _recorded_batches(cache: Path) -> list[str]:
     if not cache.exists():
         return []
@@ -106,7 +83,7 @@ def test_kill_while_batches_run_then_resume_submits_nothing_twice(
     problems = write_problems(tmp_path / "in", 15)
     with FakeOpenAI(batch_s=30.0) as fake:  # the batches outlive the first run
         cfg = config(fake, tmp_path, monkeypatch)
-        proc = _start(cfg, problems, tmp_path / "out")
+        proc = stage_process(cfg, problems, tmp_path / "out")
         deadline = time.monotonic() + 60
         while len(_recorded_batches(tmp_path / "cache" / CACHE_FILE)) < 3:  # 30 items, 10 per batch
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -117,7 +94,7 @@ def test_kill_while_batches_run_then_resume_submits_nothing_twice(
         created = len(fake.batches)
         for batch_id in list(fake.batches):  # the provider finishes them while nobody watches
             fake._loop.call_soon_threadsafe(fake._run_batch, batch_id, _lines(fake, batch_id))
-        proc = _start(cfg, problems, tmp_path / "out")
+        proc = stage_process(cfg, problems, tmp_path / "out")
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     report = json.loads(stdout.strip().splitlines()[-1])

@@ -8,10 +8,8 @@ the restart must not ask for any of them, and must ask exactly once for each of 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,36 +17,14 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_openai import FakeOpenAI, write_problems
+from fake_openai import FakeOpenAI, stage_process, write_problems
 
 from stages.generate import GenerateConfig
 from stages.generate.stage import _prompts
 from stages.llm import LLMClient
 from stages.llm.client import CACHE_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS, N = 30, 4
-
-RUN_STAGE = """
-import json, sys
-from pathlib import Path
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
-config = GenerateConfig.model_validate_json(sys.argv[1])
-with StageWriter(Path(sys.argv[3]), "generate") as out:
-    print(json.dumps(out.finish(run(Path(sys.argv[2]), config, out))))
-"""
-
-
-def start(cfg: GenerateConfig, problems: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", RUN_STAGE, cfg.model_dump_json(), str(problems), str(out)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def cached_keys(path: Path) -> set[str]:
@@ -72,7 +48,7 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
                 progress=False,
             )
         )
-        proc = start(cfg, problems, tmp_path / "out")
+        proc = stage_process(cfg, problems, tmp_path / "out")
         deadline = time.monotonic() + 60
         while sum(fake.answered.values()) < PROBLEMS * N // 3:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -95,7 +71,7 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
         mark = len(fake.log)
         answered_before = dict(fake.answered)
 
-        proc = start(cfg, problems, tmp_path / "out")
+        proc = stage_process(cfg, problems, tmp_path / "out")
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 0, stderr
         report = json.loads(stdout.strip().splitlines()[-1])

@@ -18,16 +18,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stages.llm.backends.openai_backend import parse_completion, request_body, request_headers
+from stages.llm.backends.openai_backend import import_openai, parse_completion, request_body, request_headers
 from stages.llm.cache import SampleCache
 from stages.llm.config import LLMConfig
 from stages.llm.progress import LiveProgress, Stats
 from stages.llm.runner import Runner
-from stages.llm.types import Job, LLMError, RequestError, redact
+from stages.llm.types import Job, RequestError, redact
 
 ENDPOINT = "/v1/chat/completions"
 ENDED = ("completed", "failed", "expired", "cancelled")
@@ -135,7 +135,8 @@ def _load_job(text: str) -> Job:
 
 
 class BatchRun:
-    """Submit, poll and collect batches for a stream of jobs; returns failures like the online runner."""
+    """Submit, poll and collect batches for a stream of jobs; `run` returns {cache key: error detail}
+    for items that failed for good, like the online runner."""
 
     def __init__(
         self,
@@ -146,12 +147,7 @@ class BatchRun:
         base_url: str,
         api_key: str,
     ):
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "mode: batch needs the `teacher` extra: pip install 'longcot[teacher]'"
-            ) from exc
+        openai = import_openai("mode: batch")
         self.config = config
         self.options = config.batch
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=5, timeout=300)
@@ -338,18 +334,3 @@ class BatchRun:
             except ValueError:
                 continue  # an unreadable line: its item has no result and is retried
         return lines
-
-
-def run_batches(
-    jobs: Iterable[Job],
-    config: LLMConfig,
-    cache: SampleCache,
-    stats: Stats,
-    progress: LiveProgress,
-    base_url: str,
-    api_key: str,
-) -> dict[str, dict[str, Any]]:
-    """All jobs through the Batch API; returns {cache key: error detail} for items that failed for good."""
-    if config.backend != "openai":
-        raise LLMError("mode: batch needs backend: openai")
-    return BatchRun(config, cache, stats, progress, base_url, api_key).run(iter(jobs))

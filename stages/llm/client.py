@@ -149,9 +149,9 @@ class LLMClient:
             config = config.model_copy(update={"concurrency": min(config.concurrency, config.local_parallel)})
         with _endpoint(config) as (base_url, api_key):
             if config.mode == "batch":
-                from stages.llm.batch import run_batches
+                from stages.llm.batch import BatchRun
 
-                return run_batches(jobs, config, self.cache, self.stats, progress, base_url, api_key)
+                return BatchRun(config, self.cache, self.stats, progress, base_url, api_key).run(jobs)
             return _run_async(self._online(jobs, config, progress, base_url, api_key))
 
     async def _online(

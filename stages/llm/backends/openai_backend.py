@@ -186,14 +186,18 @@ class AiohttpBackend:
             await self._session.close()
 
 
+def import_openai(purpose: str) -> Any:
+    """The openai SDK (the `teacher` extra), or an ImportError that names the extra."""
+    try:
+        import openai
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{purpose} needs the `teacher` extra: pip install 'longcot[teacher]'") from exc
+    return openai
+
+
 class OpenAISDKBackend:
     def __init__(self, config: LLMConfig, base_url: str, api_key: str):
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "http_client 'openai' needs the `teacher` extra: pip install 'longcot[teacher]'"
-            ) from exc
+        openai = import_openai("http_client 'openai'")
         self._openai = openai
         self.config = config
         self._secrets = [api_key]
