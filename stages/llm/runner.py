@@ -120,6 +120,7 @@ class Runner:
         self._reserved = 0.0  # worst-case cost of the requests in flight (for the budget)
         self._in_flight: dict[int, tuple[float, Any]] = {}  # id -> (start, asyncio.Timeout)
         self._workers: list[asyncio.Task[None]] = []
+        self._grace: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
         self._rng = random.Random()
 
@@ -144,17 +145,24 @@ class Runner:
         finally:
             for worker in self._workers:
                 worker.cancel()
+            if self._grace is not None:
+                self._grace.cancel()
             self.stats.concurrency_min = self.window.smallest
             self.stats.timeout_s = self.speed.timeout()
         return self.failures
 
     def stop(self, reason: str) -> None:
-        """Stop sending; requests in flight get `grace_s` to finish (a second stop cancels them now)."""
-        if self.stopping:
+        """Stop sending. `budget`: requests in flight finish (their worst case is already set aside).
+        A signal name: they get `grace_s` to finish, and a second signal cancels them at once."""
+        if reason == "budget":
+            self.stopping = self.stopping or reason
+            self.stats.stopped = self.stopping
+            return
+        if self.stopping not in (None, "budget"):
             self._cancel_in_flight()
             return
         self.stopping = self.stats.stopped = reason
-        asyncio.get_running_loop().call_later(self.config.grace_s, self._cancel_in_flight)
+        self._grace = asyncio.get_running_loop().call_later(self.config.grace_s, self._cancel_in_flight)
 
     def _cancel_in_flight(self) -> None:
         """Grace period over: cancel the workers (their requests are lost) and empty the queue."""
@@ -238,18 +246,21 @@ class Runner:
     async def _send(self, job: Job, n: int, seed: int | None) -> Completion:
         """One attempt under the current derived timeout (moved while in flight when it changes)."""
         timeout = self.speed.timeout()
-        token = id(asyncio.current_task())
-        started = asyncio.get_running_loop().time()
+        reply = self.backend.complete(job, n, seed)  # type: ignore[union-attr]
         try:
+            if not hasattr(asyncio, "timeout"):  # Python 3.10: a fixed deadline per attempt
+                return await asyncio.wait_for(reply, timeout)
+            token = id(asyncio.current_task())
             async with asyncio.timeout(timeout) as deadline:
-                self._in_flight[token] = (started, deadline)
-                return await self.backend.complete(job, n, seed)  # type: ignore[union-attr]
-        except TimeoutError:
+                self._in_flight[token] = (asyncio.get_running_loop().time(), deadline)
+                try:
+                    return await reply
+                finally:
+                    self._in_flight.pop(token, None)
+        except (TimeoutError, asyncio.TimeoutError):
             raise RequestError(
                 "timeout", f"no response within {self.speed.timeout():.1f}s", retryable=True
             ) from None
-        finally:
-            self._in_flight.pop(token, None)
 
     def _move_deadlines(self) -> None:
         timeout = self.speed.timeout()
