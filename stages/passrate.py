@@ -56,7 +56,8 @@ class PassRateConfig(BaseModel):
     high: float = Field(1.0, ge=0, le=1, description="keep problems with pass_rate <= high")
     unrated: Literal["keep", "drop"] = Field("keep", description="problems with no verified sample")
     student: generate.GenerateConfig | None = Field(
-        None, description="sample k = student.n responses per problem from this model instead of the teacher"
+        None,
+        description="sample k = student.llm.n responses per problem from this model instead of the teacher",
     )
     student_verify: verify.VerifyConfig = Field(default_factory=verify.VerifyConfig)
 
@@ -150,8 +151,8 @@ def _student_samples(input_dir: Path, config: PassRateConfig, out: StageWriter) 
         )
     reports = {name: load_report(work / name) or {} for name in ("generate", "verify")}
     summary = {
-        "model": config.student.model,
-        "k": config.student.n,
+        "model": config.student.llm.model,
+        "k": config.student.llm.n,
         "problems": problems.height,
         **{
             f"{name}_{key}": reports[name].get(key)
@@ -229,7 +230,7 @@ def run(input_dir: Path, config: PassRateConfig, out: StageWriter) -> dict[str, 
     student: dict[str, Any] | None = None
     if config.student is not None:
         rated_dir, student = _student_samples(input_dir, config, out)
-        rated_by = f"student:{config.student.model}"
+        rated_by = f"student:{config.student.llm.model}"
     else:
         if "correct" not in shard_columns(input_dir) and shard_paths(input_dir):
             raise ValueError(

@@ -140,7 +140,7 @@ def _teacher(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
         rep = load_report(run_dir / s["dir"]) if s["stage"] == "generate" else None
         if rep is None:
             continue
-        d, c, t = rep["details"], rep.get("config", {}), sample_totals(run_dir / s["dir"])
+        d, c, t = rep["details"], rep.get("config", {}).get("llm", {}), sample_totals(run_dir / s["dir"])
         parts.append(
             f"Teacher `{d.get('model')}` ({d.get('backend')}), {c.get('n')} samples per problem, temperature "
             f"{c.get('temperature')}, max_tokens {c.get('max_tokens')}: {t['samples']:,} samples, "
