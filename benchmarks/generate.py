@@ -36,8 +36,8 @@ from pathlib import Path
 import openai  # noqa: F401  (imported up front: a one-off cost, not a per-request one)
 import polars as pl
 
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fake_openai.py"
@@ -64,10 +64,9 @@ async def _bare_client(url: str, requests: int, concurrency: int) -> float:
         return requests / (time.perf_counter() - started)
 
 
-def run_stage(problems: Path, config: GenerateConfig, out: Path) -> tuple[dict, float, float]:
+def timed_stage(problems: Path, config: GenerateConfig, out: Path) -> tuple[dict, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, config, writer))
+    report = run_stage("generate", problems, config, out, force=True).model_dump(mode="json")
     return report, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -104,7 +103,7 @@ def cpu_teacher(args: argparse.Namespace) -> None:
                 progress=True,
             )
         )
-        report, wall, _ = run_stage(root / "in" / "kept", config, root / "out")
+        report, wall, _ = timed_stage(root / "in" / "kept", config, root / "out")
         kept = pl.read_parquet(root / "out" / "kept")
     d = report["details"]
     result = {
@@ -272,11 +271,11 @@ def main() -> None:
                     progress=False,
                 )
             )
-            first, wall, cpu = run_stage(problems, config, root / "out1")
+            first, wall, cpu = timed_stage(problems, config, root / "out1")
             details = first["details"]
             ideal = args.concurrency / args.latency
             achieved = details["requests"] / details["request_phase_s"]
-            second, rerun_wall, _ = run_stage(problems, config, root / "out2")
+            second, rerun_wall, _ = timed_stage(problems, config, root / "out2")
             bare = asyncio.run(_bare_client(os.environ["BENCH_BASE_URL"], args.requests, args.concurrency))
             result = {
                 "requests": details["requests"],

@@ -70,9 +70,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Sample a teacher for every problem; cached, resumable, fault tolerant."""
-        from stages.generate import GenerateConfig, run
+        from stages.generate import GenerateConfig
         from stages.llm import LLMError
-        from stages.store import StageWriter
+        from stages.registry import run_stage
 
         source = problems / "kept" if (problems / "kept").is_dir() else problems
         if not any(source.glob("part-*.parquet")):
@@ -94,8 +94,7 @@ def register(app: typer.Typer) -> None:
         cfg = GenerateConfig.model_validate(raw)
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with StageWriter(out, "generate") as writer:
-                report = writer.finish(run(source, cfg, writer), config=cfg.model_dump(mode="json"))
+            report = run_stage("generate", source, cfg, out, force=True).model_dump(mode="json")
         except LLMError as exc:
             if "stopped by" not in str(exc):
                 raise

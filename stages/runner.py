@@ -201,6 +201,7 @@ def run_unit(job: UnitJob, state: Any = None, use_worker_state: bool = True) -> 
     kept = ShardWriter(job.partial / "kept", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")
     dropped = ShardWriter(job.partial / "dropped", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")
     plans = _plan_slices(job) if job.phase == "apply" else None
+    ctx.row = unit.start
     try:
         for batch in stage.read(unit, job.config):
             if plans is not None:
@@ -210,6 +211,7 @@ def run_unit(job: UnitJob, state: Any = None, use_worker_state: bool = True) -> 
                 assert isinstance(stage, MapStage)
                 decision = stage.decide(batch, job.config, ctx)
             _record(stage.name, batch, decision, kept, dropped, result)
+            ctx.row += batch.height
         result.kept, result.dropped = kept.close(), dropped.close()
         for writer in ctx.outputs.values():
             writer.close()

@@ -398,11 +398,11 @@ def write_problems(
 STAGE_SCRIPT = """
 import json, sys
 from pathlib import Path
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 config = GenerateConfig.model_validate_json(sys.argv[1])
-with StageWriter(Path(sys.argv[3]), "generate") as out:
-    print(json.dumps(out.finish(run(Path(sys.argv[2]), config, out))))
+report = run_stage("generate", Path(sys.argv[2]), config, Path(sys.argv[3]), force=True)
+print(json.dumps(report.model_dump(mode="json")))
 """
 
 

@@ -18,10 +18,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI, stage_process, write_problems
 
-from stages.generate import GenerateConfig, run
+from stages.generate import GenerateConfig
 from stages.llm.batch import Ledger
 from stages.llm.client import CACHE_FILE
-from stages.store import StageWriter
+from stages.registry import run_stage
 
 PRICES = {"input_per_1m": 2.0, "output_per_1m": 8.0}
 
@@ -43,8 +43,7 @@ def config(fake: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **
 
 
 def generate(problems: Path, cfg: GenerateConfig, out: Path) -> tuple[dict, pl.DataFrame]:
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, cfg, writer))
+    report = run_stage("generate", problems, cfg, out, force=True).model_dump(mode="json")
     return report, pl.read_parquet(out / "kept")
 
 

@@ -18,8 +18,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI, write_problems
 
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,7 @@ def llm(fake: FakeOpenAI, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def generate(problems: Path, cfg: GenerateConfig, out: Path) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, cfg, writer))
+    report = run_stage("generate", problems, cfg, out, force=True).model_dump(mode="json")
     read = lambda d: pl.read_parquet(d) if list(d.glob("*.parquet")) else pl.DataFrame()  # noqa: E731
     return report, read(out / "kept"), read(out / "dropped")
 

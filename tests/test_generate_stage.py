@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI, write_problems
 
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 
 KEY = "sk-test-VERY-SECRET-0123456789"
 
@@ -48,8 +48,7 @@ def config(fake: FakeOpenAI, tmp_path: Path, env: pytest.MonkeyPatch, **override
 
 
 def generate(problems: Path, cfg: GenerateConfig, out: Path) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, cfg, writer), config=cfg.model_dump(mode="json"))
+    report = run_stage("generate", problems, cfg, out, force=True).model_dump(mode="json")
     kept = pl.read_parquet(out / "kept") if list((out / "kept").glob("*.parquet")) else pl.DataFrame()
     dropped = (
         pl.read_parquet(out / "dropped") if list((out / "dropped").glob("*.parquet")) else pl.DataFrame()

@@ -15,9 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import write_problems
 
-from stages.generate import GenerateConfig, run
+from stages.generate import GenerateConfig
 from stages.llm.teacher_models import TeacherModelMissing, resolve_model
-from stages.store import StageWriter
+from stages.registry import run_stage
 
 if importlib.util.find_spec("xllamacpp") is None:
     pytest.skip("xllamacpp not installed", allow_module_level=True)
@@ -44,8 +44,7 @@ def test_cpu_teacher_end_to_end(tmp_path: Path) -> None:
             progress=False,
         )
     )
-    with StageWriter(tmp_path / "out", "generate") as out:
-        report = out.finish(run(problems, cfg, out))
+    report = run_stage("generate", problems, cfg, tmp_path / "out", force=True).model_dump(mode="json")
     kept = pl.read_parquet(tmp_path / "out" / "kept")
     assert report["rows_in"] == report["rows_kept"] == 4
     assert kept.select("uid", "sample").n_unique() == 4

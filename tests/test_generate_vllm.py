@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import write_problems
 
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 
 
 @dataclass
@@ -88,8 +88,7 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> list[LLM]:
 
 
 def generate(problems: Path, cfg: GenerateConfig, out: Path) -> tuple[dict, pl.DataFrame]:
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, cfg, writer))
+    report = run_stage("generate", problems, cfg, out, force=True).model_dump(mode="json")
     return report, pl.read_parquet(out / "kept")
 
 
@@ -137,8 +136,6 @@ def test_missing_vllm_names_the_extra(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     problems = write_problems(tmp_path / "in", 1)
     cfg = GenerateConfig(llm=dict(backend="vllm", model="m", cache_dir=tmp_path / "cache", progress=False))
-    with (
-        pytest.raises(ImportError, match=r"longcot\[gpu\]"),
-        StageWriter(tmp_path / "out", "generate") as out,
-    ):
-        run(problems, cfg, out)
+    with pytest.raises(ImportError, match=r"longcot\[gpu\]"):
+        run_stage("generate", problems, cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "nothing is published"

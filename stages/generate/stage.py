@@ -1,6 +1,6 @@
 """The generation stage: n teacher samples per problem, every one cached the moment it arrives.
 
-Two passes over the input shards:
+Per batch of problems:
   1. requests: every problem's n samples go to the LLM client (stages.llm), which sends only those
      not in its cache; each ends up committed to the cache, failed for good, or not sent (budget).
   2. rows: every expected (problem, sample) is read back from the cache and written as a kept
@@ -12,18 +12,20 @@ Two passes over the input shards:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import ConfigDict
 
 from prompts.templates import PromptTemplate, load_template
 from stages.generate.config import GenerateConfig
 from stages.llm import LLMClient, Messages, SampleRequest, prompt_hash
 from stages.llm.parse import split_reasoning
 from stages.records import GENERATION_SCHEMA, conform, to_json
-from stages.store import StageWriter, count_rows, read_shards
+from stages.stage import Context, Decision, Details, MapStage
 
 PROBLEM_COLUMNS = ("source", "domain", "problem", "answer", "tests")
 EXTRA_SCHEMA: dict[str, pl.DataType] = {
@@ -50,38 +52,65 @@ class Prompt:
     error: str | None = None  # why no request can be made (no template, empty problem)
 
 
-def run(input_dir: Path, config: GenerateConfig, out: StageWriter) -> dict[str, Any]:
-    """Generate n samples per problem of `input_dir` into `out`; returns the report details."""
-    with LLMClient(config.llm, label="generate") as client:
-        total = count_rows(input_dir)
-        expected = (total if config.limit is None else min(total, config.limit)) * config.llm.n
-        failures = client.request(_requests(input_dir, config, client), expected)
-        templates = _write_rows(input_dir, config, client, failures, out)
-        return {
-            "backend": config.llm.backend,
-            "mode": config.llm.mode,
-            "model": config.llm.model,
-            "templates": templates,
-            "cache": str(client.cache.path),
-            "budget_usd": config.llm.budget_usd,
-            **client.stats.summary(),
-        }
+class GenerateDetails(Details):
+    """What the teacher did: its settings, the templates used, and the client's counts and costs
+    (stages.llm.stats: samples, cache hits, requests, retries, tokens, cost of every attempt)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str
+    mode: str
+    model: str
+    templates: dict[str, str]
+    cache: str
+    budget_usd: float | None = None
+
+
+class Generate(MapStage[GenerateConfig]):
+    """n samples per problem; the first `limit` problems get requests, the rest are dropped as
+    `over_limit`. The LLM client brings its own concurrency, so units run in the driver."""
+
+    name = "generate"
+    Config = GenerateConfig
+    Details = GenerateDetails
+    parallel = False
+
+    @contextmanager
+    def open(self, config: GenerateConfig, input_dir: Path | None) -> Iterator[LLMClient]:
+        with LLMClient(config.llm, label="generate") as client:
+            yield client
+
+    def decide(self, batch: pl.DataFrame, config: GenerateConfig, ctx: Context) -> Decision:
+        client: LLMClient = ctx.state
+        room = batch.height if config.limit is None else max(0, min(batch.height, config.limit - ctx.row))
+        asked, rest = batch.head(room), batch.slice(room)
+        prompts = _prompts(asked, config, client)
+        failures = client.request(_requests(prompts, config, client), len(prompts) * config.llm.n)
+        kept, dropped, templates = _rows(prompts, config, client, failures)
+        dropped = pl.concat([dropped, _over_limit(rest, config)], how="vertical_relaxed")
+        return Decision(
+            kept,
+            dropped,
+            tally=(templates, {"cache": str(client.cache.path), **client.stats.summary()}),
+            rows_in=asked.height * config.llm.n + rest.height,
+        )
+
+    def summarize(self, tallies: list[Any], config: GenerateConfig) -> GenerateDetails:
+        templates: dict[str, str] = {}
+        for used, _ in tallies:
+            templates.update(used)
+        client = tallies[-1][1] if tallies else {"cache": str(config.llm.cache_dir)}  # cumulative
+        return GenerateDetails(
+            backend=config.llm.backend,
+            mode=config.llm.mode,
+            model=config.llm.model,
+            templates=templates,
+            budget_usd=config.llm.budget_usd,
+            **client,
+        )
 
 
 # ---- problems -> prompts -> requests ----
-
-
-def _problems(input_dir: Path, limit: int | None) -> Iterator[pl.DataFrame]:
-    """Input batches, stopping after `limit` problems (the same ones on every pass)."""
-    left = limit
-    for batch in read_shards(input_dir):
-        if left is not None:
-            batch = batch.head(left)
-            left -= batch.height
-        if batch.height:
-            yield batch
-        if left == 0:
-            return
 
 
 def _prompts(batch: pl.DataFrame, config: GenerateConfig, client: LLMClient) -> list[Prompt]:
@@ -103,77 +132,53 @@ def _prompts(batch: pl.DataFrame, config: GenerateConfig, client: LLMClient) -> 
     return prompts
 
 
-def _requests(input_dir: Path, config: GenerateConfig, client: LLMClient) -> Iterator[SampleRequest]:
+def _requests(prompts: list[Prompt], config: GenerateConfig, client: LLMClient) -> Iterator[SampleRequest]:
     """All n samples of every problem that can be prompted (the client skips those already cached)."""
     samples = tuple(range(config.llm.n))
-    for batch in _problems(input_dir, config.limit):
-        for p in _prompts(batch, config, client):
-            if p.error:
-                client.skipped(config.llm.n)
-            else:
-                yield SampleRequest(p.row["uid"], p.messages, samples, p.prompt_hash or "", p.keys)
+    for p in prompts:
+        if p.error:
+            client.skipped(config.llm.n)
+        else:
+            yield SampleRequest(p.row["uid"], p.messages, samples, p.prompt_hash or "", p.keys)
 
 
 # ---- cache -> rows ----
 
 
-def _write_rows(
-    input_dir: Path,
-    config: GenerateConfig,
-    client: LLMClient,
-    failures: dict[str, dict[str, Any]],
-    out: StageWriter,
-) -> dict[str, str]:
-    """Write a kept or dropped row for every expected sample; returns {template name: hash} used."""
+def _rows(
+    prompts: list[Prompt], config: GenerateConfig, client: LLMClient, failures: dict[str, dict[str, Any]]
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
+    """A kept or dropped row for every expected sample, and the {template name: hash} used."""
     templates: dict[str, str] = {}
-    for batch in _problems(input_dir, config.limit):
-        out.count_in(batch.height * config.llm.n)
-        prompts = _prompts(batch, config, client)
-        cached = client.cache.get_many(k for p in prompts for k in p.keys)
-        kept, dropped = [], []
-        for p in prompts:
-            if p.template is not None:
-                templates[p.template.name] = p.template.hash
-            for sample in range(config.llm.n):
-                key = p.keys[sample] if p.keys else None
-                base = _base_row(p, sample, config)
-                if key is not None and key in cached:
-                    kept.append(base | _generation(cached[key]))
-                elif key is not None and key in failures:
-                    kind = failures[key]["kind"]
-                    reason = kind if kind in OWN_REASONS else "request_failed"
-                    dropped.append(base | _dropped(reason, {**failures[key], "sample": sample}))
-                else:
-                    reason = p.error or "not_generated"
-                    dropped.append(
-                        base | _dropped(reason, {"sample": sample, "problem_uid": p.row.get("uid")})
-                    )
-        if kept:
-            out.keep(pl.DataFrame(kept, schema=KEPT_SCHEMA))
-        if dropped:
-            out.drop(pl.DataFrame(dropped, schema=DROPPED_SCHEMA))
-    _drop_beyond_limit(input_dir, config, out)
-    return templates
+    cached = client.cache.get_many(k for p in prompts for k in p.keys)
+    kept, dropped = [], []
+    for p in prompts:
+        if p.template is not None:
+            templates[p.template.name] = p.template.hash
+        for sample in range(config.llm.n):
+            key = p.keys[sample] if p.keys else None
+            base = _base_row(p, sample, config)
+            if key is not None and key in cached:
+                kept.append(base | _generation(cached[key]))
+            elif key is not None and key in failures:
+                kind = failures[key]["kind"]
+                reason = kind if kind in OWN_REASONS else "request_failed"
+                dropped.append(base | _dropped(reason, {**failures[key], "sample": sample}))
+            else:
+                reason = p.error or "not_generated"
+                dropped.append(base | _dropped(reason, {"sample": sample, "problem_uid": p.row.get("uid")}))
+    return pl.DataFrame(kept, schema=KEPT_SCHEMA), pl.DataFrame(dropped, schema=DROPPED_SCHEMA), templates
 
 
-def _drop_beyond_limit(input_dir: Path, config: GenerateConfig, out: StageWriter) -> None:
+def _over_limit(rest: pl.DataFrame, config: GenerateConfig) -> pl.DataFrame:
     """Problems past `limit` get no samples: one dropped row each (`over_limit`, sample null), so
     they are accounted for rather than silently left out."""
-    if config.limit is None:
-        return
-    skip = config.limit
-    for batch in read_shards(input_dir):
-        rest = batch.slice(min(skip, batch.height))
-        skip = max(0, skip - batch.height)
-        if rest.height == 0:
-            continue
-        out.count_in(rest.height)
-        rows = rest.select("uid", *[c for c in PROBLEM_COLUMNS if c in rest.columns]).with_columns(
-            pl.lit(config.llm.model).alias("model"),
-            pl.lit("over_limit").alias("drop_reason"),
-            pl.lit(to_json({"limit": config.limit})).alias("drop_detail"),
-        )
-        out.drop(conform(rows, DROPPED_SCHEMA))
+    rows = rest.select("uid", *[c for c in PROBLEM_COLUMNS if c in rest.columns]).with_columns(
+        pl.lit(config.llm.model).alias("model"),
+        pl.lit("over_limit").alias("drop_reason"),
+        pl.lit(to_json({"limit": config.limit})).alias("drop_detail"),
+    )
+    return conform(rows, DROPPED_SCHEMA)
 
 
 def _base_row(p: Prompt, sample: int, config: GenerateConfig) -> dict[str, Any]:
