@@ -20,8 +20,7 @@ sys.path.insert(0, str(REPO))
 import polars as pl  # noqa: E402
 
 from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows  # noqa: E402
-from stages.store import StageWriter  # noqa: E402
-from stages.verify import VerifyConfig, verify_frames  # noqa: E402
+from stages.verify import VerifyConfig, verify_rows  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "generations"
 FILES = {
@@ -38,8 +37,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "verify"
-        with StageWriter(out, "verify") as writer:
-            report = writer.finish(verify_frames(frames, VerifyConfig(workers=2), writer))
+        report = verify_rows(frames, VerifyConfig(workers=2), out).model_dump(mode="json")
         rows = pl.concat(
             [pl.read_parquet(out / "kept"), pl.read_parquet(out / "dropped")], how="diagonal_relaxed"
         )

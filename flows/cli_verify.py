@@ -19,7 +19,6 @@ from flows.cli_common import guarded
 from flows.console import console
 from stages.collect.readers import iter_records
 from stages.records import to_json
-from stages.store import StageWriter
 from stages.text import uid_of
 
 # Problem fields worth carrying into `meta` (LiveCodeBench functional tests need the starter code).
@@ -149,7 +148,12 @@ def register(app: typer.Typer) -> None:
         file: Annotated[Path, typer.Argument(help="JSONL or Parquet of generations")],
         out: Annotated[Path, typer.Option("--out", help="output directory: kept/, dropped/, report.json")],
         problem_field: Annotated[str, typer.Option(help="problem text field")] = "problem",
-        gold_field: Annotated[str, typer.Option(help="gold answer field")] = "answer",
+        gold_field: Annotated[
+            str | None,
+            typer.Option(
+                help="gold answer field (default: `answer` where rows have it; code rows need none)"
+            ),
+        ] = None,
         response_field: Annotated[
             str, typer.Option(help="response field; a list is one row per sample")
         ] = "response",
@@ -173,7 +177,7 @@ def register(app: typer.Typer) -> None:
         drop_incorrect: Annotated[bool, typer.Option(help="drop wrong answers (reason 'incorrect')")] = False,
     ) -> None:
         """Verify a file of generations: quality filters, answer checks, a report."""
-        from stages.verify import VerifyConfig, verify_frames
+        from stages.verify import VerifyConfig, verify_rows
 
         if not file.is_file():
             raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
@@ -191,6 +195,8 @@ def register(app: typer.Typer) -> None:
             "source": source_field,
         }
         records, bad = read_records(file)
+        if gold_field is None and any("answer" in r for r in records):
+            fields["gold"] = "answer"
         _check_fields(
             records,
             {k: v for k, v in fields.items() if k in ("problem", "response")}
@@ -209,9 +215,6 @@ def register(app: typer.Typer) -> None:
                 }
             )
             frame = pl.concat([frame, unread], how="diagonal_relaxed")
-        with (
-            StageWriter(out, "verify") as writer,
-            console.status(f"verifying {frame.height:,} rows from {file} …"),
-        ):
-            report = writer.finish(verify_frames([frame], cfg, writer), config=cfg.model_dump(mode="json"))
+        with console.status(f"verifying {frame.height:,} rows from {file} …"):
+            report = verify_rows([frame], cfg, out).model_dump(mode="json")
         _summary(report, out / "report.json")

@@ -19,8 +19,7 @@ from stages.generate import Generate
 from stages.legacy import legacy_stage
 from stages.runner import Step, load_report, run_step
 from stages.stage import Stage, StageReport
-from stages.verify import VerifyConfig
-from stages.verify import run as verify_run
+from stages.verify import Verify
 
 COLLECT = Collect()
 
@@ -37,7 +36,7 @@ STAGES: dict[str, Stage] = {
             lambda c: resource_files(c.benchmarks, c.benchmark_dir, c.registry_file, c.extra_benchmarks),
         ),
         Generate(),
-        legacy_stage("verify", VerifyConfig, verify_run),
+        Verify(),
         legacy_stage("pass_rate", passrate.PassRateConfig, passrate.run),
         legacy_stage("export", export.ExportConfig, export.run),
     ]

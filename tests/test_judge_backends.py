@@ -12,8 +12,7 @@ import pytest
 from stages.decontam.config import JudgeConfig as DecontamJudge
 from stages.decontam.judge import judge_pairs, resolve_backend
 from stages.llm import LLMConfig, LLMError, complete
-from stages.store import StageWriter
-from stages.verify import JudgeConfig, VerifyConfig, verify_frames
+from stages.verify import JudgeConfig, VerifyConfig, verify_rows
 from tests.fake_openai import FakeOpenAI
 
 
@@ -67,8 +66,7 @@ def test_verify_judges_proofs_through_the_teacher_backend(tmp_path, monkeypatch)
     with FakeOpenAI(answer_fn=verdict) as fake:
         judge = JudgeConfig(enabled=True, llm=teacher(fake, tmp_path, monkeypatch))
         cfg = VerifyConfig(workers=1, judge=judge, unverifiable="keep")
-        with StageWriter(tmp_path / "out", "verify") as out:
-            report = out.finish(verify_frames([rows], cfg, out))
+        report = verify_rows([rows], cfg, tmp_path / "out").model_dump(mode="json")
         asked = sum(fake.attempts.values())
     kept = pl.read_parquet(tmp_path / "out" / "kept")
     verdicts = dict(zip(kept["uid"], kept["correct"], strict=True))
@@ -94,9 +92,9 @@ def test_decontamination_judge_uses_the_teacher_backend(tmp_path, monkeypatch):
     assert verdicts["verdict"].to_list() == [True, False]
 
 
-def test_a_judge_without_backend_says_so():
+def test_a_judge_without_backend_says_so(tmp_path):
     with pytest.raises(LLMError, match=r"judge\.llm"):
-        verify_frames([], VerifyConfig(judge=JudgeConfig(enabled=True)), None)  # type: ignore[arg-type]
+        verify_rows([], VerifyConfig(judge=JudgeConfig(enabled=True)), tmp_path / "out")
 
 
 def test_both_judges_share_one_client_and_cache(tmp_path, monkeypatch):
@@ -142,8 +140,7 @@ def test_both_judges_share_one_client_and_cache(tmp_path, monkeypatch):
         cfg = VerifyConfig(workers=1, judge=JudgeConfig(enabled=True, llm=llm), unverifiable="keep")
         for attempt in range(2):
             assert judge_pairs(pairs, ask)["verdict"].to_list() == [False]
-            with StageWriter(tmp_path / f"out{attempt}", "verify") as out:
-                out.finish(verify_frames([rows], cfg, out))
+            verify_rows([rows], cfg, tmp_path / f"out{attempt}")
         served = sum(fake.answered.values())
     assert labels == ["decontamination judge", "verify judge"] * 2
     assert served == 2, "one request per question; the second pass of both judges is all cache hits"

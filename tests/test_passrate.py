@@ -14,7 +14,7 @@ from flows.steps import run_stage
 from stages.passrate import PassRateConfig, rate_values
 from stages.passrate import run as pass_rate_run
 from stages.store import StageWriter
-from stages.verify import VerifyConfig, verify_frames
+from stages.verify import VerifyConfig, verify_rows
 
 QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
 # docs/verification.md, "Every disagreement, adjudicated": the shipped label of idx 72 sample 7 is
@@ -193,8 +193,7 @@ def test_shipped_labels_are_reproduced_exactly(qwen, tmp_path):
 
 
 def test_verifier_rates_differ_only_on_documented_samples(qwen, tmp_path):
-    with StageWriter(tmp_path / "verified", "verify") as out:
-        out.finish(verify_frames([qwen], VerifyConfig(workers=2), out))
+    verify_rows([qwen], VerifyConfig(workers=2), tmp_path / "verified")
     verified = pl.read_parquet(tmp_path / "verified" / "kept")
     dropped = pl.read_parquet(tmp_path / "verified" / "dropped")
     assert {(u, s) for u, s in dropped.select("uid", "sample").iter_rows()} == LANGUAGE_MIXING

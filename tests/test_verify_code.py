@@ -142,3 +142,24 @@ def test_runtime_error_and_missing_program_are_verdicts() -> None:
 )
 def test_stdout_comparison(got: str, want: str, same: bool) -> None:
     assert stdout_matches(got, want) is same
+
+
+def test_cli_verifies_code_rows_without_a_gold_field(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    rows = [
+        {"prompt": r["prompt"], "test": r["test"], "response": f"```python\n{r['code']}\n```"}
+        for r in _rows("mbpp_test.jsonl")[:3]
+    ]
+    rows[2]["response"] = "```python\ndef nothing():\n    return None\n```"
+    path = tmp_path / "code.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    args = ["verify", str(path), "--out", str(out), "--problem-field", "prompt", "--tests-field", "test"]
+    result = CliRunner().invoke(app, [*args, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["details"]["verifiers"] == {"code": 3}
+    assert report["details"]["accuracy_by_source"]["code"]["correct"] == 2

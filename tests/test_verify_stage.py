@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
 from stages.llm import LLMError
-from stages.store import StageWriter, read_json
-from stages.verify import JudgeConfig, VerifyConfig, mathcheck, verify_frames
+from stages.store import read_json
+from stages.verify import JudgeConfig, VerifyConfig, mathcheck, verify_rows
 from stages.verify.pool import Failure, WorkerPool
 from tests.conftest import SHARED_DATA, write_jsonl
 
@@ -40,10 +40,9 @@ def _verify(
     tmp_path: Path, rows: list[dict], cfg: VerifyConfig | None = None, judge=None
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     out = tmp_path / "verify"
-    with StageWriter(out, "verify") as writer:
-        report = writer.finish(
-            verify_frames([pl.DataFrame(rows)], cfg or VerifyConfig(workers=1), writer, judge)
-        )
+    report = verify_rows([pl.DataFrame(rows)], cfg or VerifyConfig(workers=1), out, judge).model_dump(
+        mode="json"
+    )
     kept = (
         pl.read_parquet(out / "kept")
         if (out / "kept").exists() and any((out / "kept").iterdir())
@@ -241,8 +240,7 @@ def test_agreement_with_shipped_labels(tmp_path: Path) -> None:
         for f, src in LABELLED.items()
     ]
     out = tmp_path / "agree"
-    with StageWriter(out, "verify") as writer:
-        report = writer.finish(verify_frames(frames, VerifyConfig(workers=2), writer))
+    report = verify_rows(frames, VerifyConfig(workers=2), out).model_dump(mode="json")
     label = report["details"]["label_agreement"]
     assert label["rows"] == 870
     assert label["rate"] >= 0.98

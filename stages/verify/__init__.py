@@ -2,14 +2,15 @@
 
 from stages.verify.judge import JudgeConfig
 from stages.verify.quality import QualityConfig
-from stages.verify.stage import CodeConfig, VerifyConfig, run, verify_frame, verify_frames
+from stages.verify.stage import CodeConfig, Verify, VerifyConfig, VerifyDetails, verify_frame, verify_rows
 
 __all__ = [
     "CodeConfig",
     "JudgeConfig",
     "QualityConfig",
+    "Verify",
     "VerifyConfig",
-    "run",
+    "VerifyDetails",
     "verify_frame",
-    "verify_frames",
+    "verify_rows",
 ]

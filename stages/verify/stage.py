@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stages.llm import Ask
 from stages.records import to_json
-from stages.store import StageWriter, read_shards
+from stages.runner import Step, run_step
+from stages.stage import Context, Decision, Details, MapStage, StageReport
 from stages.verify.code_check import check_code, parse_tests, starter_fn_name
 from stages.verify.extract import extract_code, final_answer, split_response
 from stages.verify.judge import JudgeConfig, configured_judge, judge_messages, run_judge
@@ -329,6 +333,19 @@ class _Tally:
                     | {"kept": kept, "method": detail.get("method")}
                 )
 
+    def merge(self, other: _Tally) -> None:
+        for source, counts in other.by_source.items():
+            self.by_source.setdefault(source, Counter()).update(counts)
+        for mine, theirs in (
+            (self.verifiers, other.verifiers),
+            (self.methods, other.methods),
+            (self.isolation, other.isolation),
+            (self.label, other.label),
+            (self.judge_vs_rule, other.judge_vs_rule),
+        ):
+            mine.update(theirs)
+        self.disagreements.extend(other.disagreements[: max(0, 200 - len(self.disagreements))])
+
     def details(self) -> dict[str, Any]:
         accuracy = {
             src: {**c, "accuracy": round(c["correct"] / c["verified"], 4) if c["verified"] else None}
@@ -348,28 +365,69 @@ class _Tally:
         }
 
 
-def verify_frames(
-    frames: Iterable[pl.DataFrame], cfg: VerifyConfig, out: StageWriter, judge: Ask | None = None
-) -> dict[str, Any]:
-    """Verify batches of rows into `out`; returns the report details (the caller finishes `out`)."""
-    judge = configured_judge(cfg.judge, judge)
-    if cfg.code.require_isolation and isolation()[0] == WEAK:
-        raise RuntimeError(
-            "verify.code.require_isolation is set but only rlimits are available here (not root?)"
-        )
-    tally = _Tally()
-    workers = cfg.workers or os.cpu_count() or 1
-    with WorkerPool(workers) as pool:
-        for frame in frames:
-            out.count_in(frame.height)
-            kept, dropped = verify_frame(frame, cfg, pool, judge)
-            out.keep(kept)
-            out.drop(dropped)
-            tally.add(kept, dropped)
-        replaced = pool.replaced
-    return {**tally.details(), "workers": workers, "workers_replaced": replaced}
+class VerifyDetails(Details):
+    accuracy_by_source: dict[str, dict[str, Any]]
+    verifiers: dict[str, int]
+    math_methods: dict[str, int]
+    sandbox_isolation: dict[str, int] | None
+    label_agreement: dict[str, Any] | None
+    judge_rule_agreement: dict[str, int] | None
+    workers: int
+    workers_replaced: int
 
 
-def run(input_dir: Path, cfg: VerifyConfig, out: StageWriter, judge: Ask | None = None) -> dict[str, Any]:
-    """The stage entry point: verify the shards in `input_dir` into `out`."""
-    return verify_frames(read_shards(input_dir), cfg, out, judge)
+@dataclass
+class _Checkers:
+    pool: WorkerPool
+    judge: Ask | None
+    workers: int
+
+
+class Verify(MapStage[VerifyConfig]):
+    """A verdict per generation row. The math and code checkers run on the stage's own pool of worker
+    processes (math-verify's timeouts need a main thread; a crashed checker is replaced), so units
+    run in the driver. `judge` replaces the configured judge (tests pass a fake)."""
+
+    name = "verify"
+    Config = VerifyConfig
+    Details = VerifyDetails
+    parallel = False
+
+    def __init__(self, judge: Ask | None = None):
+        self.judge = judge
+
+    @contextmanager
+    def open(self, config: VerifyConfig, input_dir: Path | None) -> Iterator[_Checkers]:
+        judge = configured_judge(config.judge, self.judge)
+        if config.code.require_isolation and isolation()[0] == WEAK:
+            raise RuntimeError(
+                "verify.code.require_isolation is set but only rlimits are available here (not root?)"
+            )
+        workers = config.workers or os.cpu_count() or 1
+        with WorkerPool(workers) as pool:
+            yield _Checkers(pool, judge, workers)
+
+    def decide(self, batch: pl.DataFrame, config: VerifyConfig, ctx: Context) -> Decision:
+        checkers: _Checkers = ctx.state
+        kept, dropped = verify_frame(batch, config, checkers.pool, checkers.judge)
+        tally = _Tally()
+        tally.add(kept, dropped)
+        return Decision(kept, dropped, tally=(tally, checkers.workers, checkers.pool.replaced))
+
+    def summarize(self, tallies: list[Any], config: VerifyConfig) -> VerifyDetails:
+        total = _Tally()
+        for tally, _, _ in tallies:
+            total.merge(tally)
+        workers, replaced = tallies[-1][1:] if tallies else (config.workers or os.cpu_count() or 1, 0)
+        return VerifyDetails(**total.details(), workers=workers, workers_replaced=replaced)
+
+
+def verify_rows(
+    frames: list[pl.DataFrame], cfg: VerifyConfig, out_dir: Path, judge: Ask | None = None
+) -> StageReport:
+    """Verify rows held in memory (a file mapped by `longcot verify`, a test's rows) into `out_dir`,
+    through the runner like any stage run."""
+    with tempfile.TemporaryDirectory(prefix="verify-input-", dir=out_dir.parent) as tmp:
+        for index, frame in enumerate(frames):
+            frame.write_parquet(Path(tmp) / f"part-{index:05d}.parquet")
+        return run_step(Step(Verify(judge), cfg, Path(tmp), out_dir), force=True).report
