@@ -91,13 +91,20 @@ def stage_version(stage: Stage) -> str:
     return code_version(type(stage).__module__, "stages.runner")
 
 
+def input_fingerprint(step: Step) -> str:
+    """Content hash of the input directory and of the stage's `extra_inputs` beside it."""
+    if step.input_dir is None:
+        return ""
+    extra = [step.input_dir / relative for relative in step.stage.extra_inputs]
+    return ":".join(fingerprint(directory) for directory in [step.input_dir, *extra])
+
+
 def cache_key(step: Step) -> str:
-    inputs = fingerprint(step.input_dir) if step.input_dir is not None else ""
     payload = json.dumps(
         [
             step.stage.name,
             stage_version(step.stage),
-            inputs,
+            input_fingerprint(step),
             files_fingerprint(step.stage.resources(step.config)),
             step.config.model_dump(mode="json"),
         ],

@@ -127,6 +127,9 @@ class Stage(Generic[C]):
     Details: ClassVar[type[Details]] = NoDetails
     parallel: ClassVar[bool] = True
     batch_rows: ClassVar[int] = 200_000
+    # Directories beside the input, relative to it, whose content also decides the result: part of the
+    # cache key (pass_rate reads the verifier's dropped rows next to its kept rows: "../dropped").
+    extra_inputs: ClassVar[tuple[str, ...]] = ()
 
     def resources(self, config: C) -> list[Path]:
         """Files besides the input and the code whose content decides the result (benchmarks)."""
