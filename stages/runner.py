@@ -332,7 +332,7 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
             workers = 1
         if isinstance(stage, GlobalStage):
             parts = [t for r in mapper(jobs("summarize")) for t in r.tallies]
-            ctx = ReduceContext(step.input_dir, partial / WORK_DIR, sum(u.rows for u in units))
+            ctx = ReduceContext(step.input_dir, partial / WORK_DIR, sum(u.rows for u in units), partial)
             plan: Plan = stage.reduce(parts, config, ctx)
             if plan.decisions.height != ctx.rows:
                 raise InvariantError(
@@ -340,7 +340,7 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
                 )
             plan.decisions.write_parquet(partial / PLAN_FILE)
             results = mapper(jobs("apply"))
-            details = plan.details
+            details = stage.finish(plan.details, [t for r in results for t in r.tallies], config, partial)
         else:
             assert isinstance(stage, MapStage)
             results = mapper(jobs("map"))

@@ -10,7 +10,8 @@ the rows-in = kept + dropped check, the report and the atomic publish, the worke
 * `GlobalStage` needs the whole input to decide (dedup, pass rate, trace selection): a map phase
   `summarize(batch, config, ctx)` makes a compact result per batch (keys, signatures, uids), one
   `reduce(parts, config, ctx)` turns them into a `Plan` (one decision row per input row), and a second
-  map phase applies the plan shard by shard (`apply`, generic by default).
+  map phase applies the plan shard by shard (`apply`, generic by default); `finish` (optional) completes
+  the report details from the apply phase's tallies once every unit is done.
 
 A stage whose work is not CPU-bound on one batch (a teacher endpoint with its own concurrency, a
 verifier with its own process pool) sets `parallel = False`: its units run one after another in the
@@ -173,14 +174,23 @@ class GlobalStage(Stage[C]):
         """Map phase 2: split a batch by its slice of the plan (same rows, same order)."""
         return apply_plan(batch, plan)
 
+    def finish(self, details: Details, tallies: list[Any], config: C, out_dir: Path) -> Details:
+        """Once, in the driver, after map phase 2: the plan's details completed with the tallies of
+        every applied batch (input order). Files written into `out_dir` (the unpublished stage
+        directory) are published with the stage (an export's README.md)."""
+        return details
+
 
 @dataclass
 class ReduceContext:
-    """What a global stage's reduce sees: the input (to read selected rows back), a scratch directory."""
+    """What a global stage's reduce sees: the input (to read selected rows back), a scratch directory,
+    and the unpublished stage directory (`out_dir`: what reduce writes there is published with the
+    stage, e.g. pass_rate's per-problem `rates/`)."""
 
     input_dir: Path | None
     workdir: Path
     rows: int
+    out_dir: Path
 
 
 def apply_plan(batch: pl.DataFrame, plan: pl.DataFrame) -> Decision:
