@@ -22,7 +22,7 @@ from stages.decontam import markdown_summary as decontam_markdown
 from stages.decontam import stage_html as decontam_html
 from stages.dedup.report import stage_html as dedup_html
 from stages.passrate import rate_values
-from stages.reports.card import CARD, export_dir, render_card, sample_totals
+from stages.reports.card import CARD, export_dir, pass_rate_details, render_card, sample_totals
 from stages.runner import StepResult
 from stages.store import count_row, load_report, shard_paths
 
@@ -218,29 +218,22 @@ def verify_section(run_dir: Path, manifest: dict[str, Any]) -> str:
 
 
 def pass_rate_charts(run_dir: Path, manifest: dict[str, Any]) -> list[bytes]:
-    charts = []
-    for s in _stages_of(manifest, "pass_rate"):
-        d = (load_report(run_dir / s["dir"]) or {}).get("details", {})
-        if d:
-            title = f"Pass rate per problem ({d['rated_by']} samples)"
-            charts.append(pass_rate_histogram(rate_values(d), d["low"], d["high"], title))
-    return charts
+    return [
+        pass_rate_histogram(rate_values(d), d.low, d.high, f"Pass rate per problem ({d.rated_by} samples)")
+        for _, d in pass_rate_details(run_dir, manifest)
+    ]
 
 
 def pass_rate_section(run_dir: Path, manifest: dict[str, Any]) -> str:
     parts = []
-    for s in _stages_of(manifest, "pass_rate"):
-        d = (load_report(run_dir / s["dir"]) or {}).get("details", {})
-        if not d:
-            continue
+    for name, d in pass_rate_details(run_dir, manifest):
         rows = [
-            [r["n_correct"], r["n_samples"], f"{r['n_correct'] / r['n_samples']:.2f}", r["problems"]]
-            for r in d["rate_counts"]
+            [r.n_correct, r.n_samples, f"{r.n_correct / r.n_samples:.2f}", r.problems] for r in d.rate_counts
         ]
         parts.append(
-            f"<p>{html.escape(s['dir'])}: rated by <b>{html.escape(d['rated_by'])}</b>; kept "
-            f"{d['low']} ≤ pass rate ≤ {d['high']}. Problems: "
-            + html.escape(", ".join(f"{k} {v:,}" for k, v in d["problems"].items()))
+            f"<p>{html.escape(name)}: rated by <b>{html.escape(d.rated_by)}</b>; kept "
+            f"{d.low} ≤ pass rate ≤ {d.high}. Problems: "
+            + html.escape(", ".join(f"{k} {v:,}" for k, v in d.problems.model_dump().items()))
             + "</p>"
         )
         parts.append(_table(["correct", "samples", "pass rate", "problems"], rows))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from stages import export, passrate
+from stages import export
 from stages.collect.stage import Collect
 from stages.decontam import DecontamConfig
 from stages.decontam import run as decontam_run
@@ -18,6 +18,7 @@ from stages.engine import Engine
 from stages.generate import GenerateConfig
 from stages.generate import run as generate_run
 from stages.legacy import legacy_stage
+from stages.passrate import PassRate
 from stages.runner import Step, run_step
 from stages.stage import Stage, StageReport
 from stages.verify import VerifyConfig
@@ -39,7 +40,7 @@ STAGES: dict[str, Stage] = {
         ),
         legacy_stage("generate", GenerateConfig, generate_run),
         legacy_stage("verify", VerifyConfig, verify_run),
-        legacy_stage("pass_rate", passrate.PassRateConfig, passrate.run),
+        PassRate(),
         legacy_stage("export", export.ExportConfig, export.run),
     ]
 }

@@ -20,6 +20,9 @@ import yaml
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.dedup.report import dedup_markdown, dedup_reports
 from stages.export.layout import README, SETS, dataset_configs, yaml_header
+from stages.passrate import PassRateDetails
+from stages.runner import load_report as load_stage_report
+from stages.stage import Details, StageReport
 from stages.store import count_row, load_report, shard_paths
 
 CARD = README  # the pushed tree's card has the export root's name
@@ -100,6 +103,22 @@ def _reports(run_dir: Path, manifest: dict[str, Any], kind: str) -> list[dict[st
     return [r for s in manifest["stages"] if s["stage"] == kind and (r := load_report(run_dir / s["dir"]))]
 
 
+def typed_report(stage_dir: Path, model: type[Details]) -> StageReport | None:
+    """A finished stage's report with its details validated as the stage's model (`model`), so a
+    renamed or missing field fails here rather than rendering a blank."""
+    report = load_stage_report(stage_dir)
+    return None if report is None else report.model_copy(update={"details": report.typed_details(model)})
+
+
+def pass_rate_details(run_dir: Path, manifest: dict[str, Any]) -> list[tuple[str, PassRateDetails]]:
+    """(stage directory name, details) of every finished pass_rate stage of the run."""
+    return [
+        (s["dir"], report.details)
+        for s in manifest["stages"]
+        if s["stage"] == "pass_rate" and (report := typed_report(run_dir / s["dir"], PassRateDetails))
+    ]
+
+
 def _provenance(run_dir: Path, manifest: dict[str, Any]) -> str:
     collect = _reports(run_dir, manifest, "collect")
     counts = collect[0]["details"]["sources"] if collect else {}
@@ -174,20 +193,18 @@ def _teacher(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
 
 def _pass_rates(run_dir: Path, manifest: dict[str, Any], images: dict[str, str]) -> list[str]:
     parts = []
-    for rep in _reports(run_dir, manifest, "pass_rate"):
-        d = rep["details"]
-        p = d["problems"]
+    for _, d in pass_rate_details(run_dir, manifest):
         parts.append(
-            f"Pass rate per problem from the {d['rated_by']} samples; kept {d['low']} <= pass_rate <= {d['high']}: "
-            + ", ".join(f"{k} {v:,}" for k, v in p.items())
+            f"Pass rate per problem from the {d.rated_by} samples; kept {d.low} <= pass_rate <= {d.high}: "
+            + ", ".join(f"{k} {v:,}" for k, v in d.problems.model_dump().items())
             + " problems."
         )
-        drops = d.get("verifier_drops")
+        drops = d.verifier_drops
         if drops:
-            reasons = ", ".join(f"{r} {n:,}" for r, n in drops["failures_by_reason"].items()) or "none"
-            skipped = ", ".join(f"{r} {n:,}" for r, n in drops["not_counted"].items()) or "none"
+            reasons = ", ".join(f"{r} {n:,}" for r, n in drops.failures_by_reason.items()) or "none"
+            skipped = ", ".join(f"{r} {n:,}" for r, n in drops.not_counted.items()) or "none"
             parts.append(
-                f"Samples the verifier dropped count as failures: {drops['counted_as_failures']:,} ({reasons}); "
+                f"Samples the verifier dropped count as failures: {drops.counted_as_failures:,} ({reasons}); "
                 f"not counted either way (no verdict on the answer): {skipped}."
             )
     if "pass_rate" in images:
