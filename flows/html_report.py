@@ -21,8 +21,9 @@ from flows.plots import funnel, histogram, img, overlaid_histogram, pass_rate_hi
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.decontam import stage_html as decontam_html
 from stages.dedup.report import stage_html as dedup_html
+from stages.export import ExportDetails
 from stages.passrate import rate_values
-from stages.reports.card import CARD, export_dir, pass_rate_details, render_card, sample_totals
+from stages.reports.card import CARD, export_dir, pass_rate_details, render_card, sample_totals, typed_report
 from stages.runner import StepResult
 from stages.store import count_row, load_report, shard_paths
 
@@ -241,40 +242,48 @@ def pass_rate_section(run_dir: Path, manifest: dict[str, Any]) -> str:
     return _section("Difficulty: pass rates", *parts, charts) if parts else ""
 
 
-def sft_length_chart(run_dir: Path, manifest: dict[str, Any]) -> bytes | None:
+def export_details(run_dir: Path, manifest: dict[str, Any]) -> ExportDetails | None:
     export = export_dir(run_dir, manifest)
-    if export is None:
+    report = typed_report(export, ExportDetails) if export is not None else None
+    return report.details if report is not None else None
+
+
+def sft_length_chart(run_dir: Path, manifest: dict[str, Any]) -> bytes | None:
+    export, d = export_dir(run_dir, manifest), export_details(run_dir, manifest)
+    if export is None or d is None:
         return None
     tokens = _column(export / "sft", "num_tokens")
     if tokens is None or tokens.len() == 0:
         return None
-    label = (load_report(export) or {}).get("details", {}).get("tokens", {}).get("tokenizer", "")
-    return histogram(tokens.to_list(), f"SFT example length ({label.split(':')[0]})", "tokens", bins=30)
+    label = d.tokens.tokenizer.split(":")[0]
+    return histogram(tokens.to_list(), f"SFT example length ({label})", "tokens", bins=30)
 
 
 def export_section(run_dir: Path, manifest: dict[str, Any]) -> str:
-    export = export_dir(run_dir, manifest)
-    if export is None:
+    d = export_details(run_dir, manifest)
+    if d is None:
         return ""
-    d = (load_report(export) or {}).get("details", {})
-    tokens = d.get("tokens", {})
     rows = [
         [
             name,
             split,
-            s["rows"],
-            s["shards"],
-            *(s["tokens"].get(k) for k in ("total", "mean", "p50", "p90", "max")),
+            s.rows,
+            s.shards,
+            s.tokens.total,
+            s.tokens.mean,
+            s.tokens.p50,
+            s.tokens.p90,
+            s.tokens.max,
         ]
-        for name, sets in d.get("sets", {}).items()
+        for name, sets in d.sets.items()
         for split, s in sets.items()
     ]
     parts = [
         _table(["set", "split", "rows", "shards", "tokens", "mean", "p50", "p90", "max"], rows),
-        f"<p class=note>Tokens counted by <b>{html.escape(str(tokens.get('tokenizer')))}</b>"
-        f" ({tokens.get('estimated_texts', 0):,} texts estimated). SFT: whole conversation; RL: prompt. "
-        f"Format: {html.escape(str(d.get('format')))}; problems without ground truth left out of RL: "
-        f"{d.get('rl_excluded', {}).get('no_ground_truth', 0):,}.</p>",
+        f"<p class=note>Tokens counted by <b>{html.escape(d.tokens.tokenizer)}</b>"
+        f" ({d.tokens.estimated_texts:,} texts estimated). SFT: whole conversation; RL: prompt. "
+        f"Format: {html.escape(d.format)}; problems without ground truth left out of RL: "
+        f"{d.rl_excluded.no_ground_truth:,}.</p>",
     ]
     chart = sft_length_chart(run_dir, manifest)
     if chart is not None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from stages import export
 from stages.collect.stage import Collect
 from stages.decontam import DecontamConfig
 from stages.decontam import run as decontam_run
@@ -15,6 +14,7 @@ from stages.dedup.embedding import EmbeddingDedup
 from stages.dedup.exact import ExactDedup
 from stages.dedup.minhash import MinhashDedup
 from stages.engine import Engine
+from stages.export import Export
 from stages.generate import GenerateConfig
 from stages.generate import run as generate_run
 from stages.legacy import legacy_stage
@@ -41,7 +41,7 @@ STAGES: dict[str, Stage] = {
         legacy_stage("generate", GenerateConfig, generate_run),
         legacy_stage("verify", VerifyConfig, verify_run),
         PassRate(),
-        legacy_stage("export", export.ExportConfig, export.run),
+        Export(),
     ]
 }
 
