@@ -10,14 +10,19 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
+from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
 from flows.recipe import load_recipe
 from stages.collect import CollectConfig, SourceSpec
+from stages.engine import LocalEngine
 from stages.export import ExportConfig
 from stages.export.stage import RlExcluded
-from stages.registry import run_stage
+from stages.passrate import PassRateConfig
+from stages.registry import run_stage, stage
+from stages.runner import run_steps
 from stages.stage import StageReport
 from tests.conftest import write_jsonl
 
+QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
 # The data_source values verl's default reward (verl.utils.reward_score.default_compute_score,
 # volcengine/verl@03c3afd25c6a, verl/utils/reward_score/__init__.py) sends to a math scorer:
 # gsm8k, MATH (math.compute_score), math_dapo / "aime*", and PRIME's numina sources.
@@ -277,3 +282,66 @@ def test_msc_budget_fails_at_recipe_validation(tmp_path):
     )
     with pytest.raises(ValueError, match=r"balance_by.*classifier"):
         load_recipe(recipe)
+
+
+def stage_outputs(stage_dir: Path) -> dict[str, pl.DataFrame]:
+    """Every shard directory of a stage (kept, dropped, rates, sft/<split>, rl/<split>) as one frame."""
+    dirs = sorted({p.parent for p in stage_dir.rglob("part-*.parquet")})
+    return {str(d.relative_to(stage_dir)): pl.read_parquet(d) for d in dirs}
+
+
+def test_pass_rate_and_export_are_the_same_on_1_and_4_workers(shared_data, tmp_path):
+    """The real Qwen2.5-Math samples (labels as verdicts) through pass_rate and export in units of 90
+    rows: 1 and 4 workers give the same shards, files and reports; one big unit the same rows."""
+    records, _ = read_records(shared_data / QWEN)
+    rows = to_generation_rows(records, LABELLED_GENERATION_FIELDS, "math_cot_100", "math").with_columns(
+        pl.col("label").alias("correct"), pl.lit("qwen2.5-math").alias("model")
+    )
+    (tmp_path / "in").mkdir()
+    for i, part in enumerate(rows.iter_slices(300)):  # three input shards
+        part.write_parquet(tmp_path / "in" / f"part-{i:05d}.parquet")
+    steps = [
+        (stage("pass_rate"), PassRateConfig(low=0.1)),
+        (
+            stage("export"),
+            ExportConfig(
+                validation_fraction=0.3,
+                shard_rows=7,
+                select={"per_problem": 2, "budget": {"problems": 60}},
+                require_reasoning=False,
+            ),
+        ),
+    ]
+    runs = {}
+    for name, engine in [("w1", LocalEngine(1, 90)), ("w4", LocalEngine(4, 90)), ("whole", LocalEngine(1))]:
+        with engine:
+            runs[name] = run_steps(steps, tmp_path / name, engine, input_dir=tmp_path / "in")
+    assert runs["w4"][1].report.workers == 4 and runs["w4"][1].report.rows_in == 768, "9 units on the pool"
+    assert runs["w1"][0].report.drop_reasons == {"too_hard": 32}, "the 4 problems never solved"
+    for one, four, whole in zip(runs["w1"], runs["w4"], runs["whole"], strict=True):
+        a, b, c = (stage_outputs(r.out_dir) for r in (one, four, whole))
+        assert sorted(a) == sorted(b) == sorted(c)
+        for name in a:
+            assert a[name].equals(b[name]), f"{one.out_dir.name}/{name}: 1 vs 4 workers"
+            assert a[name].equals(c[name]), f"{one.out_dir.name}/{name}: units of 90 vs one unit"
+        shards = [
+            sorted(str(p.relative_to(r.out_dir)) for p in r.out_dir.rglob("*.parquet")) for r in (one, four)
+        ]
+        assert shards[0] == shards[1], "the same shard files"
+        reports = [r.report.model_dump(exclude={"seconds", "workers"}) for r in (one, four, whole)]
+        assert reports[0] == reports[1], one.out_dir.name
+        if one.out_dir.name.endswith("pass_rate"):
+            assert reports[0] == reports[2]
+    export = runs["w1"][1]
+    assert (export.out_dir / "README.md").read_text() == (runs["w4"][1].out_dir / "README.md").read_text()
+    sets = export.report.details.sets
+    sft = pl.concat([a for n, a in stage_outputs(export.out_dir).items() if n.startswith("sft/")])
+    assert sft["uid"].n_unique() == 60 and sft.height == export.report.rows_kept <= 120, (
+        "60 problems, 2 traces"
+    )
+    assert sets["sft"]["train"].rows + sets["sft"]["validation"].rows == sft.height
+    rl = pl.concat([a for n, a in stage_outputs(export.out_dir).items() if n.startswith("rl/")])
+    assert rl.height == 96, "every problem pass_rate kept has an RL row"
+    info = rl.select(pl.col("extra_info").struct.field("split", "index"))
+    for split, indexes in info.group_by("split"):
+        assert sorted(indexes["index"]) == list(range(indexes.height)), f"{split}: 0..n-1 across units"
