@@ -23,7 +23,8 @@ from stages.decontam import stage_html as decontam_html
 from stages.dedup.report import stage_html as dedup_html
 from stages.export import ExportDetails
 from stages.passrate import rate_values
-from stages.reports.card import CARD, export_dir, pass_rate_details, render_card, sample_totals, typed_report
+from stages.registry import read_report
+from stages.reports.card import CARD, export_dir, pass_rate_details, render_card, sample_totals
 from stages.runner import StepResult
 from stages.store import count_row, load_report, shard_paths
 
@@ -244,7 +245,7 @@ def pass_rate_section(run_dir: Path, manifest: dict[str, Any]) -> str:
 
 def export_details(run_dir: Path, manifest: dict[str, Any]) -> ExportDetails | None:
     export = export_dir(run_dir, manifest)
-    report = typed_report(export, ExportDetails) if export is not None else None
+    report = read_report(export) if export is not None else None
     return report.details if report is not None else None
 
 

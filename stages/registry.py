@@ -19,7 +19,7 @@ from stages.generate import GenerateConfig
 from stages.generate import run as generate_run
 from stages.legacy import legacy_stage
 from stages.passrate import PassRate
-from stages.runner import Step, run_step
+from stages.runner import Step, load_report, run_step
 from stages.stage import Stage, StageReport
 from stages.verify import VerifyConfig
 from stages.verify import run as verify_run
@@ -66,3 +66,15 @@ def run_stage(
     """One stage by name (or object) into `out_dir`: what a standalone command or a test runs."""
     found = stage(name) if isinstance(name, str) else name
     return run_step(Step(found, config, input_dir, out_dir), engine, force=force).report
+
+
+def read_report(stage_dir: Path) -> StageReport | None:
+    """A published report.json with its details as the stage's own Details model (renderers read
+    fields, not string keys: a renamed field fails in tests instead of leaving a blank)."""
+    report = load_report(stage_dir)
+    if report is None:
+        return None
+    known = STAGES.get(report.stage, COLLECT if report.stage == COLLECT.name else None)
+    if known is None:
+        return report
+    return report.model_copy(update={"details": report.typed_details(known.Details)})

@@ -22,8 +22,8 @@ from stages.dedup.report import dedup_markdown, dedup_reports
 from stages.export import ExportDetails
 from stages.export.layout import README, SETS, dataset_configs, yaml_header
 from stages.passrate import PassRateDetails
-from stages.runner import load_report as load_stage_report
-from stages.stage import Details, StageReport
+from stages.registry import read_report
+from stages.stage import StageReport
 from stages.store import count_row, load_report, shard_paths
 
 CARD = README  # the pushed tree's card has the export root's name
@@ -104,19 +104,12 @@ def _reports(run_dir: Path, manifest: dict[str, Any], kind: str) -> list[dict[st
     return [r for s in manifest["stages"] if s["stage"] == kind and (r := load_report(run_dir / s["dir"]))]
 
 
-def typed_report(stage_dir: Path, model: type[Details]) -> StageReport | None:
-    """A finished stage's report with its details validated as the stage's model (`model`), so a
-    renamed or missing field fails here rather than rendering a blank."""
-    report = load_stage_report(stage_dir)
-    return None if report is None else report.model_copy(update={"details": report.typed_details(model)})
-
-
 def pass_rate_details(run_dir: Path, manifest: dict[str, Any]) -> list[tuple[str, PassRateDetails]]:
     """(stage directory name, details) of every finished pass_rate stage of the run."""
     return [
         (s["dir"], report.details)
         for s in manifest["stages"]
-        if s["stage"] == "pass_rate" and (report := typed_report(run_dir / s["dir"], PassRateDetails))
+        if s["stage"] == "pass_rate" and (report := read_report(run_dir / s["dir"]))
     ]
 
 
@@ -273,7 +266,7 @@ def render_card(run_dir: Path, manifest: dict[str, Any], images: dict[str, str] 
     export = export_dir(run_dir, manifest)
     if export is None:
         raise ValueError(f"{run_dir}: no finished export stage, nothing to describe")
-    export_report = typed_report(export, ExportDetails)
+    export_report = read_report(export)
     assert export_report is not None  # export_dir checked report.json
     export_details: ExportDetails = export_report.details
     splits = exported_splits(export)
