@@ -202,7 +202,7 @@ def run_unit(job: UnitJob, state: Any = None, use_worker_state: bool = True) -> 
     result = UnitResult()
     if job.phase == "summarize":
         assert isinstance(stage, GlobalStage)
-        for batch in stage.read(unit, job.config):
+        for batch in stage.read(unit, job.config, stage.summary_columns):
             result.tallies.append(stage.summarize(batch, job.config, ctx))
         return result
     kept = ShardWriter(job.partial / "kept", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")

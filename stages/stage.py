@@ -20,7 +20,7 @@ driver, sharing the state its `open` context yields (a server, a pool).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,10 +146,12 @@ class Stage(Generic[C]):
         """State shared by the units one worker runs (an index, a pool, a server); None by default."""
         yield None
 
-    def read(self, unit: Unit, config: C) -> Iterator[pl.DataFrame]:
-        """The unit's rows in bounded batches."""
+    def read(self, unit: Unit, config: C, columns: Sequence[str] | None = None) -> Iterator[pl.DataFrame]:
+        """The unit's rows in bounded batches: every column, or those of `columns` the shard has."""
         assert unit.path is not None
-        yield from stream_parquet(unit.path, None, self.batch_rows, unit.offset, unit.rows)
+        schema = pl.read_parquet_schema(unit.path) if columns is not None else {}
+        present = [c for c in columns if c in schema] if columns is not None else None
+        yield from stream_parquet(unit.path, present, self.batch_rows, unit.offset, unit.rows)
 
 
 class MapStage(Stage[C]):
@@ -162,6 +164,10 @@ class MapStage(Stage[C]):
 
 
 class GlobalStage(Stage[C]):
+    # The columns map phase 1 reads (None: every column; listed columns the input lacks are skipped).
+    # pass_rate summarises (uid, correct): the texts of generation rows are read once, not twice.
+    summary_columns: ClassVar[tuple[str, ...] | None] = None
+
     def summarize(self, batch: pl.DataFrame, config: C, ctx: Context) -> Any:
         """Map phase 1: a compact result per batch (hashes, keys, vectors), returned to the driver."""
         raise NotImplementedError
