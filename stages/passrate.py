@@ -332,7 +332,8 @@ class PassRate(GlobalStage[PassRateConfig]):
     Config = PassRateConfig
     Details = PassRateDetails
     extra_inputs = ("../dropped",)  # the verifier's drops count as failures (verifier_drops_dir)
-    batch_rows = 20_000  # generation rows carry their reasoning: bounded batches
+    batch_rows = 20_000  # generation rows carry their reasoning: bounded batches in the apply phase
+    summary_columns = ("uid", "correct")  # the map phase never reads the texts
 
     def summarize(self, batch: pl.DataFrame, config: PassRateConfig, ctx: Context) -> pl.DataFrame:
         """(uid, correct) per row; uid only when the student rates, or when the rows have no verdicts."""

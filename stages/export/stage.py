@@ -38,7 +38,7 @@ adds the tallies up and writes the README.md.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,8 +282,10 @@ class Export(GlobalStage[ExportConfig]):
     def open(self, config: ExportConfig, input_dir: Path | None) -> Iterator[TokenCounter]:
         yield token_counter(config.tokenizer)  # loaded once per worker
 
-    def read(self, unit: Unit, config: ExportConfig) -> Iterator[pl.DataFrame]:
-        for batch in super().read(unit, config):
+    def read(
+        self, unit: Unit, config: ExportConfig, columns: Sequence[str] | None = None
+    ) -> Iterator[pl.DataFrame]:
+        for batch in super().read(unit, config, columns):
             yield with_optional(batch)
 
     def summarize(self, batch: pl.DataFrame, config: ExportConfig, ctx: Context) -> pl.DataFrame:
