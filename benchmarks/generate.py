@@ -1,6 +1,14 @@
 """Generation throughput against a local fake endpoint with fixed latency, then the cache re-run.
 
     .venv/bin/python benchmarks/generate.py [--requests 2000] [--concurrency 64] [--latency 0.1]
+    .venv/bin/python benchmarks/generate.py --faults [--requests 2000] [--concurrency 64] [--latency 0.5]
+
+`--faults` times the whole `longcot generate` command (a process: wall, peak RSS) against a clean
+fake server and against one where 20% of requests fail (429 with Retry-After, 500, malformed JSON,
+dropped connections, slow answers, and hangs of 120 s), at the same concurrency, and prints both and
+the ratio (target: <= 2). It then runs the same problems in `mode: batch` (the fake Batch API) for
+the batch vs online cost at the same prices, and kills a run with SIGKILL halfway and re-runs it to
+count the samples served twice (the in-flight requests a kill -9 repays).
 
 The fake server runs in its own process (so its CPU is not the client's), answering every request
 after `latency` seconds. Ideal throughput is concurrency / latency; the target is >= 90% of it.
@@ -16,19 +24,24 @@ import argparse
 import asyncio
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import openai  # noqa: F401  (imported up front: a one-off cost, not a per-request one)
 import polars as pl
 
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 
-FAKE = Path(__file__).resolve().parents[1] / "tests" / "fake_openai.py"
+ROOT = Path(__file__).resolve().parents[1]
+FAKE = ROOT / "tests" / "fake_openai.py"
+PRICES = {"input_per_1m": 0.55, "output_per_1m": 2.19}  # DeepSeek-R1's list prices
 sys.path.insert(0, str(FAKE.parent))
 from fake_openai import write_problems  # noqa: E402
 
@@ -51,10 +64,9 @@ async def _bare_client(url: str, requests: int, concurrency: int) -> float:
         return requests / (time.perf_counter() - started)
 
 
-def run_stage(problems: Path, config: GenerateConfig, out: Path) -> tuple[dict, float, float]:
+def timed_stage(problems: Path, config: GenerateConfig, out: Path) -> tuple[dict, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, config, writer))
+    report = run_stage("generate", problems, config, out, force=True).model_dump(mode="json")
     return report, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -78,18 +90,20 @@ def cpu_teacher(args: argparse.Namespace) -> None:
         )
         frame.write_parquet(root / "in" / "kept" / "part-00000.parquet")
         config = GenerateConfig(
-            backend="local",
-            model=args.cpu_teacher,
-            n=args.n,
-            n_per_request=False,  # exact usage per sample (llama.cpp reports one choice's usage when n > 1)
-            max_tokens=args.max_tokens,
-            local_parallel=args.parallel,
-            local_threads=args.threads,
-            timeout_s=1800,
-            cache_dir=root / "cache",
-            progress=True,
+            llm=dict(
+                backend="local",
+                model=args.cpu_teacher,
+                n=args.n,
+                n_per_request=False,  # exact usage per sample (llama.cpp reports one choice's usage when n > 1)
+                max_tokens=args.max_tokens,
+                local_parallel=args.parallel,
+                local_threads=args.threads,
+                timeout_s=1800,
+                cache_dir=root / "cache",
+                progress=True,
+            )
         )
-        report, wall, _ = run_stage(root / "in" / "kept", config, root / "out")
+        report, wall, _ = timed_stage(root / "in" / "kept", config, root / "out")
         kept = pl.read_parquet(root / "out" / "kept")
     d = report["details"]
     result = {
@@ -112,13 +126,112 @@ def cpu_teacher(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+class FakeServer:
+    """tests/fake_openai.py in its own process (its CPU is not the client's)."""
+
+    def __init__(self, *options: str):
+        self.proc = subprocess.Popen([sys.executable, str(FAKE), *options], stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(self.url.removesuffix("/v1") + "/stats") as response:
+            return json.loads(response.read())
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+def _cli(root: Path, problems: Path, name: str, llm: dict, kill_at: int | None = None, server=None) -> dict:
+    """`python -m flows.cli generate` as a process: wall, peak RSS, its report (None if killed)."""
+    settings = root / f"{name}.yaml"
+    settings.write_text(json.dumps({"llm": llm}))
+    out = root / f"out-{name}"
+    command = [sys.executable, "-m", "flows.cli", "generate", str(problems), "--out", str(out)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*command, "--config", str(settings)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    if kill_at is not None:
+        while server.stats()["served"] < kill_at and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    output, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
+    if report is None and kill_at is None:
+        raise RuntimeError(f"{name}: generate failed:\n{output}")
+    return {"wall_s": round(wall, 2), "peak_rss_mb_so_far": round(rss_mb), "report": report}
+
+
+def faults(args: argparse.Namespace) -> None:
+    """Clean vs 20% faults with 120 s hangs (same concurrency), batch vs online cost, kill -9 repaid."""
+    base = {
+        "model": "fake-teacher",
+        "api_key_env": None,
+        "n": 1,
+        "concurrency": args.concurrency,
+        "max_tokens": 64,  # the fake answers ~35 tokens; the derived timeout scales with max_tokens
+        "prices": PRICES,
+        "progress": False,
+    }
+    result: dict = {"requests": args.requests, "concurrency": args.concurrency, "latency_s": args.latency}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        problems = write_problems(root / "problems", args.requests, prefix="bench-")
+        runs = {}
+        for name, options in (("clean", []), ("faulty", ["--fault-rate", "0.2", "--hang-s", "120"])):
+            with FakeServer("--latency", str(args.latency), *options) as server:
+                llm = base | {"base_url": server.url, "cache_dir": str(root / f"cache-{name}")}
+                runs[name] = _cli(root, problems, name, llm)
+                runs[name]["faults_sent"] = server.stats()["faults"]
+        for name, run_ in runs.items():
+            d = run_.pop("report")["details"]
+            run_ |= {k: d[k] for k in ("request_phase_s", "attempts", "retries_by_kind", "timeout_s")}
+            run_ |= {k: d[k] for k in ("concurrency_min", "cost_usd", "failed_cost_usd", "total_cost_usd")}
+            result[name] = run_
+        result["wall_ratio_faulty_vs_clean"] = round(runs["faulty"]["wall_s"] / runs["clean"]["wall_s"], 2)
+        with FakeServer("--latency", str(args.latency), "--batch-s", "1") as server:
+            llm = base | {"base_url": server.url, "cache_dir": str(root / "cache-batch"), "mode": "batch"}
+            llm["batch"] = {"poll_s": 0.5}
+            batch = _cli(root, problems, "batch", llm)["report"]["details"]
+        result["cost_online_usd"] = runs["clean"]["cost_usd"]
+        result["cost_batch_usd"] = batch["cost_usd"]
+        with FakeServer("--latency", str(args.latency)) as server:
+            llm = base | {"base_url": server.url, "cache_dir": str(root / "cache-kill")}
+            _cli(root, problems, "kill", llm, kill_at=args.requests // 2, server=server)
+            served_at_kill = server.stats()["served"]
+            _cli(root, problems, "kill-rerun", llm)
+            stats = server.stats()
+        result["kill9"] = {
+            "needed": args.requests,
+            "served_at_kill": served_at_kill,
+            "served": stats["served"],
+            "repaid": stats["served"] - stats["distinct"],
+            "bound (concurrency)": args.concurrency,
+        }
+    print(json.dumps(result, indent=2))
+    ok = result["wall_ratio_faulty_vs_clean"] <= 2 and result["kill9"]["repaid"] <= args.concurrency
+    print("PASS" if ok else "BELOW TARGET")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--latency", type=float, default=None, help="default 0.1 (0.5 with --faults)")
+    parser.add_argument("--faults", action="store_true", help="clean vs 20%% faults, batch cost, kill -9")
     parser.add_argument("--http-client", default="aiohttp", choices=["aiohttp", "openai"])
     parser.add_argument("--cpu-teacher", help="instead: time the CPU teacher (e.g. qwen2.5-coder-0.5b)")
     parser.add_argument("--problems", type=int, default=20)
@@ -130,6 +243,11 @@ def main() -> None:
     if args.cpu_teacher:
         cpu_teacher(args)
         return
+    if args.faults:
+        args.latency = args.latency or 0.5
+        faults(args)
+        return
+    args.latency = args.latency or 0.1
 
     server = subprocess.Popen(
         [sys.executable, str(FAKE), "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True
@@ -141,21 +259,23 @@ def main() -> None:
             root = Path(tmp)
             problems = write_problems(root / "problems", args.requests, prefix="bench-")
             config = GenerateConfig(
-                model="fake-teacher",
-                base_url_env="BENCH_BASE_URL",
-                api_key_env="BENCH_API_KEY",
-                n=1,
-                concurrency=args.concurrency,
-                http_client=args.http_client,
-                max_tokens=256,
-                cache_dir=root / "cache",
-                progress=False,
+                llm=dict(
+                    model="fake-teacher",
+                    base_url_env="BENCH_BASE_URL",
+                    api_key_env="BENCH_API_KEY",
+                    n=1,
+                    concurrency=args.concurrency,
+                    http_client=args.http_client,
+                    max_tokens=256,
+                    cache_dir=root / "cache",
+                    progress=False,
+                )
             )
-            first, wall, cpu = run_stage(problems, config, root / "out1")
+            first, wall, cpu = timed_stage(problems, config, root / "out1")
             details = first["details"]
             ideal = args.concurrency / args.latency
             achieved = details["requests"] / details["request_phase_s"]
-            second, rerun_wall, _ = run_stage(problems, config, root / "out2")
+            second, rerun_wall, _ = timed_stage(problems, config, root / "out2")
             bare = asyncio.run(_bare_client(os.environ["BENCH_BASE_URL"], args.requests, args.concurrency))
             result = {
                 "requests": details["requests"],

@@ -11,7 +11,7 @@ import typer
 
 from flows import cli_decontam, cli_dedup, cli_generate, cli_push, cli_verify
 from flows.cli_common import guarded, state
-from flows.console import console, run_log, say
+from flows.console import console, quiet_prefect, run_log, say
 
 app = typer.Typer(
     name="longcot",
@@ -64,7 +64,10 @@ def run(
     if dry_run:
         print_plan(console, loaded, limit, target)
         return
-    with run_log(target / "run.log", logging.DEBUG if state["debug"] else logging.WARNING):
+    with (
+        run_log(target / "run.log", logging.DEBUG if state["debug"] else logging.WARNING),
+        quiet_prefect(state["debug"]),
+    ):
         say(f"[bold]longcot run[/bold] {recipe} → {target} (engine {engine})")
         with console.status(f"running {recipe} into {target} …"):
             manifest = build_dataset(

@@ -8,20 +8,10 @@ from typing import Any, TypeVar
 
 import typer
 
-from flows.console import say
+from flows.console import one_line, say
 
 state = {"debug": False}
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def one_line(exc: BaseException) -> str:
-    """An error as one readable line (pydantic errors as `field: problem`)."""
-    from pydantic import ValidationError
-
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
-    text = str(exc).strip()
-    return text if text else type(exc).__name__
 
 
 def fail(message: str) -> typer.Exit:

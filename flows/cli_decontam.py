@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
             float | None, typer.Option(help="embedding cosine threshold (default 0.85)")
         ] = None,
         judge: Annotated[
-            str | None, typer.Option(help="LLM judge backend 'module:callable' (for --methods llm)")
+            str | None, typer.Option(help="LLM judge function 'module:function' (for --methods llm)")
         ] = None,
     ) -> None:
         """Audit datasets for benchmark contamination: writes clean rows, flagged rows with evidence,
@@ -145,13 +145,13 @@ def register(app: typer.Typer) -> None:
             field="problem",
             ngram=ngram_cfg,  # type: ignore[arg-type]
             embedding={"threshold": threshold} if threshold is not None else {},  # type: ignore[arg-type]
-            llm={"backend": judge},  # type: ignore[arg-type]
+            judge={"function": judge},  # type: ignore[arg-type]
         )
         chat = None
         if "llm" in config.methods:
             from stages.decontam.judge import resolve_backend
 
-            chat = resolve_backend(config.llm)
+            chat = resolve_backend(config.judge)
         with console.status("decontaminating …"):
             report = audit(inputs, out, config, field=field, domain=domain, judge=chat)
         console.print(benchmark_table(report["details"]))

@@ -31,16 +31,16 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
-def stage_plan(methods: list[str], minhash_config: Any, embedding_config: Any) -> list[tuple[str, Any, Any]]:
-    """(stage name, run function, config) for each method, in the order given."""
-    from stages.dedup import embedding, minhash
+def stage_plan(methods: list[str], minhash_config: Any, embedding_config: Any) -> list[tuple[Any, Any]]:
+    """(stage, config) for each method, in the order given."""
+    from stages.registry import STAGES
 
     table = {
-        "exact": ("exact_dedup", exact.run, exact.ExactDedupConfig()),
-        "minhash": ("minhash_dedup", minhash.run, minhash_config),
-        "embedding": ("embedding_dedup", embedding.run, embedding_config),
+        "exact": ("exact_dedup", exact.ExactDedupConfig()),
+        "minhash": ("minhash_dedup", minhash_config),
+        "embedding": ("embedding_dedup", embedding_config),
     }
-    return [table[m] for m in methods]
+    return [(STAGES[table[m][0]], table[m][1]) for m in methods]
 
 
 def run_dedup(
@@ -51,29 +51,34 @@ def run_dedup(
     minhash_config: Any,
     embedding_config: Any,
     domain: str = "math",
+    workers: int | None = None,
 ) -> list[tuple[Path, dict[str, Any]]]:
     """Collect the inputs into OUT/00-collect, then run each method on the previous kept rows.
     Returns (stage dir, report) of every stage, collect first."""
-    from flows.steps import collect_files, run_stage, stage_dir
+    from stages.collect import CollectConfig, SourceSpec
+    from stages.engine import LocalEngine
+    from stages.registry import COLLECT
+    from stages.runner import StepResult, run_steps
 
     missing = [str(p) for p in inputs if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such input file: {', '.join(missing)}")
-    collected = stage_dir(out, 0, "collect")
-    reports = [(collected, collect_files(inputs, fields, collected, domain=domain))]
-    if reports[0][1]["rows_kept"] == 0:
-        raise ValueError(
-            f"no usable rows: is the text in field {fields.problem!r}? (see {collected / 'report.json'})"
-        )
-    previous = collected
-    for index, (name, fn, config) in enumerate(
-        stage_plan(methods, minhash_config, embedding_config), start=1
-    ):
-        target = stage_dir(out, index, name)
-        with console.status(f"{name} …"):
-            reports.append((target, run_stage(fn, previous / "kept", config, target, name)))
-        previous = target
-    return reports
+    sources = [SourceSpec(name=p.stem, path=p, fields=fields, domain=domain) for p in inputs]  # type: ignore[arg-type]
+
+    def done(result: StepResult) -> None:
+        if result.out_dir.name.endswith("collect") and result.report.rows_kept == 0:
+            raise ValueError(
+                f"no usable rows: is the text in field {fields.problem!r}? (see {result.out_dir / 'report.json'})"
+            )
+        console.print(f"[green]✓[/green] {result.out_dir.name} ({result.report.seconds:.1f}s)")
+
+    steps = [
+        (COLLECT, CollectConfig(sources=sources)),
+        *stage_plan(methods, minhash_config, embedding_config),
+    ]
+    with LocalEngine(workers) as engine, console.status("dedup …"):
+        results = run_steps(steps, out, engine, first_index=0, listener=done)
+    return [(r.out_dir, r.report.model_dump(mode="json")) for r in results]
 
 
 def print_summary(reports: list[tuple[Path, dict[str, Any]]], html_path: Path) -> None:
@@ -147,6 +152,9 @@ def register(app: typer.Typer) -> None:
         cache_dir: Annotated[Path | None, typer.Option(help="embedding cache directory")] = None,
         number_guard: Annotated[bool, typer.Option(help="keep rows whose numbers differ apart")] = True,
         normalize_math: Annotated[bool, typer.Option(help="math-aware text normalisation")] = True,
+        workers: Annotated[
+            int | None, typer.Option(min=1, help="worker processes (default: the cores)")
+        ] = None,
     ) -> None:
         """Remove exact and near-duplicate problems from files; write kept/dropped shards and reports."""
         from stages.collect import FieldMap
@@ -164,7 +172,7 @@ def register(app: typer.Typer) -> None:
         embedding_config = EmbeddingDedupConfig(
             threshold=embedding_threshold, model=model, cache_dir=cache_dir, **shared
         )
-        reports = run_dedup(inputs, out, methods, fields, minhash_config, embedding_config, domain)
+        reports = run_dedup(inputs, out, methods, fields, minhash_config, embedding_config, domain, workers)
         html_path = out / "dedup.html"
         html_path.write_text(report.html_page(report.render_html(reports[1:])))
         print_summary(reports, html_path)

@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from flows.plots import funnel, histogram, img, overlaid_histogram, pass_rate_histogram, stacked_reasons
+from stages.collect.stage import CollectDetails
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.decontam import stage_html as decontam_html
 from stages.dedup.report import stage_html as dedup_html
@@ -25,8 +26,9 @@ from stages.export import ExportDetails
 from stages.passrate import rate_values
 from stages.registry import read_report
 from stages.reports.card import CARD, export_dir, pass_rate_details, render_card, sample_totals
+from stages.reports.table import Table, stage_counts
 from stages.runner import StepResult
-from stages.store import count_row, load_report, shard_paths
+from stages.store import load_report, shard_paths
 
 CARD_DIR = "card"
 # sections a stage contributes to the page, from its directory (they bring their own headings)
@@ -48,21 +50,8 @@ pre,code{white-space:pre-wrap;overflow-wrap:anywhere}
 """
 
 
-def _cell(value: Any) -> str:
-    """Numbers right-aligned (class n) and with thousands separators; None as a dash."""
-    if value is None:
-        return "<td>–</td>"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"<td class=n>{value:,}</td>"
-    text = str(value)
-    numeric = text.lstrip("$").replace(",", "").replace(".", "", 1).isdigit()
-    return f"<td{' class=n' if numeric else ''}>{html.escape(text)}</td>"
-
-
 def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
-    return f"<div class=wide><table><tr>{head}</tr>{body}</table></div>"
+    return Table(header, rows).html()
 
 
 def _section(title: str, *parts: str) -> str:
@@ -91,11 +80,10 @@ def funnel_section(stages: list[dict[str, Any]]) -> str:
     charts = img(funnel(names, [s["rows_kept"] for s in stages], stages[0]["rows_in"]), "funnel") + img(
         stacked_reasons(names, [s["drop_reasons"] for s in stages]), "drop reasons"
     )
-    rows = [[*count_row(s), s["seconds"], "yes" if s["cached"] else ""] for s in stages]
     return _section(
         "Funnel",
         f"<div class=grid>{charts}</div>",
-        _table(["stage", "in", "kept", "dropped", "reasons", "seconds", "cached"], rows),
+        stage_counts(stages).html(),
         "<p class=note>Generation stages count samples (problems × n), the others problems.</p>",
     )
 
@@ -127,19 +115,21 @@ def source_breakdown(run_dir: Path, stages: list[dict[str, Any]]) -> str:
 
 
 def collect_section(run_dir: Path, stages: list[dict[str, Any]]) -> str:
-    collect = next((load_report(run_dir / s["dir"]) for s in stages if s["stage"] == "collect"), None)
-    if not collect:
+    collect = next((read_report(run_dir / s["dir"]) for s in stages if s["stage"] == "collect"), None)
+    if collect is None:
         return ""
+    details = collect.typed_details(CollectDetails)
+    assert isinstance(details, CollectDetails)
     rows = [
         [
             name,
-            c.get("rows", 0),
-            c.get("kept", 0),
-            c.get("with_answer", 0),
-            c.get("answer_extracted", 0),
-            ", ".join(f"{k}: {v}" for k, v in c.get("dropped", {}).items()) or "–",
+            c.rows,
+            c.kept,
+            c.with_answer,
+            c.answer_extracted,
+            ", ".join(f"{k}: {v}" for k, v in c.dropped.items()) or "–",
         ]
-        for name, c in collect["details"]["sources"].items()
+        for name, c in details.sources.items()
     ]
     parts = [_table(["source", "rows", "kept", "with answer", "answer extracted", "dropped"], rows)]
     problem_stages = [s for s in stages if s["stage"] not in ("generate", "verify", "pass_rate", "export")]
@@ -327,27 +317,15 @@ def render(run_dir: Path, manifest: dict[str, Any]) -> str:
 def stage_markdown(result: StepResult) -> str:
     """One stage's counts (and its own summary, where it has one) as Markdown, for a Prefect artifact."""
     r = result.report
-    text = (
-        f"### {result.out_dir.name}\n\n| rows in | kept | dropped | seconds | cached |\n|---|---|---|---|---|\n"
-        f"| {r.rows_in} | {r.rows_kept} | {r.rows_dropped} | {r.seconds} | {result.cached} |\n"
-    )
+    entry = {"dir": result.out_dir.name, **r.model_dump(), "cached": result.cached}
+    text = f"### {result.out_dir.name}\n\n" + stage_counts([entry]).markdown() + "\n"
     summary = MARKDOWN.get(r.stage)
     return text + ("\n" + summary(r.model_dump(mode="json")["details"]) if summary else "")
 
 
 def funnel_markdown(manifest: dict[str, Any]) -> str:
     """The run's funnel as Markdown, for a run-level Prefect artifact."""
-    lines = [
-        f"### {manifest['run']}: {manifest['status']}",
-        "",
-        "| stage | in | kept | dropped | reasons |",
-        "|---|---:|---:|---:|---|",
-    ]
-    lines += [
-        "| " + " | ".join(f"{c:,}" if isinstance(c, int) else str(c) for c in count_row(s)) + " |"
-        for s in manifest["stages"]
-    ]
-    return "\n".join(lines)
+    return f"### {manifest['run']}: {manifest['status']}\n\n" + stage_counts(manifest["stages"]).markdown()
 
 
 def write_card(run_dir: Path, manifest: dict[str, Any]) -> Path | None:

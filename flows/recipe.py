@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from stages.collect import CollectConfig, SourceSpec
+from stages.collect import CollectConfig, SourceError, SourceSpec, check_fields
 from stages.registry import STAGES
 
 DATA_DIR_ENV = "LONGCOT_DATA_DIR"
@@ -138,6 +138,12 @@ def validate_recipe(recipe: Recipe) -> None:
     ]
     if problems and recipe.data_dir:
         problems.append(f"(data_dir is {recipe.data_dir}; set --data-dir or ${DATA_DIR_ENV})")
+    for spec in recipe.sources:
+        if spec.path is None or spec.path.is_file():
+            try:
+                check_fields(spec)
+            except (SourceError, ValueError, OSError) as exc:
+                problems.append(str(exc))
     for index, (name, config) in enumerate(recipe.steps()):
         try:
             STAGES[name].check(config)

@@ -9,37 +9,15 @@ from typing import Any
 import polars as pl
 from rich.console import Group
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from flows.console import say
+from stages.reports.table import stage_counts
 from stages.store import read_shards
 
 
-def stage_table(manifest: dict[str, Any]) -> Table:
-    table = Table(title=f"run {manifest['run']} — {manifest['status']}", title_justify="left")
-    for column, justify in [
-        ("stage", "left"),
-        ("in", "right"),
-        ("kept", "right"),
-        ("dropped", "right"),
-        ("dropped by reason", "left"),
-        ("time", "right"),
-        ("", "left"),
-    ]:
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for s in manifest["stages"]:
-        reasons = ", ".join(f"{r} {n:,}" for r, n in list(s["drop_reasons"].items())[:4])
-        table.add_row(
-            s["dir"],
-            f"{s['rows_in']:,}",
-            f"{s['rows_kept']:,}",
-            f"{s['rows_dropped']:,}",
-            reasons,
-            f"{s['seconds']:.1f}s",
-            "[dim]cached[/dim]" if s["cached"] else "",
-        )
-    return table
+def stage_table(manifest: dict[str, Any]) -> Any:
+    return stage_counts(manifest["stages"], title=f"run {manifest['run']} — {manifest['status']}").rich()
 
 
 def print_summary(manifest: dict[str, Any], run_dir: Path) -> None:

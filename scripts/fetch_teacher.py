@@ -5,7 +5,7 @@
 
 Qwen2.5-Coder-0.5B-Instruct ships as six raw chunks; they are concatenated in order into
 DIR (default ~/.cache/longcot/models, or $LONGCOT_MODEL_CACHE) and checked against the expected
-size and sha256. A finished file is reused. The logic is stages.generate.teacher_models.
+size and sha256. A finished file is reused. The logic is stages.llm.teacher_models.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages.generate.teacher_models import DEFAULT_CACHE, MODELS, TeacherModelMissing, resolve_model
+from stages.llm.teacher_models import DEFAULT_CACHE, MODELS, TeacherModelMissing, resolve_model
 
 
 def main() -> int:

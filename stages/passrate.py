@@ -65,7 +65,8 @@ class PassRateConfig(BaseModel):
     high: float = Field(1.0, ge=0, le=1, description="keep problems with pass_rate <= high")
     unrated: Literal["keep", "drop"] = Field("keep", description="problems with no verified sample")
     student: generate.GenerateConfig | None = Field(
-        None, description="sample k = student.n responses per problem from this model instead of the teacher"
+        None,
+        description="sample k = student.llm.n responses per problem from this model instead of the teacher",
     )
     student_verify: verify.VerifyConfig = Field(default_factory=verify.VerifyConfig)
 
@@ -289,7 +290,7 @@ def rate_values(details: PassRateDetails) -> list[float]:
 
 def student_name(student: generate.GenerateConfig) -> tuple[str, int]:
     """The student's model and k (samples per problem)."""
-    return student.model, student.n
+    return student.llm.model, student.llm.n
 
 
 def student_samples(input_dir: Path, config: PassRateConfig, work: Path) -> tuple[Path, StudentRun]:

@@ -15,8 +15,7 @@ from stages.dedup.exact import ExactDedup
 from stages.dedup.minhash import MinhashDedup
 from stages.engine import Engine
 from stages.export import Export
-from stages.generate import GenerateConfig
-from stages.generate import run as generate_run
+from stages.generate import Generate
 from stages.legacy import legacy_stage
 from stages.passrate import PassRate
 from stages.runner import Step, load_report, run_step
@@ -38,7 +37,7 @@ STAGES: dict[str, Stage] = {
             decontam_run,
             lambda c: resource_files(c.benchmarks, c.benchmark_dir, c.registry_file, c.extra_benchmarks),
         ),
-        legacy_stage("generate", GenerateConfig, generate_run),
+        Generate(),
         legacy_stage("verify", VerifyConfig, verify_run),
         PassRate(),
         Export(),

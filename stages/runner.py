@@ -208,6 +208,7 @@ def run_unit(job: UnitJob, state: Any = None, use_worker_state: bool = True) -> 
     kept = ShardWriter(job.partial / "kept", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")
     dropped = ShardWriter(job.partial / "dropped", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")
     plans = _plan_slices(job) if job.phase == "apply" else None
+    ctx.row = unit.start
     try:
         for batch in stage.read(unit, job.config):
             if plans is not None:
@@ -217,6 +218,7 @@ def run_unit(job: UnitJob, state: Any = None, use_worker_state: bool = True) -> 
                 assert isinstance(stage, MapStage)
                 decision = stage.decide(batch, job.config, ctx)
             _record(stage.name, batch, decision, kept, dropped, result)
+            ctx.row += batch.height
         result.kept, result.dropped = kept.close(), dropped.close()
         for writer in ctx.outputs.values():
             writer.close()
@@ -270,6 +272,7 @@ def run_step(step: Step, engine: Engine | None = None, force: bool = False) -> S
     key = cache_key(step)
     if not force and (hit := cached_report(step, key)) is not None:
         return StepResult(step.out_dir, hit, cached=True)
+    step.stage.check(step.config)  # what the machine lacks fails here, before any work
     engine = engine or LocalEngine(1)
     started = time.perf_counter()
     partial = step.out_dir.with_name(step.out_dir.name + ".partial")

@@ -96,6 +96,7 @@ class Context:
 
     unit: Unit
     state: Any = None
+    row: int = 0  # global index (in the stage's input) of the current batch's first row
     workdir: Path | None = None
     outputs: dict[str, ShardWriter] = field(default_factory=dict)
     _output_dir: Path | None = None

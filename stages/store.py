@@ -239,15 +239,3 @@ class StageWriter:
 def load_report(stage_dir: Path) -> dict[str, Any] | None:
     path = stage_dir / "report.json"
     return read_json(path) if path.is_file() else None
-
-
-def count_row(report: dict[str, Any]) -> list[Any]:
-    """A stage report's (or manifest entry's) counts as a table row: name, in, kept, dropped, reasons."""
-    reasons = ", ".join(f"{r}: {n:,}" for r, n in report["drop_reasons"].items()) or "–"
-    return [
-        report.get("dir", report.get("stage")),
-        report["rows_in"],
-        report["rows_kept"],
-        report["rows_dropped"],
-        reasons,
-    ]

@@ -10,7 +10,12 @@ Faults, injected at `fault_rate` (seeded, so runs are repeatable):
 
 It counts every attempt and every successful answer per (prompt hash, sample index), using the
 `X-Longcot-Samples` header the generation backend sends, so tests can prove that no finished sample
-was paid for twice. Run it in a thread (`FakeOpenAI().start()`) or as a process:
+was paid for twice.
+
+The Batch API is faked too (Files + Batches: upload, create, retrieve, list, cancel, file content):
+a batch is `in_progress` for `batch_s` seconds after it is created, then every line is answered as
+an online request would be; `batch_fault_rate` of the lines fail with a 500 in the error file.
+`submitted` counts every item submitted in a batch per (prompt hash, sample). Run it in a thread (`FakeOpenAI().start()`) or as a process:
 `python tests/fake_openai.py --latency 0.1` prints its base URL on stdout.
 """
 
@@ -19,13 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -53,6 +62,11 @@ class FakeOpenAI:
     answered: Counter = field(default_factory=Counter)
     faults_sent: Counter = field(default_factory=Counter)
     log: list = field(default_factory=list)
+    batch_s: float = 0.2
+    batch_fault_rate: float = 0.0
+    submitted: Counter = field(default_factory=Counter)
+    files: dict = field(default_factory=dict)
+    batches: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -79,6 +93,10 @@ class FakeOpenAI:
                 return response
         if self.latency:
             await asyncio.sleep(self.latency)
+        return web.json_response(self._answer(body, prompt, prompt_key, samples, n))
+
+    def _answer(self, body: dict, prompt: str, prompt_key: str, samples: list[int], n: int) -> dict:
+        """A chat completion for `samples` of a prompt (counted as answered)."""
         with self._lock:
             for s in samples[:n]:
                 self.answered[(prompt_key, s)] += 1
@@ -86,7 +104,7 @@ class FakeOpenAI:
         choices = [self._choice(i, prompt, truncated[i], body) for i in range(n)]
         prompt_tokens = max(1, len(prompt) // 4)
         completion_tokens = sum(len(c["message"]["content"] or "") // 4 + 5 for c in choices)
-        payload = {
+        return {
             "id": f"chatcmpl-{self._rng.randrange(1 << 30)}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -98,7 +116,119 @@ class FakeOpenAI:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
-        return web.json_response(payload)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """What a benchmark in another process needs: samples served, distinct, faults sent."""
+        with self._lock:
+            answered = dict(self.answered)
+        return web.json_response(
+            {
+                "served": sum(answered.values()),
+                "distinct": len(answered),
+                "served_twice": sum(1 for v in answered.values() if v > 1),
+                "faults": dict(self.faults_sent),
+            }
+        )
+
+    # ---- the Batch API (Files + Batches) ----
+
+    async def upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        content = upload.file.read()  # type: ignore[union-attr]
+        file_id = f"file-{len(self.files):06d}"
+        self.files[file_id] = content
+        return web.json_response(_file_object(file_id, len(content), str(form.get("purpose", "batch"))))
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        content = self.files.get(request.match_info["file_id"])
+        if content is None:
+            return web.json_response({"error": {"message": "no such file"}}, status=404)
+        return web.Response(body=content, content_type="application/octet-stream")
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        content = self.files.get(body["input_file_id"])
+        if content is None:
+            return web.json_response({"error": {"message": "no such file"}}, status=400)
+        lines = [json.loads(line) for line in content.decode().splitlines() if line.strip()]
+        batch_id = f"batch_{len(self.batches):06d}"
+        with self._lock:
+            for line in lines:
+                key, samples = _sample_ids(line["custom_id"], "")
+                for s in samples:
+                    self.submitted[(key, s)] += 1
+        batch = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "input_file_id": body["input_file_id"],
+            "completion_window": body["completion_window"],
+            "status": "in_progress",
+            "created_at": int(time.time()),
+            "metadata": body.get("metadata"),
+            "output_file_id": None,
+            "error_file_id": None,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+        }
+        self.batches[batch_id] = batch
+        asyncio.get_running_loop().call_later(self.batch_s, self._run_batch, batch_id, lines)
+        return web.json_response(batch)
+
+    def _run_batch(self, batch_id: str, lines: list[dict]) -> None:
+        batch = self.batches[batch_id]
+        if batch["status"] != "in_progress":
+            return
+        out, errors = [], []
+        for line in lines:
+            body = line["body"]
+            prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+            key, samples = _sample_ids(line["custom_id"], prompt)
+            result = {"id": f"batch_req_{self._rng.randrange(1 << 30)}", "custom_id": line["custom_id"]}
+            if self._rng.random() < self.batch_fault_rate:
+                error_body = {"error": {"message": "internal error", "type": "server_error"}}
+                errors.append(result | {"response": {"status_code": 500, "body": error_body}, "error": None})
+                continue
+            n = int(body.get("n") or 1) if self.supports_n else 1
+            answer = self._answer(body, prompt, key, samples, n)
+            out.append(result | {"response": {"status_code": 200, "body": answer}, "error": None})
+        for name, rows in (("output_file_id", out), ("error_file_id", errors)):
+            if rows:
+                file_id = f"file-{len(self.files):06d}"
+                self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[name] = file_id
+        batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(errors)}
+        batch["status"] = "completed"
+        batch["completed_at"] = int(time.time())
+
+    async def get_batch(self, request: web.Request) -> web.Response:
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+        return web.json_response(batch)
+
+    async def list_batches(self, request: web.Request) -> web.Response:
+        ordered = sorted(self.batches.values(), key=lambda b: b["id"], reverse=True)  # newest first
+        after = request.query.get("after")
+        if after:
+            ordered = [b for b in ordered if b["id"] < after]
+        limit = int(request.query.get("limit", 20))
+        page = ordered[:limit]
+        return web.json_response(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(ordered) > limit,
+            }
+        )
+
+    async def cancel_batch(self, request: web.Request) -> web.Response:
+        batch = self.batches[request.match_info["batch_id"]]
+        if batch["status"] == "in_progress":
+            batch["status"] = "cancelled"
+        return web.json_response(batch)
 
     def _pick_fault(self, prompt: str) -> str | None:
         if any(p in prompt for p in self.fail_prompts):
@@ -160,6 +290,13 @@ class FakeOpenAI:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/stats", self.stats)
+        app.router.add_post("/v1/files", self.upload)
+        app.router.add_get("/v1/files/{file_id}/content", self.file_content)
+        app.router.add_post("/v1/batches", self.create_batch)
+        app.router.add_get("/v1/batches", self.list_batches)
+        app.router.add_get("/v1/batches/{batch_id}", self.get_batch)
+        app.router.add_post("/v1/batches/{batch_id}/cancel", self.cancel_batch)
         return app
 
     def start(self, port: int = 0) -> FakeOpenAI:
@@ -205,6 +342,18 @@ class FakeOpenAI:
         return {k: v for k, v in self.answered.items() if v > 1}
 
 
+def _file_object(file_id: str, size: int, purpose: str) -> dict:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": int(time.time()),
+        "filename": f"{file_id}.jsonl",
+        "purpose": purpose,
+        "status": "processed",
+    }
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed: the fake should not be the bottleneck of a throughput benchmark."""
     try:
@@ -246,13 +395,48 @@ def write_problems(
     return kept
 
 
+STAGE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
+config = GenerateConfig.model_validate_json(sys.argv[1])
+report = run_stage("generate", Path(sys.argv[2]), config, Path(sys.argv[3]), force=True)
+print(json.dumps(report.model_dump(mode="json")))
+"""
+
+
+def stage_process(config: Any, problems: Path, out: Path) -> subprocess.Popen:
+    """The generate stage in a child process (to kill it): its report is the last line of stdout."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "-c", STAGE_SCRIPT, config.model_dump_json(), str(problems), str(out)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hang-s", type=float, default=30.0)
+    parser.add_argument("--retry-after", type=float, default=0.05)
+    parser.add_argument("--batch-s", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    server = FakeOpenAI(latency=args.latency, fault_rate=args.fault_rate).start(args.port)
+    server = FakeOpenAI(
+        latency=args.latency,
+        fault_rate=args.fault_rate,
+        hang_s=args.hang_s,
+        retry_after=args.retry_after,
+        batch_s=args.batch_s,
+        seed=args.seed,
+    ).start(args.port)
     print(server.base_url, flush=True)
     try:
         while True:

@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 
 from stages.decontam import DecontamConfig, run_with
-from stages.decontam.config import LlmConfig
+from stages.decontam.config import JudgeConfig
 from stages.decontam.judge import (
-    JudgeNotConfigured,
     judge_pairs,
     one_at_a_time,
     parse_verdict,
@@ -22,6 +21,7 @@ from stages.decontam.ngram import NgramIndex, evidence_span, score_pairs
 from stages.decontam.registry import RegistryError, load_benchmarks, parse_benchmark_file, registry, select
 from stages.decontam.stage import prepare_items
 from stages.decontam.text import statement_expr, words_expr
+from stages.llm import LLMError
 from stages.records import PROBLEM_SCHEMA, conform
 from stages.store import StageWriter, read_shards
 from stages.text import uid_expr
@@ -249,8 +249,8 @@ def test_min_shared_rule_flags_boilerplate_which_is_why_it_is_off(tmp_path):
 
 
 def test_llm_method_without_backend_is_not_configured():
-    with pytest.raises(JudgeNotConfigured, match="not configured"):
-        resolve_backend(LlmConfig())
+    with pytest.raises(LLMError, match="not configured"):
+        resolve_backend(JudgeConfig())
 
 
 def test_judge_pairs_with_fake_backend():

@@ -8,10 +8,8 @@ the restart must not ask for any of them, and must ask exactly once for each of 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,34 +17,14 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_openai import FakeOpenAI, write_problems
+from fake_openai import FakeOpenAI, stage_process, write_problems
 
 from stages.generate import GenerateConfig
-from stages.generate.stage import CACHE_FILE, _prompts
+from stages.generate.stage import _prompts
+from stages.llm import LLMClient
+from stages.llm.client import CACHE_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS, N = 30, 4
-
-RUN_STAGE = """
-import json, sys
-from pathlib import Path
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
-config = GenerateConfig.model_validate_json(sys.argv[1])
-with StageWriter(Path(sys.argv[3]), "generate") as out:
-    print(json.dumps(out.finish(run(Path(sys.argv[2]), config, out))))
-"""
-
-
-def start(cfg: GenerateConfig, problems: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", RUN_STAGE, cfg.model_dump_json(), str(problems), str(out)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def cached_keys(path: Path) -> set[str]:
@@ -60,15 +38,17 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
         monkeypatch.setenv("KILL_BASE_URL", fake.base_url)
         monkeypatch.setenv("KILL_API_KEY", "sk-kill")
         cfg = GenerateConfig(
-            model="fake-teacher",
-            base_url_env="KILL_BASE_URL",
-            api_key_env="KILL_API_KEY",
-            n=N,
-            concurrency=4,
-            cache_dir=tmp_path / "cache",
-            progress=False,
+            llm=dict(
+                model="fake-teacher",
+                base_url_env="KILL_BASE_URL",
+                api_key_env="KILL_API_KEY",
+                n=N,
+                concurrency=4,
+                cache_dir=tmp_path / "cache",
+                progress=False,
+            )
         )
-        proc = start(cfg, problems, tmp_path / "out")
+        proc = stage_process(cfg, problems, tmp_path / "out")
         deadline = time.monotonic() + 60
         while sum(fake.answered.values()) < PROBLEMS * N // 3:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -80,18 +60,18 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
         assert not (tmp_path / "out").exists(), "a killed stage must not look finished"
 
         finished = cached_keys(tmp_path / "cache" / CACHE_FILE)
-        key_to_sample = {
-            key: (p.prompt_hash, i)
-            for batch in [pl.read_parquet(problems)]
-            for p in _prompts(batch, cfg)
-            for i, key in enumerate(p.keys)
-        }
+        with LLMClient(cfg.llm) as client:
+            key_to_sample = {
+                key: (p.prompt_hash, i)
+                for p in _prompts(pl.read_parquet(problems), cfg, client)
+                for i, key in enumerate(p.keys)
+            }
         finished_samples = {key_to_sample[k] for k in finished}
         assert 0 < len(finished) < PROBLEMS * N
         mark = len(fake.log)
         answered_before = dict(fake.answered)
 
-        proc = start(cfg, problems, tmp_path / "out")
+        proc = stage_process(cfg, problems, tmp_path / "out")
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 0, stderr
         report = json.loads(stdout.strip().splitlines()[-1])
@@ -103,7 +83,7 @@ def test_sigkill_then_restart(tmp_path: Path, monkeypatch) -> None:
     # a sample answered before the kill but not yet committed may be paid twice: only those in flight
     twice = {k for k, v in fake.answered.items() if v > 1}
     assert not twice & finished_samples
-    assert len(twice) <= cfg.concurrency
+    assert len(twice) <= cfg.llm.concurrency
     assert len(answered_before) >= len(finished)
 
     kept = pl.read_parquet(tmp_path / "out" / "kept")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.generate.parse import (
+from stages.llm.parse import (
     SOLUTION_CLOSE,
     SOLUTION_OPEN,
     THOUGHT_CLOSE,

@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI, write_problems
 
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 
 KEY = "sk-test-VERY-SECRET-0123456789"
 
@@ -42,12 +42,13 @@ def config(fake: FakeOpenAI, tmp_path: Path, env: pytest.MonkeyPatch, **override
         "progress": False,
         "prices": {"input_per_1m": 1.0, "output_per_1m": 4.0},
     }
-    return GenerateConfig(**(values | overrides))
+    values |= overrides
+    stage = {k: values.pop(k) for k in ("limit", "templates") if k in values}
+    return GenerateConfig(llm=values, **stage)
 
 
 def generate(problems: Path, cfg: GenerateConfig, out: Path) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, cfg, writer), config=cfg.model_dump(mode="json"))
+    report = run_stage("generate", problems, cfg, out, force=True).model_dump(mode="json")
     kept = pl.read_parquet(out / "kept") if list((out / "kept").glob("*.parquet")) else pl.DataFrame()
     dropped = (
         pl.read_parquet(out / "dropped") if list((out / "dropped").glob("*.parquet")) else pl.DataFrame()
@@ -205,7 +206,9 @@ def test_cli_generate_command(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
     app.command("noop")(lambda: None)  # a second command keeps typer from collapsing into one
     problems = write_problems(tmp_path / "stage" / "x", 3).parent
     settings = tmp_path / "gen.yaml"
-    settings.write_text("base_url_env: FAKE_BASE_URL\napi_key_env: FAKE_API_KEY\nprogress: false\nn: 5\n")
+    settings.write_text(
+        "llm: {base_url_env: FAKE_BASE_URL, api_key_env: FAKE_API_KEY, progress: false, n: 5}\n"
+    )
     with FakeOpenAI() as fake:
         env.setenv("FAKE_BASE_URL", fake.base_url)
         args = ["generate", str(problems), "--out", str(tmp_path / "out"), "--model", "m", "--n", "2"]
@@ -216,6 +219,23 @@ def test_cli_generate_command(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
         "kept 6" in result.output
         and json.loads((tmp_path / "out" / "report.json").read_text())["rows_kept"] == 6
     )
+
+
+def test_cli_generate_fails_when_no_sample_succeeded(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    problems = write_problems(tmp_path / "stage" / "x", 3).parent
+    settings = tmp_path / "gen.yaml"
+    settings.write_text("llm: {base_url_env: FAKE_BASE_URL, api_key_env: FAKE_API_KEY, progress: false}\n")
+    with FakeOpenAI(fail_prompts=("Problem",), fail_status=401) as fake:
+        env.setenv("FAKE_BASE_URL", fake.base_url)
+        args = ["generate", str(problems), "--out", str(tmp_path / "out"), "--model", "m", "--n", "2"]
+        args += ["--cache-dir", str(tmp_path / "cache"), "--config", str(settings)]
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "http_401 6" in result.output and "no sample succeeded" in result.output
 
 
 def test_runs_from_inside_an_event_loop(tmp_path: Path, env: pytest.MonkeyPatch) -> None:

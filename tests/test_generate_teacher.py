@@ -15,9 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import write_problems
 
-from stages.generate import GenerateConfig, run
-from stages.generate.teacher_models import TeacherModelMissing, resolve_model
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.llm.teacher_models import TeacherModelMissing, resolve_model
+from stages.registry import run_stage
 
 if importlib.util.find_spec("xllamacpp") is None:
     pytest.skip("xllamacpp not installed", allow_module_level=True)
@@ -30,20 +30,21 @@ except TeacherModelMissing as missing:
 def test_cpu_teacher_end_to_end(tmp_path: Path) -> None:
     problems = write_problems(tmp_path / "in", 2, domains=("math", "code"))
     cfg = GenerateConfig(
-        backend="local",
-        model="smollm2-135m",
-        n=2,
-        n_per_request=True,  # llama.cpp's server honours n
-        max_tokens=32,
-        temperature=0.8,
-        local_parallel=2,
-        local_ctx_per_slot=1024,
-        timeout_s=120,
-        cache_dir=tmp_path / "cache",
-        progress=False,
+        llm=dict(
+            backend="local",
+            model="smollm2-135m",
+            n=2,
+            n_per_request=True,  # llama.cpp's server honours n
+            max_tokens=32,
+            temperature=0.8,
+            local_parallel=2,
+            local_ctx_per_slot=1024,
+            timeout_s=120,
+            cache_dir=tmp_path / "cache",
+            progress=False,
+        )
     )
-    with StageWriter(tmp_path / "out", "generate") as out:
-        report = out.finish(run(problems, cfg, out))
+    report = run_stage("generate", problems, cfg, tmp_path / "out", force=True).model_dump(mode="json")
     kept = pl.read_parquet(tmp_path / "out" / "kept")
     assert report["rows_in"] == report["rows_kept"] == 4
     assert kept.select("uid", "sample").n_unique() == 4

@@ -1,4 +1,5 @@
-"""Small pieces of the generation stage: limits, backoff, Retry-After, cache, response parsing, templates."""
+"""Small pieces of the LLM client: limits, AIMD window, backoff, Retry-After, cache, response parsing,
+templates, the derived timeout and the cost of failed attempts."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from prompts.templates import load_template
-from stages.generate.backends.base import RequestError
-from stages.generate.backends.openai_backend import parse_completion, status_error
-from stages.generate.cache import SampleCache, sample_key
-from stages.generate.limits import Limiter, TokenBucket, backoff_s, retry_after_s
+from stages.llm import LLMConfig
+from stages.llm.backends.openai_backend import parse_completion, status_error
+from stages.llm.cache import SampleCache, sample_key
+from stages.llm.limits import TokenBucket, Window, backoff_s, retry_after_s
+from stages.llm.runner import Speed, failure_usage
+from stages.llm.types import Completion, Job, RequestError
 
 
 def test_retry_after_forms() -> None:
@@ -44,15 +47,58 @@ def test_token_bucket_paces_requests_per_minute() -> None:
     assert 0.9 <= asyncio.run(go()) <= 1.6  # 5 at once, then 10 more at 10/s
 
 
-def test_limiter_pause_holds_every_worker() -> None:
-    async def go() -> float:
-        limiter = Limiter()
-        limiter.pause(0.2)
-        started = time.monotonic()
-        await asyncio.gather(*(limiter.acquire(1) for _ in range(5)))
-        return time.monotonic() - started
+def test_window_halves_on_a_share_of_429s_once_per_period_and_grows_back() -> None:
+    async def go() -> tuple[float, float, int, int]:
+        window = Window(16)
+        for _ in range(4):  # 4 of the (at least 25) last responses: stray 429s, not congestion
+            window.throttled(retry_after=0.2)
+        assert window.size == 16
+        window.throttled(retry_after=0.2)  # 20%: over the limit
+        window.throttled(retry_after=0.2)  # the same overload reported again: one decrease
+        after_429 = window.size
+        entered = 0
 
-    assert asyncio.run(go()) >= 0.19
+        async def enter() -> None:
+            nonlocal entered
+            await window.enter()
+            entered += 1
+
+        tasks = [asyncio.create_task(enter()) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        admitted = entered  # only `size` requests in flight
+        window.leave()
+        await asyncio.sleep(0.01)
+        for _ in range(8):
+            window.success()
+        for task in tasks:
+            task.cancel()
+        return after_429, window.size, admitted, entered
+
+    after_429, grown, admitted, entered = asyncio.run(go())
+    assert after_429 == 8 and admitted == 8 and entered == 9
+    assert 8.9 < grown < 9.1  # +1/size per success: about one more per window of successes
+
+
+def test_timeout_is_derived_from_max_tokens_and_measured_speed() -> None:
+    config = LLMConfig(model="m", max_tokens=1000, tokens_per_s=10)
+    speed = Speed(config)
+    assert speed.timeout() == 1 + 2 * 1000 / 10  # assumed speed until 8 requests are measured
+    changed = [speed.add(Completion([], 0, 200, 1.0)) for _ in range(8)]  # 200 tokens/s
+    assert changed == [False] * 7 + [True] and speed.timeout() == pytest.approx(1 + 2 * 1000 / 200)
+    assert Speed(config.model_copy(update={"timeout_s": 30})).timeout() == 30  # configured: fixed
+
+
+def test_failed_attempts_cost_reported_or_estimated() -> None:
+    config = LLMConfig(model="m", max_tokens=100)
+    job = Job("u", "h", [{"role": "user", "content": "x" * 300}], (0,), ("k",), 200)
+    timeout = RequestError("timeout", "slow", True)
+    assert failure_usage(job, timeout, 2.0, 20.0, config) == (100, 40)  # prompt + decoded until given up
+    assert failure_usage(job, timeout, 60.0, 20.0, config) == (100, 100)  # capped at max_tokens
+    assert failure_usage(job, RequestError("http_429", "", True), 0.1, 20.0, config) == (0, 0)
+    reported = status_error(
+        500, "boom", None, '{"error": "x", "usage": {"prompt_tokens": 7, "completion_tokens": 3}}'
+    )
+    assert reported.usage == (7, 3)
 
 
 def test_cache_first_write_wins_and_survives_reopen(tmp_path: Path) -> None:
@@ -125,7 +171,7 @@ def test_templates_render_and_hash(tmp_path: Path) -> None:
 def test_teacher_assembly_checks_size_and_hash(tmp_path: Path) -> None:
     import hashlib
 
-    from stages.generate.teacher_models import TeacherModel, TeacherModelMissing, assemble
+    from stages.llm.teacher_models import TeacherModel, TeacherModelMissing, assemble
 
     parts = []
     for i, chunk in enumerate([b"GGUF" + b"a" * 10, b"b" * 7, b"c" * 3]):

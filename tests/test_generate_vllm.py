@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import write_problems
 
-from stages.generate import GenerateConfig, run
-from stages.store import StageWriter
+from stages.generate import GenerateConfig
+from stages.registry import run_stage
 
 
 @dataclass
@@ -88,25 +88,26 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> list[LLM]:
 
 
 def generate(problems: Path, cfg: GenerateConfig, out: Path) -> tuple[dict, pl.DataFrame]:
-    with StageWriter(out, "generate") as writer:
-        report = writer.finish(run(problems, cfg, writer))
+    report = run_stage("generate", problems, cfg, out, force=True).model_dump(mode="json")
     return report, pl.read_parquet(out / "kept")
 
 
 def test_vllm_requests_rows_and_cache(tmp_path: Path, fake_vllm: list[LLM]) -> None:
     problems = write_problems(tmp_path / "in", 5, domains=("math", "code"))
     cfg = GenerateConfig(
-        backend="vllm",
-        model="Qwen/QwQ-32B",
-        n=3,
-        seed=100,
-        temperature=0.7,
-        max_tokens=1024,
-        tensor_parallel_size=4,
-        max_model_len=8192,
-        vllm_batch_problems=2,
-        cache_dir=tmp_path / "cache",
-        progress=False,
+        llm=dict(
+            backend="vllm",
+            model="Qwen/QwQ-32B",
+            n=3,
+            seed=100,
+            temperature=0.7,
+            max_tokens=1024,
+            tensor_parallel_size=4,
+            max_model_len=8192,
+            vllm_batch_problems=2,
+            cache_dir=tmp_path / "cache",
+            progress=False,
+        )
     )
     report, kept = generate(problems, cfg, tmp_path / "out")
     (engine,) = fake_vllm
@@ -134,9 +135,7 @@ def test_vllm_requests_rows_and_cache(tmp_path: Path, fake_vllm: list[LLM]) -> N
 def test_missing_vllm_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     problems = write_problems(tmp_path / "in", 1)
-    cfg = GenerateConfig(backend="vllm", model="m", cache_dir=tmp_path / "cache", progress=False)
-    with (
-        pytest.raises(ImportError, match=r"longcot\[gpu\]"),
-        StageWriter(tmp_path / "out", "generate") as out,
-    ):
-        run(problems, cfg, out)
+    cfg = GenerateConfig(llm=dict(backend="vllm", model="m", cache_dir=tmp_path / "cache", progress=False))
+    with pytest.raises(ImportError, match=r"longcot\[gpu\]"):
+        run_stage("generate", problems, cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "nothing is published"

@@ -1,5 +1,5 @@
-"""LLM judges through the teacher backends: verify's judge and decontamination's `llm` method ask a
-real OpenAI-compatible server (the fake) through stages.generate.complete, cached per question."""
+"""LLM judges through the one LLM client: verify's judge and decontamination's `llm` method ask a
+real OpenAI-compatible server (the fake) through stages.llm, cached per question, in one cache."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import re
 import polars as pl
 import pytest
 
-from stages.decontam.config import LlmConfig
+from stages.decontam.config import JudgeConfig as DecontamJudge
 from stages.decontam.judge import judge_pairs, resolve_backend
-from stages.generate import GenerateConfig, complete
+from stages.llm import LLMConfig, LLMError, complete
 from stages.store import StageWriter
 from stages.verify import JudgeConfig, VerifyConfig, verify_frames
 from tests.fake_openai import FakeOpenAI
 
 
-def teacher(fake: FakeOpenAI, tmp_path, monkeypatch) -> GenerateConfig:
+def teacher(fake: FakeOpenAI, tmp_path, monkeypatch) -> LLMConfig:
     monkeypatch.setenv("JUDGE_URL", fake.base_url)
     monkeypatch.setenv("JUDGE_KEY", "sk-judge-test")
-    return GenerateConfig(
+    return LLMConfig(
         model="fake-judge",
         base_url_env="JUDGE_URL",
         api_key_env="JUDGE_KEY",
@@ -65,7 +65,7 @@ def test_verify_judges_proofs_through_the_teacher_backend(tmp_path, monkeypatch)
         }
     )
     with FakeOpenAI(answer_fn=verdict) as fake:
-        judge = JudgeConfig(enabled=True, backend=teacher(fake, tmp_path, monkeypatch))
+        judge = JudgeConfig(enabled=True, llm=teacher(fake, tmp_path, monkeypatch))
         cfg = VerifyConfig(workers=1, judge=judge, unverifiable="keep")
         with StageWriter(tmp_path / "out", "verify") as out:
             report = out.finish(verify_frames([rows], cfg, out))
@@ -89,13 +89,63 @@ def test_decontamination_judge_uses_the_teacher_backend(tmp_path, monkeypatch):
         }
     )
     with FakeOpenAI(answer_fn=same) as fake:
-        ask = resolve_backend(LlmConfig(teacher=teacher(fake, tmp_path, monkeypatch)))
+        ask = resolve_backend(DecontamJudge(llm=teacher(fake, tmp_path, monkeypatch)))
         verdicts = judge_pairs(pairs, ask)
     assert verdicts["verdict"].to_list() == [True, False]
 
 
 def test_a_judge_without_backend_says_so():
-    from stages.verify import JudgeNotConfigured
-
-    with pytest.raises(JudgeNotConfigured, match=r"judge\.backend"):
+    with pytest.raises(LLMError, match=r"judge\.llm"):
         verify_frames([], VerifyConfig(judge=JudgeConfig(enabled=True)), None)  # type: ignore[arg-type]
+
+
+def test_both_judges_share_one_client_and_cache(tmp_path, monkeypatch):
+    """The decontamination judge and the verify judge, given the same `llm`, go through the same
+    LLMClient into the same SQLite cache: a second pass of both asks the server nothing."""
+    import sqlite3
+
+    from stages.llm import LLMClient
+    from stages.llm.client import CACHE_FILE
+
+    labels = []
+    original = LLMClient.request
+
+    def spy(self, requests, expected=0):
+        labels.append(self.label)
+        return original(self, requests, expected)
+
+    monkeypatch.setattr(LLMClient, "request", spy)
+
+    def reply(prompt: str) -> str:
+        if "TRAINING problem" in prompt:
+            return "False - different"
+        return json.dumps({"verdict": "correct", "reason": "fine"})
+
+    pairs = pl.DataFrame({"train_text": ["A train leaves at noon ..."], "benchmark_text": ["Aya walks ..."]})
+    rows = pl.DataFrame(
+        {
+            "uid": ["p"],
+            "sample": [0],
+            "source": ["s"],
+            "domain": ["math"],
+            "problem": ["Prove that x^2 >= 0."],
+            "answer": [None],
+            "reasoning": ["Squares of reals are non-negative, which settles it."],
+            "response": ["x^2 >= 0 since squares are non-negative."],
+            "finish_reason": ["stop"],
+        },
+        schema_overrides={"answer": pl.String},
+    )
+    with FakeOpenAI(answer_fn=reply) as fake:
+        llm = teacher(fake, tmp_path, monkeypatch)
+        ask = resolve_backend(DecontamJudge(llm=llm))
+        cfg = VerifyConfig(workers=1, judge=JudgeConfig(enabled=True, llm=llm), unverifiable="keep")
+        for attempt in range(2):
+            assert judge_pairs(pairs, ask)["verdict"].to_list() == [False]
+            with StageWriter(tmp_path / f"out{attempt}", "verify") as out:
+                out.finish(verify_frames([rows], cfg, out))
+        served = sum(fake.answered.values())
+    assert labels == ["decontamination judge", "verify judge"] * 2
+    assert served == 2, "one request per question; the second pass of both judges is all cache hits"
+    with sqlite3.connect(llm.cache_dir / CACHE_FILE) as db:
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 2

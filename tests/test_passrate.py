@@ -271,12 +271,14 @@ def test_student_samples_k_per_problem_and_rates_them(tmp_path, monkeypatch):
         monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
         monkeypatch.setenv("FAKE_API_KEY", "sk-test")
         student = GenerateConfig(
-            model="fake-student",
-            base_url_env="FAKE_BASE_URL",
-            api_key_env="FAKE_API_KEY",
-            n=3,
-            cache_dir=tmp_path / "cache",
-            progress=False,
+            llm=dict(
+                model="fake-student",
+                base_url_env="FAKE_BASE_URL",
+                api_key_env="FAKE_API_KEY",
+                n=3,
+                cache_dir=tmp_path / "cache",
+                progress=False,
+            )
         )
         config = PassRateConfig(low=0.5, student=student, student_verify=VerifyConfig(workers=1))
         report = run_stage("pass_rate", kept, config, tmp_path / "out")

@@ -70,7 +70,7 @@ def test_recipes_validate_pass_rate_and_export_options(tmp_path):
         "name": "r",
         "sources": [{"name": "s", "path": "x.jsonl"}],
         "stages": [
-            {"stage": "pass_rate", "low": 0.2, "high": 0.8, "student": {"model": "m", "n": 8}},
+            {"stage": "pass_rate", "low": 0.2, "high": 0.8, "student": {"llm": {"model": "m", "n": 8}}},
             {
                 "stage": "export",
                 "format": "sharegpt",
@@ -82,7 +82,7 @@ def test_recipes_validate_pass_rate_and_export_options(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     steps = load_recipe(path).steps()
-    assert steps[0][1].student.n == 8 and steps[1][1].select.budget.problems == 1000
+    assert steps[0][1].student.llm.n == 8 and steps[1][1].select.budget.problems == 1000
     recipe["stages"][0]["low"] = 0.9
     path.write_text(yaml.safe_dump(recipe))
     with pytest.raises(ValueError, match="low"):

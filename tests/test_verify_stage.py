@@ -14,8 +14,9 @@ import typer
 from typer.testing import CliRunner
 
 from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
+from stages.llm import LLMError
 from stages.store import StageWriter, read_json
-from stages.verify import JudgeConfig, JudgeNotConfigured, VerifyConfig, mathcheck, verify_frames
+from stages.verify import JudgeConfig, VerifyConfig, mathcheck, verify_frames
 from stages.verify.pool import Failure, WorkerPool
 from tests.conftest import SHARED_DATA, write_jsonl
 
@@ -130,7 +131,7 @@ def test_pool_survives_hung_and_crashed_workers() -> None:
 
 
 def test_judge_must_be_configured(tmp_path: Path) -> None:
-    with pytest.raises(JudgeNotConfigured, match="no judge backend"):
+    with pytest.raises(LLMError, match="no judge model"):
         _verify(tmp_path, [_row()], VerifyConfig(workers=1, judge=JudgeConfig(enabled=True)))
 
 

@@ -1,6 +1,17 @@
 """Collection: read sources (JSONL, JSON, Parquet, CSV, `datasets`) into problem rows."""
 
+from stages.collect.probe import FieldPathError, check_fields
+from stages.collect.readers import SourceError
 from stages.collect.spec import CollectConfig, FieldMap, HubSource, SourceSpec
 from stages.collect.stage import Collect
 
-__all__ = ["Collect", "CollectConfig", "FieldMap", "HubSource", "SourceSpec"]
+__all__ = [
+    "Collect",
+    "CollectConfig",
+    "FieldMap",
+    "FieldPathError",
+    "HubSource",
+    "SourceError",
+    "SourceSpec",
+    "check_fields",
+]

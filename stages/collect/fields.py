@@ -41,6 +41,15 @@ def get_path(record: Any, tokens: list[str | int]) -> Any:
     return record
 
 
+def has_path(record: Any, tokens: list[str | int]) -> bool:
+    """Whether every step of `tokens` exists in `record` (the value at the end may be null)."""
+    *steps, last = tokens
+    parent = get_path(record, steps) if steps else record
+    if isinstance(last, int):
+        return isinstance(parent, list) and -len(parent) <= last < len(parent)
+    return isinstance(parent, dict) and last in parent
+
+
 def path_expr(tokens: list[str | int], schema: pl.Schema) -> pl.Expr | None:
     """The polars expression for `tokens` on a frame of `schema`, or None if the top column is absent."""
     if tokens[0] not in schema:
@@ -64,9 +73,17 @@ def as_text(value: Any, unwrap: bool = False) -> str | None:
 
 
 def text_expr(expr: pl.Expr, dtype: pl.DataType, unwrap: bool = False) -> pl.Expr:
-    """`as_text` for a whole column of a known dtype (vectorised for strings and numbers)."""
+    """`as_text` for a whole column of a known dtype, vectorised: structures become compact JSON
+    (keys in column order, absent struct fields as null: the same JSON value as `as_text` gives)."""
     if dtype == pl.String:
         return expr
-    if dtype.is_numeric() or dtype == pl.Boolean:
+    if dtype.is_numeric():
         return expr.cast(pl.String)
-    return expr.map_elements(lambda v: as_text(v, unwrap), return_dtype=pl.String, skip_nulls=True)
+    if dtype == pl.Boolean:
+        return expr.cast(pl.String).str.to_titlecase()  # "True", as `as_text` prints it
+    wrapped = pl.struct(expr.alias("v")).struct.json_encode()  # {"v":<json>}: encodes any dtype
+    json_text = pl.when(expr.is_not_null()).then(wrapped.str.slice(5).str.head(-1))
+    if unwrap and isinstance(dtype, pl.List) and not dtype.inner.is_nested():
+        first = text_expr(expr.list.first(), dtype.inner)
+        return pl.when(expr.list.len() == 1).then(first).otherwise(json_text)
+    return json_text

@@ -10,6 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from stages.answers import extract_answer, normalize_answers
+from stages.collect.probe import check_fields
 from stages.collect.readers import read_source
 from stages.collect.spec import CollectConfig, SourceSpec
 from stages.records import DOMAINS, PROBLEM_SCHEMA, conform, detail_json
@@ -47,6 +48,10 @@ class Collect(MapStage[CollectConfig]):
     name = "collect"
     Config = CollectConfig
     Details = CollectDetails
+
+    def check(self, config: CollectConfig) -> None:
+        for spec in config.sources:
+            check_fields(spec)  # a mistyped field path is an error before any work, not 0 rows kept
 
     def units(self, config: CollectConfig) -> list[Unit]:
         return [Unit(index, source=spec) for index, spec in enumerate(config.sources)]
@@ -131,7 +136,7 @@ def with_evidence(dropped: pl.DataFrame, spec: SourceSpec, config: CollectConfig
     problem = pl.col("problem")
     evidence = (
         pl.when(pl.col("error").is_not_null())
-        .then(pl.col("error_detail"))
+        .then(pl.format("{}: {}", location(spec), pl.col("error_detail").fill_null("")))
         .when(pl.col("drop_reason") == "problem_too_long")
         .then(
             pl.format(
@@ -147,6 +152,15 @@ def with_evidence(dropped: pl.DataFrame, spec: SourceSpec, config: CollectConfig
     return dropped.with_columns(
         detail_json(source=spec.name, row=pl.col("row"), evidence=evidence).alias("drop_detail")
     )
+
+
+def location(spec: SourceSpec) -> pl.Expr:
+    """Where each row is, as people look for it: `file:line` for JSONL, else the row's position."""
+    if spec.hf is not None:
+        return pl.format("{} row {}", pl.lit(spec.hf.dataset), pl.col("row"))
+    if spec.resolved_format() == "jsonl":
+        return pl.format("{}:{}", pl.lit(str(spec.path)), pl.col("row") + 1)
+    return pl.format("{} row {}", pl.lit(str(spec.path)), pl.col("row"))
 
 
 def with_answers(mapped: pl.DataFrame, spec: SourceSpec) -> pl.DataFrame:

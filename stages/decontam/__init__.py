@@ -1,14 +1,14 @@
 """Benchmark decontamination: a registry of evaluation sets, n-gram / embedding / LLM-judge detection,
 and the stage that drops contaminated rows with evidence (docs/decontamination.md)."""
 
-from stages.decontam.config import DecontamConfig, EmbeddingConfig, LlmConfig, NgramConfig
+from stages.decontam.config import DecontamConfig, EmbeddingConfig, JudgeConfig, NgramConfig
 from stages.decontam.report import markdown_summary, render_section, stage_html
 from stages.decontam.stage import run, run_with
 
 __all__ = [
     "DecontamConfig",
     "EmbeddingConfig",
-    "LlmConfig",
+    "JudgeConfig",
     "NgramConfig",
     "markdown_summary",
     "render_section",

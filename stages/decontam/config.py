@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.decontam.registry import BenchmarkEntry
-from stages.generate.config import GenerateConfig
+from stages.llm import LLMConfig
 
 Method = Literal["ngram", "embedding", "llm"]
 
@@ -88,11 +88,11 @@ class EmbeddingConfig(Strict):
     batch_size: int = Field(64, ge=1)
 
 
-class LlmConfig(Strict):
-    teacher: GenerateConfig | None = Field(
-        None, description="the judging model through the teacher backends (openai, vllm, local)"
-    )
-    backend: str | None = Field(None, description="or 'module:callable' mapping chat messages to reply text")
+class JudgeConfig(Strict):
+    """`judge:` - the `llm` method's judge: a model through the LLM client, or a Python function."""
+
+    llm: LLMConfig | None = Field(None, description="the judging model (backend, model, ...) via stages.llm")
+    function: str | None = Field(None, description="or 'module:function' mapping chat messages to reply text")
     min_score: float = Field(
         0.7, gt=0, le=1, description="embedding candidates with cosine >= this are judged"
     )
@@ -118,6 +118,6 @@ class DecontamConfig(Strict):
     field: str = Field("problem", description="column of the input rows to check")
     ngram: NgramConfig = NgramConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
-    llm: LlmConfig = LlmConfig()
+    judge: JudgeConfig = JudgeConfig()
     batch_rows: int = Field(100_000, ge=1_000, description="rows per streamed batch")
     max_report_hits: int = Field(10_000, ge=0, description="hits listed in report.json (all are in dropped/)")

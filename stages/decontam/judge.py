@@ -1,7 +1,8 @@
 """Optional LLM judge over the top embedding candidates (the llm-decontaminator recipe).
 
-The judge is any callable from chat messages to the reply text, so teacher backends (stages/generate)
-plug in without this package importing them; a fake is enough for tests.
+The judge is an `Ask` (stages.llm): the LLM client for `judge.llm` - the same client, cache, limits
+and cost accounting as teacher generation and the verify judge - or `judge.function`, a Python
+function from one conversation to its reply (tests pass a fake).
 """
 
 from __future__ import annotations
@@ -9,35 +10,21 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
 
 import polars as pl
 
-from stages.decontam.config import LlmConfig
+from prompts.templates import load_template
+from stages.decontam.config import JudgeConfig
+from stages.llm import Ask, LLMError, Messages, complete
 
-PROMPT_FILE = Path(__file__).resolve().parents[2] / "prompts" / "contamination_judge.md"
 _VERDICT = re.compile(r"^\W*(true|false|yes|no)\b", re.IGNORECASE)
 MAX_PROMPT_CHARS = 6_000
 
 
-class ChatFn(Protocol):
-    """messages ([{role, content}]) -> the assistant's reply text."""
+def one_at_a_time(chat: Callable[[Messages], str]) -> Ask:
+    """An Ask from a one-conversation function; a failing call becomes an `error: …` reply."""
 
-    def __call__(self, messages: list[dict[str, str]]) -> str: ...
-
-
-class JudgeNotConfigured(RuntimeError):
-    """The `llm` method was asked for but no judge backend is set."""
-
-
-AskMany = Callable[[list[list[dict[str, str]]]], list[str]]
-
-
-def one_at_a_time(chat: ChatFn) -> AskMany:
-    """A batch judge from a one-conversation ChatFn; a failing call becomes an `error: …` reply."""
-
-    def ask(conversations: list[list[dict[str, str]]]) -> list[str]:
+    def ask(conversations: list[Messages]) -> list[str]:
         replies = []
         for messages in conversations:
             try:
@@ -49,31 +36,28 @@ def one_at_a_time(chat: ChatFn) -> AskMany:
     return ask
 
 
-def resolve_backend(llm: LlmConfig) -> AskMany:
-    """The judge of `llm`: a teacher backend (`teacher:`, any generate backend, batched through its
-    cache and limits), or `backend: 'module:attribute'` naming a ChatFn (a class is instantiated)."""
-    if llm.teacher is not None:
-        from stages.generate import complete
-
-        teacher = llm.teacher
-        return lambda conversations: complete(conversations, teacher)
-    if not llm.backend:
-        raise JudgeNotConfigured(
+def resolve_backend(judge: JudgeConfig) -> Ask:
+    """The judge of `judge`: the LLM client for `judge.llm` (batched through its cache and limits),
+    or `judge.function: 'module:attribute'` naming a one-conversation function (a class is instantiated)."""
+    if judge.llm is not None:
+        llm = judge.llm
+        return lambda conversations: complete(conversations, llm, "decontamination judge")
+    if not judge.function:
+        raise LLMError(
             "LLM judge not configured: methods include 'llm' but no judge is set "
-            "(decontaminate.llm.teacher = {backend, model, ...}, or llm.backend = 'module:callable')"
+            "(decontaminate.judge.llm = {backend, model, ...}, or judge.function = 'module:function')"
         )
-    module, _, attr = llm.backend.partition(":")
+    module, _, attr = judge.function.partition(":")
     try:
         target = getattr(importlib.import_module(module), attr or "judge")
     except (ImportError, AttributeError) as exc:
-        raise JudgeNotConfigured(f"LLM judge backend {llm.backend!r} cannot be loaded: {exc}") from None
+        raise LLMError(f"LLM judge function {judge.function!r} cannot be loaded: {exc}") from None
     return one_at_a_time(target() if isinstance(target, type) else target)
 
 
-def judge_messages(benchmark_text: str, train_text: str) -> list[dict[str, str]]:
-    template = PROMPT_FILE.read_text()
-    prompt = template.replace("{benchmark}", benchmark_text[:MAX_PROMPT_CHARS]).replace(
-        "{train}", train_text[:MAX_PROMPT_CHARS]
+def judge_messages(benchmark_text: str, train_text: str) -> Messages:
+    prompt = load_template("contamination_judge").render(
+        benchmark=benchmark_text[:MAX_PROMPT_CHARS], train=train_text[:MAX_PROMPT_CHARS]
     )
     return [{"role": "user", "content": prompt}]
 
@@ -84,7 +68,7 @@ def parse_verdict(reply: str) -> bool | None:
     return None if match is None else match.group(1).lower() in ("true", "yes")
 
 
-def judge_pairs(pairs: pl.DataFrame, ask: AskMany) -> pl.DataFrame:
+def judge_pairs(pairs: pl.DataFrame, ask: Ask) -> pl.DataFrame:
     """Ask the judge about every (train_text, benchmark_text) pair in one batch; adds `verdict` and
     `reply`. A failed batch is recorded on every pair (verdict null), never fatal for the run."""
     conversations = [

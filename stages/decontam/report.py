@@ -91,7 +91,7 @@ def _thresholds(config: Any) -> dict[str, Any]:
     if {"embedding", "llm"} & set(config.methods):
         out["embedding"] = {"model": config.embedding.model, "threshold": config.embedding.threshold}
     if "llm" in config.methods:
-        out["llm"] = {"min_score": config.llm.min_score, "max_pairs": config.llm.max_pairs}
+        out["llm"] = {"min_score": config.judge.min_score, "max_pairs": config.judge.max_pairs}
     return out
 
 

@@ -9,7 +9,6 @@ splits them into kept and dropped, with the evidence in `drop_detail`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,11 @@ from stages.decontam.ngram import NgramIndex, evidence_span, missing_numbers, sc
 from stages.decontam.registry import BenchmarkSet, load_benchmarks
 from stages.decontam.report import summarise
 from stages.decontam.text import NUMBER_WORDS, match_text_expr, numbers_expr, words_expr
+from stages.llm import Ask
 from stages.records import to_json
 from stages.store import StageWriter, read_shards, shard_paths
 from stages.text import canonical_text
 
-# a batch judge: conversations -> one reply each (stages.decontam.judge.AskMany)
-ChatCallable = Callable[[list[list[dict[str, str]]]], list[str]]
 METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
 TEXT_CHARS = 400
 DOC_SEED = 0xD0C
@@ -89,12 +87,12 @@ def run(input_dir: Path, config: DecontamConfig, out: StageWriter) -> dict[str, 
     if "llm" in config.methods:
         from stages.decontam.judge import resolve_backend
 
-        judge = resolve_backend(config.llm)
+        judge = resolve_backend(config.judge)
     return run_with(input_dir, config, out, judge=judge)
 
 
 def run_with(
-    input_dir: Path, config: DecontamConfig, out: StageWriter, judge: ChatCallable | None = None
+    input_dir: Path, config: DecontamConfig, out: StageWriter, judge: Ask | None = None
 ) -> dict[str, Any]:
     """`run` with an explicit batch judge (tests pass a fake; `run` resolves the configured one)."""
     timings: dict[str, float] = {}
@@ -188,7 +186,7 @@ def _pass_one(
         item_len = items["words"].list.len().fill_null(0).to_numpy()
     floor = config.embedding.threshold - config.embedding.near_miss_margin
     if "llm" in config.methods:
-        floor = min(floor, config.llm.min_score)
+        floor = min(floor, config.judge.min_score)
     for batch in read_shards(input_dir, columns=columns, batch_rows=config.batch_rows):
         texts = _batch_texts(batch, config.field)
         if index is not None:
@@ -356,7 +354,7 @@ def _embedding_hits(
     neighbours: pl.DataFrame,
     items: pl.DataFrame,
     config: DecontamConfig,
-    judge: ChatCallable | None,
+    judge: Ask | None,
     earlier: list[pl.DataFrame],
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
     """Embedding hits (cosine >= threshold), then LLM verdicts on the remaining top candidates."""
@@ -371,14 +369,14 @@ def _embedding_hits(
     judged: dict[str, Any] = {"asked": 0, "same": 0, "different": 0, "unparsed": 0}
     if "llm" in config.methods and judge is not None:
         done = pl.concat([*earlier, *hits]).select("row").unique() if earlier or hits else None
-        candidates = neighbours.filter(pl.col("score") >= config.llm.min_score)
+        candidates = neighbours.filter(pl.col("score") >= config.judge.min_score)
         if done is not None:
             candidates = candidates.join(done, on="row", how="anti")
         candidates = (
             candidates.sort("score", descending=True)
             .group_by("row", maintain_order=True)
             .first()
-            .head(config.llm.max_pairs)
+            .head(config.judge.max_pairs)
         )
         from stages.decontam.judge import judge_pairs
 

@@ -1,9 +1,6 @@
-"""Teacher generation: n samples per problem from an OpenAI-compatible endpoint, vLLM, or a CPU teacher.
+"""Teacher generation: `llm.n` samples per problem through the LLM client (stages.llm)."""
 
-Heavy dependencies (openai, vllm, xllamacpp) are imported only when a backend needs them.
-"""
+from stages.generate.config import GenerateConfig
+from stages.generate.stage import Generate, GenerateDetails
 
-from stages.generate.config import GenerateConfig, Prices
-from stages.generate.stage import complete, run
-
-__all__ = ["GenerateConfig", "Prices", "complete", "run"]
+__all__ = ["Generate", "GenerateConfig", "GenerateDetails"]

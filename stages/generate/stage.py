@@ -1,36 +1,31 @@
 """The generation stage: n teacher samples per problem, every one cached the moment it arrives.
 
-Two passes over the input shards:
-  1. requests: for each problem, the samples not yet in the cache become jobs for the backend;
-     each sample ends up committed to the cache or recorded as failed for good.
+Per batch of problems:
+  1. requests: every problem's n samples go to the LLM client (stages.llm), which sends only those
+     not in its cache; each ends up committed to the cache, failed for good, or not sent (budget).
   2. rows: every expected (problem, sample) is read back from the cache and written as a kept
-     generation row, or as a dropped row (`request_failed`, with the error) - so rows in
+     generation row, or as a dropped row (`request_failed` with the error, `budget_exhausted`) - so rows in
      (problems x n) always equals kept + dropped, and a re-run or a resumed run pays only for
      what is missing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import polars as pl
+from pydantic import ConfigDict
 
-from prompts.templates import PromptTemplate, load_template, text_hash
-from stages.generate.backends.base import Job, Messages
-from stages.generate.cache import SampleCache, sample_key
+from prompts.templates import PromptTemplate, load_template
 from stages.generate.config import GenerateConfig
-from stages.generate.parse import split_reasoning
-from stages.generate.progress import LiveProgress, Stats
-from stages.generate.runner import Runner
+from stages.llm import LLMClient, Messages, SampleRequest, prompt_hash
+from stages.llm.parse import split_reasoning
 from stages.records import GENERATION_SCHEMA, conform, to_json
-from stages.store import StageWriter, count_rows, read_shards
+from stages.stage import Context, Decision, Details, MapStage
 
 PROBLEM_COLUMNS = ("source", "domain", "problem", "answer", "tests")
 EXTRA_SCHEMA: dict[str, pl.DataType] = {
@@ -41,9 +36,8 @@ EXTRA_SCHEMA: dict[str, pl.DataType] = {
 }
 KEPT_SCHEMA = {**GENERATION_SCHEMA, **EXTRA_SCHEMA}
 DROPPED_SCHEMA = {**KEPT_SCHEMA, "drop_reason": pl.String(), "drop_detail": pl.String()}
-CACHE_FILE = "samples.sqlite"
-
-T = TypeVar("T")
+# a failure kind that is a drop reason of its own (not `request_failed`)
+OWN_REASONS = ("budget_exhausted",)
 
 
 @dataclass(frozen=True)
@@ -58,171 +52,68 @@ class Prompt:
     error: str | None = None  # why no request can be made (no template, empty problem)
 
 
-def run(input_dir: Path, config: GenerateConfig, out: StageWriter) -> dict[str, Any]:
-    """Generate n samples per problem of `input_dir` into `out`; returns the report details."""
-    stats = Stats()
-    cache = SampleCache(config.cache_dir / CACHE_FILE)
-    try:
-        total = count_rows(input_dir)
-        stats.samples_expected = (total if config.limit is None else min(total, config.limit)) * config.n
-        with LiveProgress(stats, stats.samples_expected, config.progress) as progress:
-            failures = _request_missing(input_dir, config, cache, stats, progress)
-        stats.request_phase_s = stats.elapsed()
-        templates = _write_rows(input_dir, config, cache, failures, out)
-    finally:
-        cache.close()
-    return {
-        "backend": config.backend,
-        "model": config.model,
-        "templates": templates,
-        "cache": str(cache.path),
-        **stats.summary(),
-    }
+class GenerateDetails(Details):
+    """What the teacher did: its settings, the templates used, and the client's counts and costs
+    (stages.llm.stats: samples, cache hits, requests, retries, tokens, cost of every attempt)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str
+    mode: str
+    model: str
+    templates: dict[str, str]
+    cache: str
+    budget_usd: float | None = None
 
 
-def complete(conversations: list[Messages], config: GenerateConfig) -> list[str]:
-    """One reply per conversation (its final response, reasoning split off) from the configured
-    teacher backend, for LLM judges (verify, decontamination): the same endpoint handling, limits,
-    retries and sample cache as the stage (a repeated question is a cache hit). A conversation whose
-    request failed for good gets ""."""
-    cache = SampleCache(config.cache_dir / CACHE_FILE)
-    try:
-        sampling = config.sampling_key()
-        jobs = []
-        for messages in conversations:
-            prompt_hash = text_hash(json.dumps(messages, ensure_ascii=False, sort_keys=True))
-            key = sample_key(config.model, prompt_hash, sampling, 0)
-            est = sum(len(m["content"]) for m in messages) // 3 + config.max_tokens
-            jobs.append(
-                Job(
-                    uid=prompt_hash,
-                    prompt_hash=prompt_hash,
-                    messages=messages,
-                    samples=(0,),
-                    keys=(key,),
-                    est_tokens=est,
-                )
-            )
-        cached = cache.get_many(job.keys[0] for job in jobs)
-        missing = [job for job in jobs if job.keys[0] not in cached]
-        stats = Stats()
-        if missing:
-            with LiveProgress(stats, len(missing), config.progress, label="judge") as progress:
-                _request(iter(missing), config, cache, stats, progress)
-        replies = cache.get_many(job.keys[0] for job in jobs)
-        answers = []
-        for job in jobs:  # the reply without its reasoning: judges read the final answer
-            record = replies.get(job.keys[0]) or {}
-            answers.append(split_reasoning(record.get("content"), record.get("reasoning_content"))[1] or "")
-        return answers
-    finally:
-        cache.close()
+class Generate(MapStage[GenerateConfig]):
+    """n samples per problem; the first `limit` problems get requests, the rest are dropped as
+    `over_limit`. The LLM client brings its own concurrency, so units run in the driver."""
+
+    name = "generate"
+    Config = GenerateConfig
+    Details = GenerateDetails
+    parallel = False
+
+    @contextmanager
+    def open(self, config: GenerateConfig, input_dir: Path | None) -> Iterator[LLMClient]:
+        with LLMClient(config.llm, label="generate") as client:
+            yield client
+
+    def decide(self, batch: pl.DataFrame, config: GenerateConfig, ctx: Context) -> Decision:
+        client: LLMClient = ctx.state
+        room = batch.height if config.limit is None else max(0, min(batch.height, config.limit - ctx.row))
+        asked, rest = batch.head(room), batch.slice(room)
+        prompts = _prompts(asked, config, client)
+        failures = client.request(_requests(prompts, config, client), len(prompts) * config.llm.n)
+        kept, dropped, templates = _rows(prompts, config, client, failures)
+        dropped = pl.concat([dropped, _over_limit(rest, config)], how="vertical_relaxed")
+        return Decision(
+            kept,
+            dropped,
+            tally=(templates, {"cache": str(client.cache.path), **client.stats.summary()}),
+            rows_in=asked.height * config.llm.n + rest.height,
+        )
+
+    def summarize(self, tallies: list[Any], config: GenerateConfig) -> GenerateDetails:
+        templates: dict[str, str] = {}
+        for used, _ in tallies:
+            templates.update(used)
+        client = tallies[-1][1] if tallies else {"cache": str(config.llm.cache_dir)}  # cumulative
+        return GenerateDetails(
+            backend=config.llm.backend,
+            mode=config.llm.mode,
+            model=config.llm.model,
+            templates=templates,
+            budget_usd=config.llm.budget_usd,
+            **client,
+        )
 
 
-def _request_missing(
-    input_dir: Path, config: GenerateConfig, cache: SampleCache, stats: Stats, progress: LiveProgress
-) -> dict[str, dict[str, Any]]:
-    return _request(_jobs(input_dir, config, cache, stats, progress), config, cache, stats, progress)
+# ---- problems -> prompts -> requests ----
 
 
-def _request(
-    jobs: Iterator[Job], config: GenerateConfig, cache: SampleCache, stats: Stats, progress: LiveProgress
-) -> dict[str, dict[str, Any]]:
-    """Send `jobs` to the configured backend; every finished sample lands in `cache`."""
-    if config.backend == "vllm":
-        from stages.generate.backends.vllm_backend import run_offline
-
-        return run_offline(jobs, config, cache, stats, progress)
-    if config.backend == "local":  # more requests than decoding slots would only queue up and time out
-        config = config.model_copy(update={"concurrency": min(config.concurrency, config.local_parallel)})
-    with _endpoint(config) as (base_url, api_key):
-        return _run_async(_request_async(jobs, config, cache, stats, progress, base_url, api_key))
-
-
-async def _request_async(
-    jobs: Iterator[Job],
-    config: GenerateConfig,
-    cache: SampleCache,
-    stats: Stats,
-    progress: LiveProgress,
-    base_url: str,
-    api_key: str,
-) -> dict[str, dict[str, Any]]:
-    from stages.generate.backends.openai_backend import make_backend
-
-    backend = make_backend(config, base_url, api_key)
-    try:
-        return await Runner(backend, cache, config, stats, progress, secrets=[api_key]).run(jobs)
-    finally:
-        await backend.aclose()
-
-
-@contextmanager
-def _endpoint(config: GenerateConfig) -> Iterator[tuple[str, str]]:
-    """(base URL, API key): from the environment, or a CPU teacher started for this run."""
-    if config.backend == "local":
-        from stages.generate.teacher_server import cpu_teacher
-
-        with cpu_teacher(
-            config.model, config.local_parallel, config.local_ctx_per_slot, config.local_threads
-        ) as url:
-            yield url, "no-key"
-        return
-    from stages.generate.backends.openai_backend import read_credentials
-
-    yield read_credentials(config)
-
-
-def _run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, also from a thread that already runs an event loop (a notebook): then in a new thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _asyncio_run(coro)
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(_asyncio_run(coro))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
-
-
-def _asyncio_run(coro: Coroutine[Any, Any, T]) -> T:
-    """On uvloop when it is installed (the `teacher` extra): about a third less client CPU per request."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-# ---- problems -> prompts -> jobs ----
-
-
-def _problems(input_dir: Path, limit: int | None) -> Iterator[pl.DataFrame]:
-    """Input batches, stopping after `limit` problems (the same ones on every pass)."""
-    left = limit
-    for batch in read_shards(input_dir):
-        if left is not None:
-            batch = batch.head(left)
-            left -= batch.height
-        if batch.height:
-            yield batch
-        if left == 0:
-            return
-
-
-def _prompts(batch: pl.DataFrame, config: GenerateConfig) -> list[Prompt]:
-    sampling = config.sampling_key()
+def _prompts(batch: pl.DataFrame, config: GenerateConfig, client: LLMClient) -> list[Prompt]:
     columns = [c for c in ("uid", *PROBLEM_COLUMNS) if c in batch.columns]
     prompts = []
     for row in batch.select(columns).iter_rows(named=True):
@@ -236,105 +127,65 @@ def _prompts(batch: pl.DataFrame, config: GenerateConfig) -> list[Prompt]:
             continue
         template = load_template(name)
         messages = [{"role": "user", "content": template.render(problem=problem)}]
-        prompt_hash = text_hash(json.dumps(messages, ensure_ascii=False, sort_keys=True))
-        keys = tuple(sample_key(config.model, prompt_hash, sampling, i) for i in range(config.n))
-        prompts.append(Prompt(row, template, messages, prompt_hash, keys))
+        hashed = prompt_hash(messages)
+        prompts.append(Prompt(row, template, messages, hashed, client.keys(hashed, range(config.llm.n))))
     return prompts
 
 
-def _jobs(
-    input_dir: Path, config: GenerateConfig, cache: SampleCache, stats: Stats, progress: LiveProgress
-) -> Iterator[Job]:
-    """Jobs for the samples missing from the cache: one per sample, or one per problem with n."""
-    for batch in _problems(input_dir, config.limit):
-        prompts = _prompts(batch, config)
-        cached = cache.get_many(k for p in prompts for k in p.keys)
-        skipped = sum(config.n for p in prompts if p.error)
-        stats.cache_hits += len(cached)
-        progress.update(len(cached) + skipped)
-        for p in prompts:
-            missing = [(i, k) for i, k in enumerate(p.keys) if k not in cached]
-            if not missing:
-                continue
-            grouped = config.n_per_request or config.backend == "vllm"  # the engine always does n natively
-            groups = [missing] if grouped else [[m] for m in missing]
-            est_prompt = len(p.messages[0]["content"]) // 3
-            for group in groups:
-                yield Job(
-                    uid=p.row["uid"],
-                    prompt_hash=p.prompt_hash or "",
-                    messages=p.messages,
-                    samples=tuple(i for i, _ in group),
-                    keys=tuple(k for _, k in group),
-                    est_tokens=est_prompt + config.max_tokens * len(group),
-                )
+def _requests(prompts: list[Prompt], config: GenerateConfig, client: LLMClient) -> Iterator[SampleRequest]:
+    """All n samples of every problem that can be prompted (the client skips those already cached)."""
+    samples = tuple(range(config.llm.n))
+    for p in prompts:
+        if p.error:
+            client.skipped(config.llm.n)
+        else:
+            yield SampleRequest(p.row["uid"], p.messages, samples, p.prompt_hash or "", p.keys)
 
 
 # ---- cache -> rows ----
 
 
-def _write_rows(
-    input_dir: Path,
-    config: GenerateConfig,
-    cache: SampleCache,
-    failures: dict[str, dict[str, Any]],
-    out: StageWriter,
-) -> dict[str, str]:
-    """Write a kept or dropped row for every expected sample; returns {template name: hash} used."""
+def _rows(
+    prompts: list[Prompt], config: GenerateConfig, client: LLMClient, failures: dict[str, dict[str, Any]]
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
+    """A kept or dropped row for every expected sample, and the {template name: hash} used."""
     templates: dict[str, str] = {}
-    for batch in _problems(input_dir, config.limit):
-        out.count_in(batch.height * config.n)
-        prompts = _prompts(batch, config)
-        cached = cache.get_many(k for p in prompts for k in p.keys)
-        kept, dropped = [], []
-        for p in prompts:
-            if p.template is not None:
-                templates[p.template.name] = p.template.hash
-            for sample in range(config.n):
-                key = p.keys[sample] if p.keys else None
-                base = _base_row(p, sample, config)
-                if key is not None and key in cached:
-                    kept.append(base | _generation(cached[key]))
-                elif key is not None and key in failures:
-                    dropped.append(base | _dropped("request_failed", {**failures[key], "sample": sample}))
-                else:
-                    reason = p.error or "not_generated"
-                    dropped.append(
-                        base | _dropped(reason, {"sample": sample, "problem_uid": p.row.get("uid")})
-                    )
-        if kept:
-            out.keep(pl.DataFrame(kept, schema=KEPT_SCHEMA))
-        if dropped:
-            out.drop(pl.DataFrame(dropped, schema=DROPPED_SCHEMA))
-    _drop_beyond_limit(input_dir, config, out)
-    return templates
+    cached = client.cache.get_many(k for p in prompts for k in p.keys)
+    kept, dropped = [], []
+    for p in prompts:
+        if p.template is not None:
+            templates[p.template.name] = p.template.hash
+        for sample in range(config.llm.n):
+            key = p.keys[sample] if p.keys else None
+            base = _base_row(p, sample, config)
+            if key is not None and key in cached:
+                kept.append(base | _generation(cached[key]))
+            elif key is not None and key in failures:
+                kind = failures[key]["kind"]
+                reason = kind if kind in OWN_REASONS else "request_failed"
+                dropped.append(base | _dropped(reason, {**failures[key], "sample": sample}))
+            else:
+                reason = p.error or "not_generated"
+                dropped.append(base | _dropped(reason, {"sample": sample, "problem_uid": p.row.get("uid")}))
+    return pl.DataFrame(kept, schema=KEPT_SCHEMA), pl.DataFrame(dropped, schema=DROPPED_SCHEMA), templates
 
 
-def _drop_beyond_limit(input_dir: Path, config: GenerateConfig, out: StageWriter) -> None:
+def _over_limit(rest: pl.DataFrame, config: GenerateConfig) -> pl.DataFrame:
     """Problems past `limit` get no samples: one dropped row each (`over_limit`, sample null), so
     they are accounted for rather than silently left out."""
-    if config.limit is None:
-        return
-    skip = config.limit
-    for batch in read_shards(input_dir):
-        rest = batch.slice(min(skip, batch.height))
-        skip = max(0, skip - batch.height)
-        if rest.height == 0:
-            continue
-        out.count_in(rest.height)
-        rows = rest.select("uid", *[c for c in PROBLEM_COLUMNS if c in rest.columns]).with_columns(
-            pl.lit(config.model).alias("model"),
-            pl.lit("over_limit").alias("drop_reason"),
-            pl.lit(to_json({"limit": config.limit})).alias("drop_detail"),
-        )
-        out.drop(conform(rows, DROPPED_SCHEMA))
+    rows = rest.select("uid", *[c for c in PROBLEM_COLUMNS if c in rest.columns]).with_columns(
+        pl.lit(config.llm.model).alias("model"),
+        pl.lit("over_limit").alias("drop_reason"),
+        pl.lit(to_json({"limit": config.limit})).alias("drop_detail"),
+    )
+    return conform(rows, DROPPED_SCHEMA)
 
 
 def _base_row(p: Prompt, sample: int, config: GenerateConfig) -> dict[str, Any]:
     return {
         "uid": p.row.get("uid"),
         "sample": sample,
-        "model": config.model,
+        "model": config.llm.model,
         "prompt_hash": p.prompt_hash,
         "template": p.template.name if p.template else None,
         "template_hash": p.template.hash if p.template else None,

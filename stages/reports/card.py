@@ -23,8 +23,9 @@ from stages.export import ExportDetails
 from stages.export.layout import README, SETS, dataset_configs, yaml_header
 from stages.passrate import PassRateDetails
 from stages.registry import read_report
+from stages.reports.table import Table, stage_counts
 from stages.stage import StageReport
-from stages.store import count_row, load_report, shard_paths
+from stages.store import load_report, shard_paths
 
 CARD = README  # the pushed tree's card has the export root's name
 PUSHED_FILES = "{name}/{split}-*.parquet"  # data_file's names, as globs per split
@@ -92,12 +93,7 @@ def _size_category(rows: int) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else ("–" if v is None else str(v))
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)])
+    return Table(header, rows).markdown()
 
 
 def _reports(run_dir: Path, manifest: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -128,8 +124,7 @@ def _provenance(run_dir: Path, manifest: dict[str, Any]) -> str:
 
 
 def _stage_counts(manifest: dict[str, Any]) -> str:
-    rows = [count_row(s) for s in manifest["stages"]]
-    return _table(["stage", "rows in", "kept", "dropped", "drop reasons"], rows)
+    return stage_counts(manifest["stages"], timings=False).markdown()
 
 
 def sample_totals(stage_dir: Path) -> dict[str, Any]:
@@ -158,7 +153,7 @@ def _teacher(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
         rep = load_report(run_dir / s["dir"]) if s["stage"] == "generate" else None
         if rep is None:
             continue
-        d, c, t = rep["details"], rep.get("config", {}), sample_totals(run_dir / s["dir"])
+        d, c, t = rep["details"], rep.get("config", {}).get("llm", {}), sample_totals(run_dir / s["dir"])
         parts.append(
             f"Teacher `{d.get('model')}` ({d.get('backend')}), {c.get('n')} samples per problem, temperature "
             f"{c.get('temperature')}, max_tokens {c.get('max_tokens')}: {t['samples']:,} samples, "

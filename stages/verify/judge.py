@@ -1,31 +1,23 @@
 """LLM judge: a second opinion where rules cannot decide (proofs, free-form answers, unparsable gold).
 
-The judge is any callable that takes a batch of chat-message lists and returns one completion text
-per conversation; the teacher backends (stages/generate) provide one, tests pass a fake. The stage
-never calls a model on its own: enabling the judge without passing a backend is an error.
+The judge is an `Ask` (stages.llm: a batch of conversations -> one reply each): the LLM client for
+`judge.llm`, or a callable a caller passes (tests pass a fake). Enabling the judge without either
+is an LLMError.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from importlib.resources import files
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from stages.generate.config import GenerateConfig
-
-Messages = list[dict[str, str]]
-Judge = Callable[[list[Messages]], list[str]]
+from prompts.templates import load_template
+from stages.llm import Ask, LLMConfig, LLMError, Messages, complete
 
 VERDICTS = ("correct", "incorrect", "unsure")
 _JSON_OBJECT = re.compile(r"\{[^{}]*\"verdict\"[^{}]*\}", re.DOTALL)
-
-
-class JudgeNotConfigured(RuntimeError):
-    """`judge.enabled` is true but the caller gave no judge backend."""
 
 
 class JudgeConfig(BaseModel):
@@ -38,13 +30,9 @@ class JudgeConfig(BaseModel):
     on_parse_failure: bool = True  # math rows whose gold or prediction math-verify could not parse
     max_response_chars: int = 8000  # the tail of the response is what holds the final answer
     batch_size: int = 32
-    # the model that judges, through the teacher backends (any OpenAI-compatible endpoint, vLLM, or
-    # the CPU teacher); a caller may instead pass a judge callable
-    backend: GenerateConfig | None = None
-
-
-def judge_prompt() -> str:
-    return files("prompts").joinpath("judge.md").read_text()
+    # the model that judges, through the LLM client (any OpenAI-compatible endpoint, vLLM, or the
+    # CPU teacher); a caller may instead pass an Ask callable
+    llm: LLMConfig | None = None
 
 
 def judge_messages(
@@ -52,12 +40,7 @@ def judge_messages(
 ) -> Messages:
     """The judge conversation for one row (the response is cut to its last `max_response_chars`)."""
     tail = (response or "")[-cfg.max_response_chars :]
-    content = (
-        judge_prompt()
-        .replace("{{problem}}", problem or "")
-        .replace("{{reference}}", reference or "")
-        .replace("{{response}}", tail)
-    )
+    content = load_template("judge").render(problem=problem or "", reference=reference or "", response=tail)
     return [{"role": "user", "content": content}]
 
 
@@ -82,23 +65,23 @@ def parse_verdict(text: str | None) -> dict[str, Any]:
     }
 
 
-def backend_judge(cfg: JudgeConfig) -> Judge | None:
-    """The judge callable for `cfg.backend` (None when the recipe names no backend)."""
-    if cfg.backend is None:
-        return None
-    from stages.generate import complete
-
-    backend = cfg.backend
-    return lambda conversations: complete(conversations, backend)
-
-
-def run_judge(judge: Judge | None, conversations: list[Messages], cfg: JudgeConfig) -> list[dict[str, Any]]:
-    """Verdicts for `conversations`, in batches; a backend that returns the wrong count is an error."""
-    if judge is None:
-        raise JudgeNotConfigured(
-            "verify.judge.enabled is true but no judge backend is set: give judge.backend "
-            "(a teacher config: backend, model, ...) or set judge.enabled: false"
+def configured_judge(cfg: JudgeConfig, judge: Ask | None = None) -> Ask | None:
+    """`judge` if given, else the LLM client for `cfg.llm`; an LLMError if enabled with neither."""
+    if judge is None and cfg.llm is not None:
+        llm = cfg.llm
+        judge = lambda conversations: complete(conversations, llm, "verify judge")  # noqa: E731
+    if cfg.enabled and judge is None:
+        raise LLMError(
+            "verify.judge.enabled is true but no judge model is set: give judge.llm "
+            "({backend, model, ...}) or set judge.enabled: false"
         )
+    return judge
+
+
+def run_judge(judge: Ask | None, conversations: list[Messages], cfg: JudgeConfig) -> list[dict[str, Any]]:
+    """Verdicts for `conversations`, in batches; a judge that returns the wrong count is an error."""
+    judge = configured_judge(cfg, judge)
+    assert judge is not None
     verdicts: list[dict[str, Any]] = []
     for start in range(0, len(conversations), cfg.batch_size):
         batch = conversations[start : start + cfg.batch_size]

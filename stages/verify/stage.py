@@ -23,18 +23,12 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages.llm import Ask
 from stages.records import to_json
 from stages.store import StageWriter, read_shards
 from stages.verify.code_check import check_code, parse_tests, starter_fn_name
 from stages.verify.extract import extract_code, final_answer, split_response
-from stages.verify.judge import (
-    Judge,
-    JudgeConfig,
-    JudgeNotConfigured,
-    backend_judge,
-    judge_messages,
-    run_judge,
-)
+from stages.verify.judge import JudgeConfig, configured_judge, judge_messages, run_judge
 from stages.verify.mathcheck import check_math
 from stages.verify.pool import Failure, WorkerPool
 from stages.verify.quality import QualityConfig, quality_verdicts
@@ -209,9 +203,7 @@ def _run_code(rows: list[dict], idx: list[int], v: _Verdicts, cfg: VerifyConfig,
             v.set(i, res["correct"], "code", res)
 
 
-def _run_judge(
-    rows: list[dict], idx: list[int], v: _Verdicts, cfg: VerifyConfig, judge: Judge | None
-) -> None:
+def _run_judge(rows: list[dict], idx: list[int], v: _Verdicts, cfg: VerifyConfig, judge: Ask | None) -> None:
     conversations = [
         judge_messages(rows[i]["problem"], rows[i]["answer"], rows[i]["response"], cfg.judge) for i in idx
     ]
@@ -232,7 +224,7 @@ def _run_judge(
 
 
 def verify_frame(
-    df: pl.DataFrame, cfg: VerifyConfig, pool: WorkerPool, judge: Judge | None = None
+    df: pl.DataFrame, cfg: VerifyConfig, pool: WorkerPool, judge: Ask | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept, dropped) for one batch of generation rows; every row lands in exactly one."""
     df = quality_verdicts(_prepare(df, cfg), cfg.quality)
@@ -357,15 +349,10 @@ class _Tally:
 
 
 def verify_frames(
-    frames: Iterable[pl.DataFrame], cfg: VerifyConfig, out: StageWriter, judge: Judge | None = None
+    frames: Iterable[pl.DataFrame], cfg: VerifyConfig, out: StageWriter, judge: Ask | None = None
 ) -> dict[str, Any]:
     """Verify batches of rows into `out`; returns the report details (the caller finishes `out`)."""
-    judge = judge or backend_judge(cfg.judge)
-    if cfg.judge.enabled and judge is None:
-        raise JudgeNotConfigured(
-            "verify.judge.enabled is true but no judge backend is set: give judge.backend "
-            "(a teacher config: backend, model, ...) or set judge.enabled: false"
-        )
+    judge = configured_judge(cfg.judge, judge)
     if cfg.code.require_isolation and isolation()[0] == WEAK:
         raise RuntimeError(
             "verify.code.require_isolation is set but only rlimits are available here (not root?)"
@@ -383,6 +370,6 @@ def verify_frames(
     return {**tally.details(), "workers": workers, "workers_replaced": replaced}
 
 
-def run(input_dir: Path, cfg: VerifyConfig, out: StageWriter, judge: Judge | None = None) -> dict[str, Any]:
+def run(input_dir: Path, cfg: VerifyConfig, out: StageWriter, judge: Ask | None = None) -> dict[str, Any]:
     """The stage entry point: verify the shards in `input_dir` into `out`."""
     return verify_frames(read_shards(input_dir), cfg, out, judge)

@@ -4,7 +4,8 @@ SQLite in WAL mode, one row per sample, keyed by a hash of (model, prompt hash, 
 parameters, sample index). Commits survive `kill -9` (the WAL is written before `put` returns;
 `synchronous=NORMAL` only risks the last commits on a power loss). The raw output is stored, not
 the parsed one, so a better parser can be applied later without paying for the samples again.
-Failures are not cached: a re-run retries them.
+Failures are not cached: a re-run retries them. The same file holds the Batch API ledger
+(stages/llm/batch.py): which items went into which batch, and the batch and file ids.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class SampleCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS samples (key TEXT PRIMARY KEY, record TEXT NOT NULL, created REAL NOT NULL)"
         )
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._db
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Commit one sample now (first write wins: a sample is never replaced)."""

@@ -15,11 +15,11 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from stages.generate.backends.base import Choice, Completion, Job
-from stages.generate.cache import SampleCache
-from stages.generate.config import GenerateConfig
-from stages.generate.progress import LiveProgress, Stats
-from stages.generate.runner import Runner
+from stages.llm.cache import SampleCache
+from stages.llm.config import LLMConfig
+from stages.llm.progress import LiveProgress, Stats
+from stages.llm.runner import Runner
+from stages.llm.types import Choice, Completion, Job
 
 
 def import_vllm() -> Any:
@@ -33,7 +33,7 @@ def import_vllm() -> Any:
 
 
 class VLLMBackend:
-    def __init__(self, config: GenerateConfig):
+    def __init__(self, config: LLMConfig):
         self.vllm = import_vllm()
         self.config = config
         args: dict[str, Any] = {
@@ -80,7 +80,7 @@ def to_completion(output: Any, latency_s: float) -> Completion:
 
 def run_offline(
     jobs: Iterator[Job],
-    config: GenerateConfig,
+    config: LLMConfig,
     cache: SampleCache,
     stats: Stats,
     progress: LiveProgress,

@@ -8,8 +8,8 @@ Two clients speak the same protocol code (request body, response parsing, error 
                            ~0.8 ms per request: the SDK builds and deep-copies request options,
                            which at 640 requests/s on a 2-core box costs the throughput target.
 
-Neither retries: the runner does, so every attempt is counted by kind and a 429's Retry-After
-pauses all workers. Bodies are parsed here, not by the SDK: malformed JSON is a retryable error,
+Neither retries nor times out on its own: the runner does both, so every attempt is counted by kind,
+its cost accounted, and a 429 narrows the window of requests in flight. Bodies are parsed here, not by the SDK: malformed JSON is a retryable error,
 and non-standard fields (`reasoning_content`, `reasoning`) are kept. The API key is sent in the
 Authorization header and removed from every error message (a server may echo it back).
 """
@@ -23,26 +23,33 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from stages.generate.backends.base import Choice, Completion, Job, RequestError, redact
-from stages.generate.config import GenerateConfig
-from stages.generate.limits import retry_after_s
+from stages.llm.config import LLMConfig
+from stages.llm.limits import retry_after_s
+from stages.llm.types import Choice, Completion, Job, LLMError, RequestError, redact
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRYABLE_STATUS = {408, 409, 425, 429}
+HARD_TIMEOUT_S = 24 * 3600  # the transport's own cap; the runner's (derived) timeout fires first
 
 
-def read_credentials(config: GenerateConfig) -> tuple[str, str]:
-    """(base URL, API key) from the environment variables the config names; the error names the variable."""
-    base_url = (os.environ.get(config.base_url_env) if config.base_url_env else None) or DEFAULT_BASE_URL
+def read_credentials(config: LLMConfig) -> tuple[str, str]:
+    """(base URL, API key): the URL as given or from `base_url_env`, the key from the variable
+    `api_key_env` names; the error names the variable, never a value."""
+    from_env = os.environ.get(config.base_url_env) if config.base_url_env else None
+    base_url = config.base_url or from_env or DEFAULT_BASE_URL
     if not config.api_key_env:
         return base_url, "no-key"
     key = os.environ.get(config.api_key_env)
     if not key:
-        raise RuntimeError(f"generate: environment variable {config.api_key_env} (api_key_env) is not set")
+        raise LLMError(f"llm: environment variable {config.api_key_env} (api_key_env) is not set")
     return base_url, key
 
 
-def make_backend(config: GenerateConfig, base_url: str, api_key: str) -> AiohttpBackend | OpenAISDKBackend:
+def request_timeout(config: LLMConfig) -> float:
+    return config.timeout_s * 1.5 + 5 if config.timeout_s else HARD_TIMEOUT_S
+
+
+def make_backend(config: LLMConfig, base_url: str, api_key: str) -> AiohttpBackend | OpenAISDKBackend:
     cls = OpenAISDKBackend if config.http_client == "openai" else AiohttpBackend
     return cls(config, base_url, api_key)
 
@@ -50,7 +57,7 @@ def make_backend(config: GenerateConfig, base_url: str, api_key: str) -> Aiohttp
 # ---- protocol: shared by both clients ----
 
 
-def request_body(config: GenerateConfig, job: Job, n: int, seed: int | None) -> dict[str, Any]:
+def request_body(config: LLMConfig, job: Job, n: int, seed: int | None) -> dict[str, Any]:
     """The JSON body of a chat completion request for the first `n` samples of `job`."""
     body: dict[str, Any] = {
         "model": config.model,
@@ -101,10 +108,24 @@ def parse_completion(text: str, latency_s: float, clean: Any = str) -> Completio
     )
 
 
-def status_error(status: int, message: str, headers: Mapping[str, str] | None) -> RequestError:
-    """An HTTP error status -> RequestError: 408/409/425/429 and 5xx are worth retrying, other 4xx not."""
+def status_error(
+    status: int, message: str, headers: Mapping[str, str] | None, body: str = ""
+) -> RequestError:
+    """An HTTP error status -> RequestError: 408/409/425/429 and 5xx are worth retrying, other 4xx not.
+    An error body with a `usage` object (some servers bill a failed generation) keeps it."""
     retryable = status in RETRYABLE_STATUS or status >= 500
-    return RequestError(f"http_{status}", message, retryable, retry_after_s(headers))
+    return RequestError(f"http_{status}", message, retryable, retry_after_s(headers), reported_usage(body))
+
+
+def reported_usage(text: str) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from a body's `usage`, when there is one."""
+    if '"usage"' not in text:
+        return None
+    try:
+        usage = json.loads(text).get("usage")
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def _error_message(status: int, text: str) -> str:
@@ -120,7 +141,7 @@ def _error_message(status: int, text: str) -> str:
 
 
 class AiohttpBackend:
-    def __init__(self, config: GenerateConfig, base_url: str, api_key: str):
+    def __init__(self, config: LLMConfig, base_url: str, api_key: str):
         import aiohttp
 
         self._aiohttp = aiohttp
@@ -135,7 +156,7 @@ class AiohttpBackend:
             aiohttp = self._aiohttp
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                timeout=aiohttp.ClientTimeout(total=request_timeout(self.config)),
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "longcot-generate"},
             )
@@ -150,11 +171,10 @@ class AiohttpBackend:
                 text = (await response.read()).decode("utf-8", errors="replace")  # JSON is UTF-8: no sniffing
                 if response.status >= 400:
                     message = redact(_error_message(response.status, text), self._secrets)
-                    raise status_error(response.status, message, response.headers)
+                    raise status_error(response.status, message, response.headers, text)
         except asyncio.TimeoutError:
-            raise RequestError(
-                "timeout", f"no response within {self.config.timeout_s}s", retryable=True
-            ) from None
+            timeout = request_timeout(self.config)
+            raise RequestError("timeout", f"no response within {timeout:.0f}s", retryable=True) from None
         except self._aiohttp.ClientError as exc:
             raise RequestError(
                 "connection", redact(f"{type(exc).__name__}: {exc}", self._secrets), True
@@ -166,14 +186,18 @@ class AiohttpBackend:
             await self._session.close()
 
 
+def import_openai(purpose: str) -> Any:
+    """The openai SDK (the `teacher` extra), or an ImportError that names the extra."""
+    try:
+        import openai
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{purpose} needs the `teacher` extra: pip install 'longcot[teacher]'") from exc
+    return openai
+
+
 class OpenAISDKBackend:
-    def __init__(self, config: GenerateConfig, base_url: str, api_key: str):
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "http_client 'openai' needs the `teacher` extra: pip install 'longcot[teacher]'"
-            ) from exc
+    def __init__(self, config: LLMConfig, base_url: str, api_key: str):
+        openai = import_openai("http_client 'openai'")
         self._openai = openai
         self.config = config
         self._secrets = [api_key]
@@ -181,7 +205,7 @@ class OpenAISDKBackend:
             base_url=base_url,
             api_key=api_key,
             max_retries=0,
-            timeout=config.timeout_s,
+            timeout=request_timeout(config),
             http_client=_sdk_transport(openai),
         )
         module = openai._base_client  # the SDK's HTTP library: httpx, or httpx2 in newer releases
@@ -202,16 +226,16 @@ class OpenAISDKBackend:
         except self._openai.APIStatusError as exc:
             message = redact(str(exc.message), self._secrets)
             headers = dict(exc.response.headers) if exc.response is not None else None
-            raise status_error(exc.status_code, message, headers) from None
+            body = exc.response.text if exc.response is not None else ""
+            raise status_error(exc.status_code, message, headers, body) from None
         except self._openai.APITimeoutError as exc:
             cause = _cause(exc)
             if (
                 "disconnect" in cause.lower()
             ):  # the aiohttp transport reports a dropped connection as a timeout
                 raise RequestError("connection", redact(cause, self._secrets), retryable=True) from None
-            raise RequestError(
-                "timeout", f"no response within {self.config.timeout_s}s", retryable=True
-            ) from None
+            timeout = request_timeout(self.config)
+            raise RequestError("timeout", f"no response within {timeout:.0f}s", retryable=True) from None
         except self._openai.APIConnectionError as exc:
             raise RequestError("connection", redact(_cause(exc), self._secrets), retryable=True) from None
         return parse_completion(text, time.perf_counter() - started, lambda t: redact(t, self._secrets))

@@ -23,12 +23,29 @@ class Stats:
     attempts: int = 0  # every HTTP call / engine call, successful or not
     tokens_in: int = 0
     tokens_out: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # successful requests
+    batch_requests: int = 0  # of `requests`, served by the Batch API (priced at the batch rate)
+    failed_attempts: int = 0
+    failed_tokens_in: int = 0
+    failed_tokens_out: int = 0
+    failed_cost_reported_usd: float = 0.0  # failures whose usage the server reported
+    failed_cost_estimated_usd: float = 0.0  # failures without usage: estimated (see runner.failure_usage)
+    stopped: str | None = None  # why sending stopped early: budget, SIGTERM, SIGINT
+    concurrency_min: float | None = None  # the AIMD window's low point
+    timeout_s: float | None = None  # the request timeout in force at the end (derived or configured)
     retries: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # samples that failed for good, by kind
     latencies: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     request_phase_s: float | None = None  # set when the last request is done (before rows are written)
+
+    @property
+    def failed_cost_usd(self) -> float:
+        return self.failed_cost_reported_usd + self.failed_cost_estimated_usd
+
+    @property
+    def total_cost_usd(self) -> float:
+        return self.cost_usd + self.failed_cost_usd
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -50,6 +67,16 @@ class Stats:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": round(self.cost_usd, 6),
+            "batch_requests": self.batch_requests,
+            "failed_attempts": self.failed_attempts,
+            "failed_tokens_in": self.failed_tokens_in,
+            "failed_tokens_out": self.failed_tokens_out,
+            "failed_cost_usd": round(self.failed_cost_usd, 6),
+            "failed_cost_estimated_usd": round(self.failed_cost_estimated_usd, 6),
+            "total_cost_usd": round(self.total_cost_usd, 6),
+            "stopped": self.stopped,
+            "concurrency_min": None if self.concurrency_min is None else round(self.concurrency_min, 1),
+            "timeout_s": None if self.timeout_s is None else round(self.timeout_s, 2),
             "latency_s": dict(zip(("p50", "p90", "p99"), lat, strict=True)),
             "request_phase_s": round(wall, 3),
             "wall_s": round(self.elapsed(), 3),
@@ -88,6 +115,11 @@ class LiveProgress:
         self.update()
         self._progress.stop()
 
+    def describe(self, text: str) -> None:
+        """Replace the label (the Batch API: which batch, its status and its item counts)."""
+        if self.enabled:
+            self._progress.update(self._task, description=text)
+
     def update(self, advance: int = 0) -> None:
         if not self.enabled:
             return
@@ -98,5 +130,5 @@ class LiveProgress:
             advance=advance,
             rate=s.tokens_out / wall,
             retries=sum(s.retries.values()),
-            cost=s.cost_usd,
+            cost=s.total_cost_usd,
         )

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from stages.generate.teacher_models import DEFAULT_CACHE, resolve_model
+from stages.llm.teacher_models import DEFAULT_CACHE, resolve_model
 
 
 class TeacherServerError(RuntimeError):
