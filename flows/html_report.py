@@ -22,9 +22,10 @@ from stages.collect.stage import CollectDetails
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.decontam import stage_html as decontam_html
 from stages.dedup.report import stage_html as dedup_html
+from stages.export import ExportDetails
 from stages.passrate import rate_values
 from stages.registry import read_report
-from stages.reports.card import CARD, export_dir, render_card, sample_totals
+from stages.reports.card import CARD, export_dir, pass_rate_details, render_card, sample_totals
 from stages.reports.table import Table, stage_counts
 from stages.runner import StepResult
 from stages.store import load_report, shard_paths
@@ -209,29 +210,22 @@ def verify_section(run_dir: Path, manifest: dict[str, Any]) -> str:
 
 
 def pass_rate_charts(run_dir: Path, manifest: dict[str, Any]) -> list[bytes]:
-    charts = []
-    for s in _stages_of(manifest, "pass_rate"):
-        d = (load_report(run_dir / s["dir"]) or {}).get("details", {})
-        if d:
-            title = f"Pass rate per problem ({d['rated_by']} samples)"
-            charts.append(pass_rate_histogram(rate_values(d), d["low"], d["high"], title))
-    return charts
+    return [
+        pass_rate_histogram(rate_values(d), d.low, d.high, f"Pass rate per problem ({d.rated_by} samples)")
+        for _, d in pass_rate_details(run_dir, manifest)
+    ]
 
 
 def pass_rate_section(run_dir: Path, manifest: dict[str, Any]) -> str:
     parts = []
-    for s in _stages_of(manifest, "pass_rate"):
-        d = (load_report(run_dir / s["dir"]) or {}).get("details", {})
-        if not d:
-            continue
+    for name, d in pass_rate_details(run_dir, manifest):
         rows = [
-            [r["n_correct"], r["n_samples"], f"{r['n_correct'] / r['n_samples']:.2f}", r["problems"]]
-            for r in d["rate_counts"]
+            [r.n_correct, r.n_samples, f"{r.n_correct / r.n_samples:.2f}", r.problems] for r in d.rate_counts
         ]
         parts.append(
-            f"<p>{html.escape(s['dir'])}: rated by <b>{html.escape(d['rated_by'])}</b>; kept "
-            f"{d['low']} ≤ pass rate ≤ {d['high']}. Problems: "
-            + html.escape(", ".join(f"{k} {v:,}" for k, v in d["problems"].items()))
+            f"<p>{html.escape(name)}: rated by <b>{html.escape(d.rated_by)}</b>; kept "
+            f"{d.low} ≤ pass rate ≤ {d.high}. Problems: "
+            + html.escape(", ".join(f"{k} {v:,}" for k, v in d.problems.model_dump().items()))
             + "</p>"
         )
         parts.append(_table(["correct", "samples", "pass rate", "problems"], rows))
@@ -239,40 +233,48 @@ def pass_rate_section(run_dir: Path, manifest: dict[str, Any]) -> str:
     return _section("Difficulty: pass rates", *parts, charts) if parts else ""
 
 
-def sft_length_chart(run_dir: Path, manifest: dict[str, Any]) -> bytes | None:
+def export_details(run_dir: Path, manifest: dict[str, Any]) -> ExportDetails | None:
     export = export_dir(run_dir, manifest)
-    if export is None:
+    report = read_report(export) if export is not None else None
+    return report.details if report is not None else None
+
+
+def sft_length_chart(run_dir: Path, manifest: dict[str, Any]) -> bytes | None:
+    export, d = export_dir(run_dir, manifest), export_details(run_dir, manifest)
+    if export is None or d is None:
         return None
     tokens = _column(export / "sft", "num_tokens")
     if tokens is None or tokens.len() == 0:
         return None
-    label = (load_report(export) or {}).get("details", {}).get("tokens", {}).get("tokenizer", "")
-    return histogram(tokens.to_list(), f"SFT example length ({label.split(':')[0]})", "tokens", bins=30)
+    label = d.tokens.tokenizer.split(":")[0]
+    return histogram(tokens.to_list(), f"SFT example length ({label})", "tokens", bins=30)
 
 
 def export_section(run_dir: Path, manifest: dict[str, Any]) -> str:
-    export = export_dir(run_dir, manifest)
-    if export is None:
+    d = export_details(run_dir, manifest)
+    if d is None:
         return ""
-    d = (load_report(export) or {}).get("details", {})
-    tokens = d.get("tokens", {})
     rows = [
         [
             name,
             split,
-            s["rows"],
-            s["shards"],
-            *(s["tokens"].get(k) for k in ("total", "mean", "p50", "p90", "max")),
+            s.rows,
+            s.shards,
+            s.tokens.total,
+            s.tokens.mean,
+            s.tokens.p50,
+            s.tokens.p90,
+            s.tokens.max,
         ]
-        for name, sets in d.get("sets", {}).items()
+        for name, sets in d.sets.items()
         for split, s in sets.items()
     ]
     parts = [
         _table(["set", "split", "rows", "shards", "tokens", "mean", "p50", "p90", "max"], rows),
-        f"<p class=note>Tokens counted by <b>{html.escape(str(tokens.get('tokenizer')))}</b>"
-        f" ({tokens.get('estimated_texts', 0):,} texts estimated). SFT: whole conversation; RL: prompt. "
-        f"Format: {html.escape(str(d.get('format')))}; problems without ground truth left out of RL: "
-        f"{d.get('rl_excluded', {}).get('no_ground_truth', 0):,}.</p>",
+        f"<p class=note>Tokens counted by <b>{html.escape(d.tokens.tokenizer)}</b>"
+        f" ({d.tokens.estimated_texts:,} texts estimated). SFT: whole conversation; RL: prompt. "
+        f"Format: {html.escape(d.format)}; problems without ground truth left out of RL: "
+        f"{d.rl_excluded.no_ground_truth:,}.</p>",
     ]
     chart = sft_length_chart(run_dir, manifest)
     if chart is not None:

@@ -37,11 +37,6 @@ def estimate_rows(spec: SourceSpec) -> int | None:
     return lines - (fmt == "csv")
 
 
-def _teacher(config: Any) -> Any:
-    """The teacher settings of a generate step (its `llm` block when it has one)."""
-    return getattr(config, "llm", None) or config
-
-
 def print_plan(console: Console, recipe: Recipe, limit: int | None, run_dir: Path) -> None:
     sources = Table(title=f"recipe {recipe.name} → {run_dir}", title_justify="left")
     for column in ("source", "where", "rows", "domain"):
@@ -66,20 +61,21 @@ def print_plan(console: Console, recipe: Recipe, limit: int | None, run_dir: Pat
         if name == "generate":
             console.print(stages)
             stages = Table(show_header=False, box=None)
-            _print_teacher(console, _teacher(config), total)
+            _print_teacher(console, config.llm, config.limit, total)
     console.print(stages)
 
 
-def _print_teacher(console: Console, teacher: Any, problems: int | None) -> None:
+def _print_teacher(console: Console, teacher: Any, limit: int | None, problems: int | None) -> None:
     n, max_tokens = teacher.n, teacher.max_tokens
-    limit = getattr(teacher, "limit", None)
     if limit is not None:
         problems = limit if problems is None else min(problems, limit)
     line = f"teacher: {teacher.backend} {teacher.model}, n={n}, max_tokens={max_tokens:,}"
-    prices = getattr(teacher, "prices", None)
+    prices = teacher.prices
     if problems is not None:
         line += f"; at most {problems * n:,} samples"
-        if prices is not None and (prices.input_per_1m or prices.output_per_1m):
-            cost = prices.cost(problems * n * PROMPT_TOKENS, problems * n * max_tokens)
-            line += f", estimated cost at most ${cost:,.2f} (every sample at max_tokens)"
+        if prices.input_per_1m or prices.output_per_1m:
+            batch = teacher.mode == "batch"
+            cost = prices.cost(problems * n * PROMPT_TOKENS, problems * n * max_tokens, batch=batch)
+            rate = " at the batch rate" if batch else ""
+            line += f", estimated cost at most ${cost:,.2f}{rate} (every sample at max_tokens)"
     console.print(line)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -49,7 +49,15 @@ class LocalEngine:
             return [fn(item) for item in todo]
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        return list(self._pool.map(fn, todo))
+        futures = [self._pool.submit(fn, item) for item in todo]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # a failed unit: the others must stop writing before the caller removes .partial/
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            raise
 
     def close(self) -> None:
         if self._pool is not None:

@@ -11,10 +11,11 @@ by stages.verify. Every sample the model produced counts: a sample kept with a v
 and a sample the verifier dropped (truncated, no_final_answer, repetition, language_mixing, ...) is a
 failure: it is not a usable solution, and leaving it out would make problems look easier than they
 are. The verifier's dropped rows are read next to its kept rows (`<NN-verify>/dropped`, when the
-input is a verify stage's `kept/`). Not counted either way, because they say nothing about the
-sample's answer (NOT_COUNTED): `verifier_error` (our checker failed: a timeout, a crash, unreadable
-tests), `unverifiable` (no gold and no tests to judge against) and `bad_input` (the row could not be
-read); nor a sample kept without a verdict (`correct` null, `unverifiable: keep`).
+input is a verify stage's `kept/`; they are part of the cache key through `extra_inputs`). Not counted
+either way, because they say nothing about the sample's answer (NOT_COUNTED): `verifier_error` (our
+checker failed: a timeout, a crash, unreadable tests), `unverifiable` (no gold and no tests to judge
+against) and `bad_input` (the row could not be read); nor a sample kept without a verdict (`correct`
+null, `unverifiable: keep`).
 
 Every input row gets `pass_rate` and `n_samples`. Rows of problems with low <= pass_rate <= high are
 kept; the others are dropped with `too_easy` / `too_hard` and the rate in `drop_detail`. Problems with
@@ -23,6 +24,10 @@ no counted sample have a null rate: kept or dropped (`unrated`) by `unrated`. Th
 samples the verifier dropped, every one, has no input row: it is accounted for in the report and in
 `rates/` (one row per problem: counts, rate and fate `no_kept_sample`), so the problems rated match
 the problems that entered verify.
+
+A global stage: the map phase keeps (uid, correct) per row; one reduce rates every problem (running
+the student first, when there is one: generate and verify through the runner into `student/`) and
+gives each row its plan (pass_rate, n_samples, drop_reason and evidence); the generic apply writes it.
 """
 
 from __future__ import annotations
@@ -34,17 +39,21 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages import generate, verify
+from stages.engine import LocalEngine
 from stages.records import detail_json
-from stages.store import StageWriter, load_report, read_shards, shard_columns, shard_paths
+from stages.runner import run_steps
+from stages.stage import Context, Decision, Details, GlobalStage, Plan, ReduceContext, apply_plan
+from stages.store import ShardWriter, load_report, shard_columns, shard_paths
 
 RATE_COLUMNS = ("pass_rate", "n_samples")
+COUNT_COLUMNS = ("n_correct", "n_failed_by_verifier", "n_kept")  # in rates/ and drop_detail, not on rows
 # verifier drop reasons that say nothing about the sample's answer (see the module docstring)
 NOT_COUNTED = frozenset({"verifier_error", "unverifiable", "bad_input"})
-VERIFY_STAGES = ("verify", "student_verify")
 RATES_DIR = "rates"  # inside the stage directory: one row per problem
 EXAMPLES = 20  # problems without a kept sample listed in the report (all of them are in rates/)
 PROBLEM_FIELDS = ("uid", "source", "domain", "problem", "answer", "solution", "tests", "meta")
-STUDENT_DIR = "student"  # inside the stage directory: problems/, generate/, verify/
+STUDENT_DIR = "student"  # inside the stage directory: problems/, 01-generate/, 02-verify/
+UID_CORRECT = {"uid": pl.String, "correct": pl.Boolean}
 
 
 class PassRateConfig(BaseModel):
@@ -68,10 +77,77 @@ class PassRateConfig(BaseModel):
         return self
 
 
-def verifier_drops_dir(rated_dir: Path) -> Path | None:
+# ---- report details ----------------------------------------------------------------------------------
+
+
+class ProblemFates(Details):
+    """Problems that entered verification, per fate (see `problem_fates`)."""
+
+    total: int
+    kept: int = 0
+    too_easy: int = 0
+    too_hard: int = 0
+    unrated: int = 0
+    no_kept_sample: int = 0
+
+
+class RateCount(Details):
+    """How many problems had exactly n_correct of n_samples: the exact-rate histogram."""
+
+    n_correct: int
+    n_samples: int
+    problems: int
+
+
+class LostProblem(Details):
+    uid: str
+    n_correct: int
+    n_samples: int
+
+
+class VerifierDrops(Details):
+    dir: str  # relative to this stage's directory when it is inside it (the student's)
+    counted_as_failures: int
+    failures_by_reason: dict[str, int]
+    not_counted: dict[str, int]
+
+
+class SubRunCounts(Details):
+    rows_in: int
+    rows_kept: int
+    drop_reasons: dict[str, int]
+
+
+class StudentRun(Details):
+    model: str
+    k: int
+    problems: int
+    generate: SubRunCounts
+    verify: SubRunCounts
+    completion_tokens: int  # of every student sample (new or from the sample cache)
+    cost_usd: float
+
+
+class PassRateDetails(Details):
+    rated_by: str  # "teacher" or "student:<model>"
+    low: float
+    high: float
+    problems: ProblemFates
+    rated: int
+    rate_counts: list[RateCount]
+    no_kept_sample: list[LostProblem]  # the first EXAMPLES; all of them are in rates/
+    verifier_drops: VerifierDrops | None  # None: the rated rows are not a verify stage's kept rows
+    student: StudentRun | None
+
+
+# ---- rates -------------------------------------------------------------------------------------------
+
+
+def verifier_drops_dir(rated_dir: Path | None) -> Path | None:
     """The verifier's dropped rows next to its kept rows, when `rated_dir` is a verify stage's kept/."""
-    report = load_report(rated_dir.parent) if rated_dir.name == "kept" else None
-    return rated_dir.parent / "dropped" if report and report.get("stage") in VERIFY_STAGES else None
+    # read as plain JSON: a `longcot verify` output (stages.store.StageWriter) counts as well
+    report = load_report(rated_dir.parent) if rated_dir is not None and rated_dir.name == "kept" else None
+    return rated_dir.parent / "dropped" if rated_dir and report and report.get("stage") == "verify" else None
 
 
 def sample_outcomes(kept: pl.LazyFrame, dropped: pl.LazyFrame | None) -> pl.LazyFrame:
@@ -130,61 +206,18 @@ def _scan(directory: Path, columns: list[str]) -> pl.LazyFrame:
     return pl.scan_parquet(shard_paths(directory)).select(columns)
 
 
-def _student_samples(input_dir: Path, config: PassRateConfig, out: StageWriter) -> tuple[Path, dict]:
-    """Sample and verify the student on the input's problems; returns its verified rows' directory
-    and a summary. Both sub-runs are published inside this stage's directory (student/)."""
-    assert config.student is not None
-    work = out.partial / STUDENT_DIR
-    columns = [c for c in PROBLEM_FIELDS if c in shard_columns(input_dir)]
-    problems = _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
-    (work / "problems").mkdir(parents=True, exist_ok=True)
-    problems.write_parquet(work / "problems" / "part-00000.parquet")
-    with StageWriter(work / "generate", "student_generate") as gen:
-        gen.finish(
-            generate.run(work / "problems", config.student, gen),
-            config=config.student.model_dump(mode="json"),
-        )
-    with StageWriter(work / "verify", "student_verify") as ver:
-        ver.finish(
-            verify.run(work / "generate" / "kept", config.student_verify, ver),
-            config=config.student_verify.model_dump(mode="json"),
-        )
-    reports = {name: load_report(work / name) or {} for name in ("generate", "verify")}
-    summary = {
-        "model": config.student.llm.model,
-        "k": config.student.llm.n,
-        "problems": problems.height,
-        **{
-            f"{name}_{key}": reports[name].get(key)
-            for name in reports
-            for key in ("rows_in", "rows_kept", "drop_reasons")
-        },
-        "tokens_out": reports["generate"].get("details", {}).get("tokens_out"),
-        "cost_usd": reports["generate"].get("details", {}).get("cost_usd"),
-    }
-    return work / "verify" / "kept", summary
-
-
-def _rates(rated_dir: Path) -> tuple[pl.DataFrame, dict[str, Any] | None]:
-    """Per-problem rates of the samples in `rated_dir` and the verifier's drops beside it; and a
-    summary of those drops (None when `rated_dir` is not a verify stage's output)."""
-    drops = verifier_drops_dir(rated_dir)
-    kept = (
-        _scan(rated_dir, ["uid", "correct"])
-        if shard_paths(rated_dir)
-        else pl.LazyFrame(schema={"uid": pl.String, "correct": pl.Boolean})
-    )
-    dropped = _scan(drops, ["uid", "drop_reason"]) if drops and shard_paths(drops) else None
-    rates = pass_rates(sample_outcomes(kept, dropped))
+def verifier_drops(drops: Path | None, out_dir: Path) -> tuple[pl.LazyFrame | None, VerifierDrops | None]:
+    """The verifier's dropped samples (uid, drop_reason) and a summary of how they count."""
     if drops is None:
-        return rates, None
+        return None, None
+    dropped = _scan(drops, ["uid", "drop_reason"]) if shard_paths(drops) else None
     reasons = dropped.group_by("drop_reason").len().collect().rows() if dropped is not None else []
-    return rates, {
-        "dir": str(drops),
-        "counted_as_failures": sum(n for r, n in reasons if r not in NOT_COUNTED),
-        "failures_by_reason": {r: n for r, n in sorted(reasons) if r not in NOT_COUNTED},
-        "not_counted": {r: n for r, n in sorted(reasons) if r in NOT_COUNTED},
-    }
+    return dropped, VerifierDrops(
+        dir=str(drops.relative_to(out_dir) if drops.is_relative_to(out_dir) else drops),
+        counted_as_failures=sum(n for r, n in reasons if r not in NOT_COUNTED),
+        failures_by_reason={r: n for r, n in sorted(reasons) if r not in NOT_COUNTED},
+        not_counted={r: n for r, n in sorted(reasons) if r in NOT_COUNTED},
+    )
 
 
 def problem_fates(input_uids: pl.DataFrame, rates: pl.DataFrame, config: PassRateConfig) -> pl.DataFrame:
@@ -201,90 +234,145 @@ def problem_fates(input_uids: pl.DataFrame, rates: pl.DataFrame, config: PassRat
         .otherwise(pl.coalesce(verdict(config), pl.lit("kept")))
     )
     return (
-        problems.with_columns(
-            pl.col("n_samples", "n_correct", "n_failed_by_verifier", "n_kept").fill_null(0),
-            fate.alias("fate"),
-        )
+        problems.with_columns(pl.col("n_samples", *COUNT_COLUMNS).fill_null(0), fate.alias("fate"))
         .drop("_input")
         .sort("uid")
     )
 
 
-def rate_report(problems: pl.DataFrame) -> dict[str, Any]:
+def row_plan(uids: pl.Series, rates: pl.DataFrame, config: PassRateConfig, rated_by: str) -> pl.DataFrame:
+    """Per input row (in order): its problem's pass_rate and n_samples, and drop_reason with the
+    evidence (drop_detail) when the rate is outside [low, high] (or unrated and dropped)."""
+    rated = (
+        uids.to_frame("uid")
+        .join(rates, on="uid", how="left", maintain_order="left")
+        .with_columns(pl.col("n_samples").fill_null(0), verdict(config).alias("drop_reason"))
+    )
+    evidence = detail_json(
+        pass_rate=pl.col("pass_rate"),
+        n_correct=pl.col("n_correct"),
+        n_samples=pl.col("n_samples"),
+        n_failed_by_verifier=pl.col("n_failed_by_verifier"),
+        low=config.low,
+        high=config.high,
+        rated_by=rated_by,
+    )
+    return rated.select(
+        *RATE_COLUMNS,
+        "drop_reason",
+        pl.when(pl.col("drop_reason").is_not_null()).then(evidence).alias("drop_detail"),
+    )
+
+
+def rate_details(problems: pl.DataFrame) -> dict[str, Any]:
     """Problems per fate, how many have a rate, the exact-rate histogram, and examples of problems
-    without a kept sample."""
+    without a kept sample (PassRateDetails fields)."""
     rated = problems.filter(pl.col("pass_rate").is_not_null())
     histogram = rated.group_by("n_correct", "n_samples").len().sort("n_samples", "n_correct")
     lost = problems.filter(pl.col("fate") == "no_kept_sample")
     return {
-        "problems": {"total": problems.height} | dict(problems["fate"].value_counts(sort=True).iter_rows()),
+        "problems": ProblemFates(total=problems.height, **dict(problems["fate"].value_counts().iter_rows())),
         "rated": rated.height,
-        # per (correct, samples) pair: how many problems; exact rates for the report's histogram
-        "rate_counts": [{"n_correct": c, "n_samples": n, "problems": k} for c, n, k in histogram.iter_rows()],
-        "no_kept_sample": lost.head(EXAMPLES).select("uid", "n_correct", "n_samples").to_dicts(),
+        "rate_counts": [RateCount(n_correct=c, n_samples=n, problems=k) for c, n, k in histogram.iter_rows()],
+        "no_kept_sample": [
+            LostProblem(**r) for r in lost.head(EXAMPLES).select(*LostProblem.model_fields).to_dicts()
+        ],
     }
 
 
-def run(input_dir: Path, config: PassRateConfig, out: StageWriter) -> dict[str, Any]:
-    """Rate every problem of `input_dir`, then keep or drop each row by its problem's rate."""
-    student: dict[str, Any] | None = None
-    if config.student is not None:
-        rated_dir, student = _student_samples(input_dir, config, out)
-        rated_by = f"student:{config.student.llm.model}"
-    else:
-        if "correct" not in shard_columns(input_dir) and shard_paths(input_dir):
-            raise ValueError(
-                "pass_rate without a student needs verified generation rows (a `correct` column): "
-                "put `- stage: verify` before it, or configure `student:`"
-            )
-        rated_dir, rated_by = input_dir, "teacher"
-    rates, verifier_drops = _rates(rated_dir)
-    extra = ("n_correct", "n_failed_by_verifier", "n_kept")
-    seen: list[pl.Series] = []
-    for batch in read_shards(input_dir):
-        out.count_in(batch.height)
-        rated = (
-            batch.drop([c for c in (*RATE_COLUMNS, *extra) if c in batch.columns])
-            .join(rates, on="uid", how="left", maintain_order="left")
-            .with_columns(pl.col("n_samples").fill_null(0), verdict(config).alias("drop_reason"))
-        )
-        seen.append(batch["uid"].unique())
-        out.keep(rated.filter(pl.col("drop_reason").is_null()).drop(extra))
-        out.drop(
-            rated.filter(pl.col("drop_reason").is_not_null())
-            .with_columns(
-                detail_json(
-                    pass_rate=pl.col("pass_rate"),
-                    n_correct=pl.col("n_correct"),
-                    n_samples=pl.col("n_samples"),
-                    n_failed_by_verifier=pl.col("n_failed_by_verifier"),
-                    low=config.low,
-                    high=config.high,
-                    rated_by=rated_by,
-                ).alias("drop_detail")
-            )
-            .drop(extra)
-        )
-    uids = pl.concat(seen).unique().to_frame() if seen else pl.DataFrame(schema={"uid": pl.String})
-    problems = problem_fates(uids, rates, config)
-    table = out.output(RATES_DIR)
-    table.write(problems)
-    table.close()
-    return {
-        "rated_by": rated_by,
-        "low": config.low,
-        "high": config.high,
-        **rate_report(problems),
-        "verifier_drops": verifier_drops,
-        "student": student,
-    }
-
-
-def rate_values(details: dict[str, Any]) -> list[float]:
+def rate_values(details: PassRateDetails) -> list[float]:
     """One pass rate per rated problem, from a pass_rate report's details (for histograms)."""
-    return [
-        row["n_correct"] / row["n_samples"]
-        for row in details.get("rate_counts", [])
-        if row["n_samples"]
-        for _ in range(row["problems"])
-    ]
+    return [r.n_correct / r.n_samples for r in details.rate_counts if r.n_samples for _ in range(r.problems)]
+
+
+# ---- the student -------------------------------------------------------------------------------------
+
+
+def student_name(student: generate.GenerateConfig) -> tuple[str, int]:
+    """The student's model and k (samples per problem)."""
+    return student.llm.model, student.llm.n
+
+
+def student_samples(input_dir: Path, config: PassRateConfig, work: Path) -> tuple[Path, StudentRun]:
+    """Sample and verify the student on the input's problems, through the runner (inline) into
+    `work` (problems/, 01-generate/, 02-verify/); returns its verify stage's kept/ and a summary."""
+    assert config.student is not None
+    columns = [c for c in PROBLEM_FIELDS if c in shard_columns(input_dir)]
+    problems = _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
+    (work / "problems").mkdir(parents=True)
+    problems.write_parquet(work / "problems" / "part-00000.parquet")
+    steps = [(generate.Generate(), config.student), (verify.Verify(), config.student_verify)]
+    with LocalEngine(1) as inline:
+        generated, verified = run_steps(steps, work, inline, input_dir=work / "problems")
+    totals = (
+        _scan(generated.out_dir / "kept", ["completion_tokens", "cost_usd"]).sum().collect().row(0)
+        if shard_paths(generated.out_dir / "kept")
+        else (0, 0.0)
+    )
+    model, k = student_name(config.student)
+    return verified.out_dir / "kept", StudentRun(
+        model=model,
+        k=k,
+        problems=problems.height,
+        generate=SubRunCounts(**generated.report.model_dump(include=set(SubRunCounts.model_fields))),
+        verify=SubRunCounts(**verified.report.model_dump(include=set(SubRunCounts.model_fields))),
+        completion_tokens=totals[0] or 0,
+        cost_usd=totals[1] or 0.0,
+    )
+
+
+# ---- the stage ---------------------------------------------------------------------------------------
+
+
+class PassRate(GlobalStage[PassRateConfig]):
+    """Rate every problem of the input, then keep or drop each row by its problem's rate."""
+
+    name = "pass_rate"
+    Config = PassRateConfig
+    Details = PassRateDetails
+    extra_inputs = ("../dropped",)  # the verifier's drops count as failures (verifier_drops_dir)
+    batch_rows = 20_000  # generation rows carry their reasoning: bounded batches in the apply phase
+    summary_columns = ("uid", "correct")  # the map phase never reads the texts
+
+    def summarize(self, batch: pl.DataFrame, config: PassRateConfig, ctx: Context) -> pl.DataFrame:
+        """(uid, correct) per row; uid only when the student rates, or when the rows have no verdicts."""
+        graded = config.student is None and "correct" in batch.columns
+        return batch.select("uid", *([pl.col("correct").cast(pl.Boolean)] if graded else []))
+
+    def reduce(self, parts: list[Any], config: PassRateConfig, ctx: ReduceContext) -> Plan:
+        rows = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(schema=UID_CORRECT)
+        if config.student is not None:
+            assert ctx.input_dir is not None
+            rated_dir, student = student_samples(ctx.input_dir, config, ctx.out_dir / STUDENT_DIR)
+            kept = _scan(rated_dir, ["uid", "correct"]) if shard_paths(rated_dir) else None
+            rated_by = f"student:{student.model}"
+        else:
+            if "correct" not in rows.columns:
+                raise ValueError(
+                    "pass_rate without a student needs verified generation rows (a `correct` column): "
+                    "put `- stage: verify` before it, or configure `student:`"
+                )
+            rated_dir, student, kept, rated_by = ctx.input_dir, None, rows.lazy(), "teacher"
+        dropped, drops = verifier_drops(verifier_drops_dir(rated_dir), ctx.out_dir)
+        rates = pass_rates(
+            sample_outcomes(kept if kept is not None else pl.LazyFrame(schema=UID_CORRECT), dropped)
+        )
+        problems = problem_fates(rows.select(pl.col("uid").unique()), rates, config)
+        table = ShardWriter(ctx.out_dir / RATES_DIR)
+        table.write(problems)
+        table.close()
+        details = PassRateDetails(
+            rated_by=rated_by,
+            low=config.low,
+            high=config.high,
+            **rate_details(problems),
+            verifier_drops=drops,
+            student=student,
+        )
+        return Plan(row_plan(rows["uid"], rates, config, rated_by), details)
+
+    def apply(
+        self, batch: pl.DataFrame, plan: pl.DataFrame, config: PassRateConfig, ctx: Context
+    ) -> Decision:
+        """The plan's rates replace any the rows carried (a second pass_rate), nulls included."""
+        return apply_plan(batch.drop([*RATE_COLUMNS, *COUNT_COLUMNS], strict=False), plan)

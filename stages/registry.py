@@ -6,7 +6,6 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from stages import export, passrate
 from stages.collect.stage import Collect
 from stages.decontam import DecontamConfig
 from stages.decontam import run as decontam_run
@@ -15,8 +14,10 @@ from stages.dedup.embedding import EmbeddingDedup
 from stages.dedup.exact import ExactDedup
 from stages.dedup.minhash import MinhashDedup
 from stages.engine import Engine
+from stages.export import Export
 from stages.generate import Generate
 from stages.legacy import legacy_stage
+from stages.passrate import PassRate
 from stages.runner import Step, load_report, run_step
 from stages.stage import Stage, StageReport
 from stages.verify import Verify
@@ -37,8 +38,8 @@ STAGES: dict[str, Stage] = {
         ),
         Generate(),
         Verify(),
-        legacy_stage("pass_rate", passrate.PassRateConfig, passrate.run),
-        legacy_stage("export", export.ExportConfig, export.run),
+        PassRate(),
+        Export(),
     ]
 }
 

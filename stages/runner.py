@@ -91,13 +91,20 @@ def stage_version(stage: Stage) -> str:
     return code_version(type(stage).__module__, "stages.runner")
 
 
+def input_fingerprint(step: Step) -> str:
+    """Content hash of the input directory and of the stage's `extra_inputs` beside it."""
+    if step.input_dir is None:
+        return ""
+    extra = [step.input_dir / relative for relative in step.stage.extra_inputs]
+    return ":".join(fingerprint(directory) for directory in [step.input_dir, *extra])
+
+
 def cache_key(step: Step) -> str:
-    inputs = fingerprint(step.input_dir) if step.input_dir is not None else ""
     payload = json.dumps(
         [
             step.stage.name,
             stage_version(step.stage),
-            inputs,
+            input_fingerprint(step),
             files_fingerprint(step.stage.resources(step.config)),
             step.config.model_dump(mode="json"),
         ],
@@ -195,7 +202,7 @@ def run_unit(job: UnitJob, state: Any = None, use_worker_state: bool = True) -> 
     result = UnitResult()
     if job.phase == "summarize":
         assert isinstance(stage, GlobalStage)
-        for batch in stage.read(unit, job.config):
+        for batch in stage.read(unit, job.config, stage.summary_columns):
             result.tallies.append(stage.summarize(batch, job.config, ctx))
         return result
     kept = ShardWriter(job.partial / "kept", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")
@@ -328,7 +335,7 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
             workers = 1
         if isinstance(stage, GlobalStage):
             parts = [t for r in mapper(jobs("summarize")) for t in r.tallies]
-            ctx = ReduceContext(step.input_dir, partial / WORK_DIR, sum(u.rows for u in units))
+            ctx = ReduceContext(step.input_dir, partial / WORK_DIR, sum(u.rows for u in units), partial)
             plan: Plan = stage.reduce(parts, config, ctx)
             if plan.decisions.height != ctx.rows:
                 raise InvariantError(
@@ -336,7 +343,7 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
                 )
             plan.decisions.write_parquet(partial / PLAN_FILE)
             results = mapper(jobs("apply"))
-            details = plan.details
+            details = stage.finish(plan.details, [t for r in results for t in r.tallies], config, partial)
         else:
             assert isinstance(stage, MapStage)
             results = mapper(jobs("map"))

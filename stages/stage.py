@@ -10,7 +10,8 @@ the rows-in = kept + dropped check, the report and the atomic publish, the worke
 * `GlobalStage` needs the whole input to decide (dedup, pass rate, trace selection): a map phase
   `summarize(batch, config, ctx)` makes a compact result per batch (keys, signatures, uids), one
   `reduce(parts, config, ctx)` turns them into a `Plan` (one decision row per input row), and a second
-  map phase applies the plan shard by shard (`apply`, generic by default).
+  map phase applies the plan shard by shard (`apply`, generic by default); `finish` (optional) completes
+  the report details from the apply phase's tallies once every unit is done.
 
 A stage whose work is not CPU-bound on one batch (a teacher endpoint with its own concurrency, a
 verifier with its own process pool) sets `parallel = False`: its units run one after another in the
@@ -19,7 +20,7 @@ driver, sharing the state its `open` context yields (a server, a pool).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,9 @@ class Stage(Generic[C]):
     Details: ClassVar[type[Details]] = NoDetails
     parallel: ClassVar[bool] = True
     batch_rows: ClassVar[int] = 200_000
+    # Directories beside the input, relative to it, whose content also decides the result: part of the
+    # cache key (pass_rate reads the verifier's dropped rows next to its kept rows: "../dropped").
+    extra_inputs: ClassVar[tuple[str, ...]] = ()
 
     def resources(self, config: C) -> list[Path]:
         """Files besides the input and the code whose content decides the result (benchmarks)."""
@@ -143,10 +147,12 @@ class Stage(Generic[C]):
         """State shared by the units one worker runs (an index, a pool, a server); None by default."""
         yield None
 
-    def read(self, unit: Unit, config: C) -> Iterator[pl.DataFrame]:
-        """The unit's rows in bounded batches."""
+    def read(self, unit: Unit, config: C, columns: Sequence[str] | None = None) -> Iterator[pl.DataFrame]:
+        """The unit's rows in bounded batches: every column, or those of `columns` the shard has."""
         assert unit.path is not None
-        yield from stream_parquet(unit.path, None, self.batch_rows, unit.offset, unit.rows)
+        schema = pl.read_parquet_schema(unit.path) if columns is not None else {}
+        present = [c for c in columns if c in schema] if columns is not None else None
+        yield from stream_parquet(unit.path, present, self.batch_rows, unit.offset, unit.rows)
 
 
 class MapStage(Stage[C]):
@@ -159,6 +165,10 @@ class MapStage(Stage[C]):
 
 
 class GlobalStage(Stage[C]):
+    # The columns map phase 1 reads (None: every column; listed columns the input lacks are skipped).
+    # pass_rate summarises (uid, correct): the texts of generation rows are read once, not twice.
+    summary_columns: ClassVar[tuple[str, ...] | None] = None
+
     def summarize(self, batch: pl.DataFrame, config: C, ctx: Context) -> Any:
         """Map phase 1: a compact result per batch (hashes, keys, vectors), returned to the driver."""
         raise NotImplementedError
@@ -171,14 +181,23 @@ class GlobalStage(Stage[C]):
         """Map phase 2: split a batch by its slice of the plan (same rows, same order)."""
         return apply_plan(batch, plan)
 
+    def finish(self, details: Details, tallies: list[Any], config: C, out_dir: Path) -> Details:
+        """Once, in the driver, after map phase 2: the plan's details completed with the tallies of
+        every applied batch (input order). Files written into `out_dir` (the unpublished stage
+        directory) are published with the stage (an export's README.md)."""
+        return details
+
 
 @dataclass
 class ReduceContext:
-    """What a global stage's reduce sees: the input (to read selected rows back), a scratch directory."""
+    """What a global stage's reduce sees: the input (to read selected rows back), a scratch directory,
+    and the unpublished stage directory (`out_dir`: what reduce writes there is published with the
+    stage, e.g. pass_rate's per-problem `rates/`)."""
 
     input_dir: Path | None
     workdir: Path
     rows: int
+    out_dir: Path
 
 
 def apply_plan(batch: pl.DataFrame, plan: pl.DataFrame) -> Decision:

@@ -32,8 +32,8 @@ def write_recipe(tmp_path: Path, shared_data: Path, **changes) -> Path:
         "stages": [
             {"stage": "exact_dedup"},
             {"stage": "decontaminate", "benchmark_dir": str(shared_data / "benchmarks")},
-            {"stage": "generate", "model": "deepseek-reasoner", "n": 4, "max_tokens": 8000, "limit": 100,
-             "prices": {"input_per_1m": 0.55, "output_per_1m": 2.19}},
+            {"stage": "generate", "limit": 100, "llm": {"model": "deepseek-reasoner", "n": 4, "max_tokens": 8000,
+             "prices": {"input_per_1m": 0.55, "output_per_1m": 2.19}}},
         ],
     }  # fmt: skip
     body.update(changes)

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import datasets
 import polars as pl
 import pytest
 from pydantic import ValidationError
 
+from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
 from flows.recipe import load_recipe
-from flows.steps import run_collect, run_stage
 from stages.collect import CollectConfig, SourceSpec
+from stages.engine import LocalEngine
 from stages.export import ExportConfig
-from stages.export import run as export_run
+from stages.export.stage import RlExcluded
+from stages.passrate import PassRateConfig
+from stages.registry import run_stage, stage
+from stages.runner import run_steps
+from stages.stage import StageReport
 from tests.conftest import write_jsonl
 
+QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
 # The data_source values verl's default reward (verl.utils.reward_score.default_compute_score,
 # volcengine/verl@03c3afd25c6a, verl/utils/reward_score/__init__.py) sends to a math scorer:
 # gsm8k, MATH (math.compute_score), math_dapo / "aime*", and PRIME's numina sources.
@@ -40,10 +47,10 @@ def test_sft_and_rl_sets(tmp_path):
         SourceSpec(name="m", path=write_jsonl(tmp_path / "m.jsonl", math)),
         SourceSpec(name="c", path=write_jsonl(tmp_path / "c.jsonl", code), domain="code"),
     ]
-    run_collect(CollectConfig(sources=sources), tmp_path / "01")
+    run_stage("collect", None, CollectConfig(sources=sources), tmp_path / "01")
     config = ExportConfig(instructions={"math": "Box it.", "code": ""}, split="train")
-    report = run_stage(export_run, tmp_path / "01" / "kept", config, tmp_path / "02", "export")
-    assert report["rows_kept"] == 3 and report["details"]["rl_excluded"] == {"no_ground_truth": 1}
+    report = run_stage("export", tmp_path / "01" / "kept", config, tmp_path / "02")
+    assert report.rows_kept == 3 and report.details.rl_excluded == RlExcluded(no_ground_truth=1)
 
     sft = pl.read_parquet(tmp_path / "02" / "sft" / "train")
     assert sft.height == 3
@@ -78,9 +85,9 @@ def test_verified_traces_become_think_messages_and_one_rl_row_per_problem(tmp_pa
     )
     (tmp_path / "in").mkdir()
     rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
-    report = run_stage(export_run, tmp_path / "in", ExportConfig(instructions={}), tmp_path / "out", "export")
-    assert (report["rows_kept"], report["rows_dropped"]) == (1, 2)
-    assert report["drop_reasons"] == {"incorrect": 1, "unverified": 1}
+    report = run_stage("export", tmp_path / "in", ExportConfig(instructions={}), tmp_path / "out")
+    assert (report.rows_kept, report.rows_dropped) == (1, 2)
+    assert report.drop_reasons == {"incorrect": 1, "unverified": 1}
     sft = pl.read_parquet(tmp_path / "out" / "sft" / "train")
     assert sft["messages"][0].to_list() == [
         {"role": "user", "content": "What is 2+3?"},
@@ -88,7 +95,7 @@ def test_verified_traces_become_think_messages_and_one_rl_row_per_problem(tmp_pa
     ]
     rl = pl.read_parquet(tmp_path / "out" / "rl" / "train")
     assert rl["extra_info"].struct.field("uid").to_list() == ["p1"], "one RL row per problem with a truth"
-    assert report["details"]["rl_excluded"] == {"no_ground_truth": 1}
+    assert report.details.rl_excluded == RlExcluded(no_ground_truth=1)
 
 
 def traces(problems: int = 40, samples: int = 3) -> pl.DataFrame:
@@ -116,10 +123,10 @@ def traces(problems: int = 40, samples: int = 3) -> pl.DataFrame:
     return pl.DataFrame(rows, schema_overrides={"sample": pl.Int32, "n_samples": pl.Int32})
 
 
-def export(tmp_path, rows: pl.DataFrame, **config) -> tuple[dict, object]:
+def export(tmp_path, rows: pl.DataFrame, **config) -> tuple[StageReport, Path]:
     (tmp_path / "in").mkdir(parents=True, exist_ok=True)
     rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
-    report = run_stage(export_run, tmp_path / "in", ExportConfig(**config), tmp_path / "out", "export")
+    report = run_stage("export", tmp_path / "in", ExportConfig(**config), tmp_path / "out")
     return report, tmp_path / "out"
 
 
@@ -133,7 +140,7 @@ def test_shortest_correct_sharegpt_split_and_shards(tmp_path):
         shard_rows=7,
         tokenizer=None,
     )
-    assert report["rows_kept"] == 40 and report["drop_reasons"] == {"not_selected": 60, "incorrect": 20}
+    assert report.rows_kept == 40 and report.drop_reasons == {"not_selected": 60, "incorrect": 20}
     train, val = pl.read_parquet(out / "sft" / "train"), pl.read_parquet(out / "sft" / "validation")
     assert train.height + val.height == 40 and 0 < val.height < 20
     sft = pl.concat([train, val])
@@ -153,10 +160,11 @@ def test_shortest_correct_sharegpt_split_and_shards(tmp_path):
     assert len(shards) == -(-train.height // 7) and all(
         pl.read_parquet(out / "sft" / "train" / n).height <= 7 for n in shards
     )
-    sets = report["details"]["sets"]
-    assert sets["sft"]["train"]["rows"] == train.height and sets["rl"]["validation"]["rows"] == val.height
-    tokens = report["details"]["tokens"]
-    assert tokens["kind"] == "estimate" and tokens["estimated_texts"] == 80, "40 SFT + 40 RL texts, labelled"
+    sets = report.details.sets
+    assert sets["sft"]["train"].rows == train.height and sets["rl"]["validation"].rows == val.height
+    assert sets["sft"]["train"].shards == len(shards) and sets["sft"]["train"].tokens.rows == train.height
+    tokens = report.details.tokens
+    assert tokens.kind == "estimate" and tokens.estimated_texts == 80, "40 SFT + 40 RL texts, labelled"
     assert sft["num_tokens"].min() > 0
     (tmp_path / "again").mkdir()
     _, out2 = export(tmp_path / "again", traces(), validation_fraction=0.25, tokenizer=None)
@@ -165,12 +173,12 @@ def test_shortest_correct_sharegpt_split_and_shards(tmp_path):
 
 def test_messages_with_all_policy_real_tokenizer_and_pass_rate_in_rl(tmp_path):
     report, out = export(tmp_path, traces(4), select={"policy": "all"}, system="Sys.")
-    assert report["rows_kept"] == 10 and report["drop_reasons"] == {"incorrect": 2}
+    assert report.rows_kept == 10 and report.drop_reasons == {"incorrect": 2}
     sft = pl.read_parquet(out / "sft" / "train")
     assert [m["role"] for m in sft["messages"][0]] == ["system", "user", "assistant"]
-    tokens = report["details"]["tokens"]
-    assert tokens["kind"] == "proxy" and "MiniLM" in tokens["tokenizer"] and tokens["estimated_texts"] == 0
-    assert report["details"]["tokens"]["teacher_completion_tokens"]["max"] == 12
+    tokens = report.details.tokens
+    assert tokens.kind == "proxy" and "MiniLM" in tokens.tokenizer and tokens.estimated_texts == 0
+    assert tokens.teacher_completion_tokens.max == 12
     rl = pl.read_parquet(out / "rl" / "train")
     assert rl["extra_info"][0]["pass_rate"] == 0.5 and rl["extra_info"][0]["n_samples"] == 3
 
@@ -180,7 +188,7 @@ def test_budget_balances_domains_and_prefers_long_reasoning(tmp_path):
         tmp_path, traces(40), select={"budget": {"problems": 10, "length_weight": 4}}, tokenizer=None
     )
     sft = pl.read_parquet(out / "sft" / "train")
-    assert sft.height == 10 and report["drop_reasons"]["over_budget"] == 30
+    assert sft.height == 10 and report.drop_reasons["over_budget"] == 30
     assert sorted(sft["domain"].value_counts()["count"].to_list()) == [5, 5], "balanced over domains"
     # weighted to longer reasoning: the chosen problems are longer than average
     assert sft["uid"].str.slice(1).cast(int).mean() > 22
@@ -210,8 +218,8 @@ def reasoning_traces() -> pl.DataFrame:
 
 def test_long_cot_export_drops_empty_reasoning_and_picks_a_trace_that_thinks(tmp_path):
     report, out = export(tmp_path, reasoning_traces(), tokenizer=None)
-    assert report["drop_reasons"] == {"empty_reasoning": 3, "incorrect": 1}
-    assert (report["rows_in"], report["rows_kept"]) == (5, 1)
+    assert report.drop_reasons == {"empty_reasoning": 3, "incorrect": 1}
+    assert (report.rows_in, report.rows_kept) == (5, 1)
     sft = pl.read_parquet(out / "sft" / "train")
     assert sft.select("uid", "sample").rows() == [("p1", 2)], (
         "the longer trace that thinks, not the empty one"
@@ -219,7 +227,7 @@ def test_long_cot_export_drops_empty_reasoning_and_picks_a_trace_that_thinks(tmp
     assert "<think>\nOne plus one is two.\n</think>" in sft["messages"][0][-1]["content"]
     detail = json.loads(pl.read_parquet(out / "dropped").filter(pl.col("uid") == "p2")["drop_detail"][0])
     assert detail["has_reasoning"] is False and detail["require_reasoning"] is True
-    assert report["details"]["long_cot"] is True
+    assert report.details.long_cot is True
     assert "long-CoT" in (out / "README.md").read_text()
     rl = pl.read_parquet(out / "rl" / "train")
     assert sorted(rl["extra_info"].struct.field("uid")) == ["p1", "p2", "p3"], "RL needs problems, not traces"
@@ -227,11 +235,11 @@ def test_long_cot_export_drops_empty_reasoning_and_picks_a_trace_that_thinks(tmp
 
 def test_short_cot_opt_out_keeps_empty_reasoning_and_says_so(tmp_path):
     report, out = export(tmp_path, reasoning_traces(), tokenizer=None, require_reasoning=False)
-    assert report["drop_reasons"] == {"not_selected": 2, "incorrect": 1}
+    assert report.drop_reasons == {"not_selected": 2, "incorrect": 1}
     sft = pl.read_parquet(out / "sft" / "train").sort("uid")
     assert sft.select("uid", "sample").rows() == [("p1", 0), ("p2", 0)]
     assert sft["messages"][0][-1]["content"].startswith("<think>\n\n</think>")
-    assert report["details"]["long_cot"] is False
+    assert report.details.long_cot is False
     assert "short-CoT" in (out / "README.md").read_text()
 
 
@@ -259,7 +267,7 @@ def test_export_root_loads_with_datasets_one_config_per_set(tmp_path):
             expected = pl.read_parquet(out / name / split)
             assert rows.column_names == expected.columns, f"{name}: its own columns, not a mix"
             assert pl.from_arrow(rows.data.table).to_dicts() == expected.to_dicts(), f"{name}/{split}"
-            assert rows.num_rows == report["details"]["sets"][name][split]["rows"]
+            assert rows.num_rows == report.details.sets[name][split].rows
     default = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))
     assert "messages" in default.column_names, "sft is the default config"
 
@@ -274,3 +282,66 @@ def test_msc_budget_fails_at_recipe_validation(tmp_path):
     )
     with pytest.raises(ValueError, match=r"balance_by.*classifier"):
         load_recipe(recipe)
+
+
+def stage_outputs(stage_dir: Path) -> dict[str, pl.DataFrame]:
+    """Every shard directory of a stage (kept, dropped, rates, sft/<split>, rl/<split>) as one frame."""
+    dirs = sorted({p.parent for p in stage_dir.rglob("part-*.parquet")})
+    return {str(d.relative_to(stage_dir)): pl.read_parquet(d) for d in dirs}
+
+
+def test_pass_rate_and_export_are_the_same_on_1_and_4_workers(shared_data, tmp_path):
+    """The real Qwen2.5-Math samples (labels as verdicts) through pass_rate and export in units of 90
+    rows: 1 and 4 workers give the same shards, files and reports; one big unit the same rows."""
+    records, _ = read_records(shared_data / QWEN)
+    rows = to_generation_rows(records, LABELLED_GENERATION_FIELDS, "math_cot_100", "math").with_columns(
+        pl.col("label").alias("correct"), pl.lit("qwen2.5-math").alias("model")
+    )
+    (tmp_path / "in").mkdir()
+    for i, part in enumerate(rows.iter_slices(300)):  # three input shards
+        part.write_parquet(tmp_path / "in" / f"part-{i:05d}.parquet")
+    steps = [
+        (stage("pass_rate"), PassRateConfig(low=0.1)),
+        (
+            stage("export"),
+            ExportConfig(
+                validation_fraction=0.3,
+                shard_rows=7,
+                select={"per_problem": 2, "budget": {"problems": 60}},
+                require_reasoning=False,
+            ),
+        ),
+    ]
+    runs = {}
+    for name, engine in [("w1", LocalEngine(1, 90)), ("w4", LocalEngine(4, 90)), ("whole", LocalEngine(1))]:
+        with engine:
+            runs[name] = run_steps(steps, tmp_path / name, engine, input_dir=tmp_path / "in")
+    assert runs["w4"][1].report.workers == 4 and runs["w4"][1].report.rows_in == 768, "9 units on the pool"
+    assert runs["w1"][0].report.drop_reasons == {"too_hard": 32}, "the 4 problems never solved"
+    for one, four, whole in zip(runs["w1"], runs["w4"], runs["whole"], strict=True):
+        a, b, c = (stage_outputs(r.out_dir) for r in (one, four, whole))
+        assert sorted(a) == sorted(b) == sorted(c)
+        for name in a:
+            assert a[name].equals(b[name]), f"{one.out_dir.name}/{name}: 1 vs 4 workers"
+            assert a[name].equals(c[name]), f"{one.out_dir.name}/{name}: units of 90 vs one unit"
+        shards = [
+            sorted(str(p.relative_to(r.out_dir)) for p in r.out_dir.rglob("*.parquet")) for r in (one, four)
+        ]
+        assert shards[0] == shards[1], "the same shard files"
+        reports = [r.report.model_dump(exclude={"seconds", "workers"}) for r in (one, four, whole)]
+        assert reports[0] == reports[1], one.out_dir.name
+        if one.out_dir.name.endswith("pass_rate"):
+            assert reports[0] == reports[2]
+    export = runs["w1"][1]
+    assert (export.out_dir / "README.md").read_text() == (runs["w4"][1].out_dir / "README.md").read_text()
+    sets = export.report.details.sets
+    sft = pl.concat([a for n, a in stage_outputs(export.out_dir).items() if n.startswith("sft/")])
+    assert sft["uid"].n_unique() == 60 and sft.height == export.report.rows_kept <= 120, (
+        "60 problems, 2 traces"
+    )
+    assert sets["sft"]["train"].rows + sets["sft"]["validation"].rows == sft.height
+    rl = pl.concat([a for n, a in stage_outputs(export.out_dir).items() if n.startswith("rl/")])
+    assert rl.height == 96, "every problem pass_rate kept has an RL row"
+    info = rl.select(pl.col("extra_info").struct.field("split", "index"))
+    for split, indexes in info.group_by("split"):
+        assert sorted(indexes["index"]) == list(range(indexes.height)), f"{split}: 0..n-1 across units"

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
-from flows.steps import run_stage
-from stages.passrate import PassRateConfig, rate_values
-from stages.passrate import run as pass_rate_run
+from stages.passrate import LostProblem, PassRateConfig, ProblemFates, RateCount, rate_values
+from stages.registry import run_stage, stage
+from stages.runner import Step, run_step
 from stages.store import StageWriter
 from stages.verify import VerifyConfig, verify_rows
 
@@ -47,9 +47,9 @@ def toy_rows() -> pl.DataFrame:
 
 def test_rates_filter_and_evidence(tmp_path):
     rows = write_rows(tmp_path / "in", toy_rows())
-    report = run_stage(pass_rate_run, rows, PassRateConfig(low=0.1, high=0.9), tmp_path / "out", "pass_rate")
-    assert (report["rows_in"], report["rows_kept"]) == (9, 5), "p1's 4 rows and p4 (unrated, kept)"
-    assert report["drop_reasons"] == {"too_hard": 2, "too_easy": 2}
+    report = run_stage("pass_rate", rows, PassRateConfig(low=0.1, high=0.9), tmp_path / "out")
+    assert (report.rows_in, report.rows_kept) == (9, 5), "p1's 4 rows and p4 (unrated, kept)"
+    assert report.drop_reasons == {"too_hard": 2, "too_easy": 2}
     kept = pl.read_parquet(tmp_path / "out" / "kept").sort("uid", "sample")
     p1 = kept.filter(pl.col("uid") == "p1")
     assert p1["pass_rate"].to_list() == [pytest.approx(2 / 3)] * 4 and p1["n_samples"].to_list() == [3] * 4
@@ -67,10 +67,10 @@ def test_rates_filter_and_evidence(tmp_path):
         "rated_by": "teacher",
     }
     assert dropped.filter(pl.col("uid") == "p2")["drop_reason"].unique().to_list() == ["too_hard"]
-    d = report["details"]
-    assert d["problems"] == {"total": 4, "kept": 1, "too_hard": 1, "too_easy": 1, "unrated": 1}
-    assert d["rated"] == 3 and sorted(rate_values(d)) == [0.0, pytest.approx(2 / 3), 1.0]
-    assert d["verifier_drops"] is None, "the input is not a verify stage's kept rows: no drops to count"
+    d = report.details
+    assert d.problems == ProblemFates(total=4, kept=1, too_hard=1, too_easy=1, unrated=1)
+    assert d.rated == 3 and sorted(rate_values(d)) == [0.0, pytest.approx(2 / 3), 1.0]
+    assert d.verifier_drops is None, "the input is not a verify stage's kept rows: no drops to count"
 
 
 def verify_stage(directory: Path) -> Path:
@@ -106,17 +106,17 @@ def verify_stage(directory: Path) -> Path:
 
 def test_verifier_drops_are_failures_and_every_problem_is_accounted_for(tmp_path):
     kept = verify_stage(tmp_path / "07-verify")
-    report = run_stage(pass_rate_run, kept, PassRateConfig(low=0.1, high=1.0), tmp_path / "out", "pass_rate")
-    assert (report["rows_in"], report["rows_kept"], report["drop_reasons"]) == (14, 5, {"too_hard": 9})
-    d = report["details"]
-    assert d["problems"] == {"total": 10, "too_hard": 5, "kept": 3, "no_kept_sample": 2}, "10 in, 10 rated"
-    assert d["rated"] == 10
-    assert d["verifier_drops"]["counted_as_failures"] == 4
-    assert d["verifier_drops"]["failures_by_reason"] == {"no_final_answer": 3, "truncated": 1}
-    assert d["verifier_drops"]["not_counted"] == {"verifier_error": 2}, "our checker failed, not the sample"
-    assert d["no_kept_sample"] == [
-        {"uid": "q1", "n_correct": 0, "n_samples": 2},
-        {"uid": "q4", "n_correct": 0, "n_samples": 1},
+    report = run_stage("pass_rate", kept, PassRateConfig(low=0.1, high=1.0), tmp_path / "out")
+    assert (report.rows_in, report.rows_kept, report.drop_reasons) == (14, 5, {"too_hard": 9})
+    d = report.details
+    assert d.problems == ProblemFates(total=10, too_hard=5, kept=3, no_kept_sample=2), "10 in, 10 rated"
+    assert d.rated == 10
+    assert d.verifier_drops.counted_as_failures == 4
+    assert d.verifier_drops.failures_by_reason == {"no_final_answer": 3, "truncated": 1}
+    assert d.verifier_drops.not_counted == {"verifier_error": 2}, "our checker failed, not the sample"
+    assert d.no_kept_sample == [
+        LostProblem(uid="q1", n_correct=0, n_samples=2),
+        LostProblem(uid="q4", n_correct=0, n_samples=1),
     ]
     rates = {r["uid"]: r for r in pl.read_parquet(tmp_path / "out" / "rates").iter_rows(named=True)}
     assert len(rates) == 10
@@ -135,13 +135,27 @@ def test_verifier_drops_are_failures_and_every_problem_is_accounted_for(tmp_path
         pl.read_parquet(tmp_path / "out" / "dropped").filter(pl.col("uid") == "q2")["drop_detail"][0]
     )
     assert (detail["n_samples"], detail["n_failed_by_verifier"]) == (2, 1)
-    assert sum(r["problems"] for r in d["rate_counts"]) == 10
+    assert sum(r.problems for r in d.rate_counts) == 10
+
+
+def test_the_verifiers_drops_are_part_of_the_cache_key(tmp_path):
+    """pass_rate reads the verifier's dropped/ beside its input: changing it re-runs the stage."""
+    kept = verify_stage(tmp_path / "07-verify")
+    step = Step(stage("pass_rate"), PassRateConfig(low=0.1), kept, tmp_path / "08-pass_rate")
+    first = run_step(step)
+    assert not first.cached and run_step(step).cached, "same input, same drops: a hit"
+    dropped = tmp_path / "07-verify" / "dropped" / "part-00000.parquet"
+    pl.read_parquet(dropped).filter(pl.col("uid") != "q2").write_parquet(dropped)  # q2's failure gone
+    again = run_step(step)
+    assert not again.cached, "the drops changed: a miss"
+    rates = pl.read_parquet(tmp_path / "08-pass_rate" / "rates").filter(pl.col("uid") == "q2")
+    assert rates.select("n_correct", "n_samples").row(0) == (0, 1)
 
 
 def test_unrated_drop_and_bounds(tmp_path):
     rows = write_rows(tmp_path / "in", toy_rows())
-    report = run_stage(pass_rate_run, rows, PassRateConfig(unrated="drop"), tmp_path / "out", "pass_rate")
-    assert report["drop_reasons"] == {"unrated": 1}, "0 <= rate <= 1 keeps every rated problem"
+    report = run_stage("pass_rate", rows, PassRateConfig(unrated="drop"), tmp_path / "out")
+    assert report.drop_reasons == {"unrated": 1}, "0 <= rate <= 1 keeps every rated problem"
     with pytest.raises(ValueError, match="low"):
         PassRateConfig(low=0.8, high=0.2)
 
@@ -149,7 +163,7 @@ def test_unrated_drop_and_bounds(tmp_path):
 def test_needs_verdicts_without_a_student(tmp_path):
     rows = write_rows(tmp_path / "in", pl.DataFrame({"uid": ["a"], "problem": ["1+1?"]}))
     with pytest.raises(ValueError, match="verify"):
-        run_stage(pass_rate_run, rows, PassRateConfig(), tmp_path / "out", "pass_rate")
+        run_stage("pass_rate", rows, PassRateConfig(), tmp_path / "out")
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +194,8 @@ def rates_of(directory: Path) -> dict[str, tuple[int, int, float]]:
 def test_shipped_labels_are_reproduced_exactly(qwen, tmp_path):
     labelled = qwen.with_columns(pl.col("label").alias("correct"))
     rows = write_rows(tmp_path / "in", labelled)
-    report = run_stage(pass_rate_run, rows, PassRateConfig(), tmp_path / "out", "pass_rate")
-    assert report["rows_kept"] == 800
+    report = run_stage("pass_rate", rows, PassRateConfig(), tmp_path / "out")
+    assert report.rows_kept == 800
     ours = rates_of(tmp_path / "out")
     expected = shipped_rates(qwen)
     assert len(ours) == 100
@@ -199,9 +213,7 @@ def test_verifier_rates_differ_only_on_documented_samples(qwen, tmp_path):
     assert {(u, s) for u, s in dropped.select("uid", "sample").iter_rows()} == LANGUAGE_MIXING
     assert dropped["drop_reason"].unique().to_list() == ["language_mixing"]
 
-    report = run_stage(
-        pass_rate_run, tmp_path / "verified" / "kept", PassRateConfig(), tmp_path / "out", "pass_rate"
-    )
+    report = run_stage("pass_rate", tmp_path / "verified" / "kept", PassRateConfig(), tmp_path / "out")
     ours = rates_of(tmp_path / "out")
     # expected: the shipped labels with the documented corrections applied, sample by sample; a sample
     # the verifier dropped is a failure, whatever its label
@@ -223,10 +235,10 @@ def test_verifier_rates_differ_only_on_documented_samples(qwen, tmp_path):
     assert shipped["72"] == (0, 8) and ours["72"][:2] == (1, 8), "idx 72 sample 7 is right: 1/8, not 0/8"
     for uid in ("25", "45", "48"):  # 8/8 by the labels; the garbage sample is a failure: 7/8
         assert shipped[uid] == (8, 8) and ours[uid][:2] == (7, 8)
-    d = report["details"]
-    assert d["verifier_drops"]["counted_as_failures"] == 3
-    assert d["verifier_drops"]["failures_by_reason"] == {"language_mixing": 3}
-    assert d["problems"]["total"] == d["rated"] == 100
+    d = report.details
+    assert d.verifier_drops.counted_as_failures == 3
+    assert d.verifier_drops.failures_by_reason == {"language_mixing": 3}
+    assert d.problems.total == d.rated == 100
     # every kept verdict agrees with the corrected labels, sample by sample
     joined = verified.join(
         corrected.select("uid", "sample", pl.col("label").alias("truth")), on=["uid", "sample"]
@@ -268,16 +280,17 @@ def test_student_samples_k_per_problem_and_rates_them(tmp_path, monkeypatch):
             )
         )
         config = PassRateConfig(low=0.5, student=student, student_verify=VerifyConfig(workers=1))
-        report = run_stage(pass_rate_run, kept, config, tmp_path / "out", "pass_rate")
-    assert (report["rows_in"], report["rows_kept"], report["drop_reasons"]) == (6, 2, {"too_hard": 4})
+        report = run_stage("pass_rate", kept, config, tmp_path / "out")
+    assert (report.rows_in, report.rows_kept, report.drop_reasons) == (6, 2, {"too_hard": 4})
     out = pl.read_parquet(tmp_path / "out" / "kept")
     assert sorted(out["uid"]) == sorted(solvable)
     assert out["pass_rate"].to_list() == [1.0, 1.0] and out["n_samples"].to_list() == [3, 3]
-    d = report["details"]
-    assert d["rated_by"] == "student:fake-student" and d["student"]["k"] == 3
-    assert d["rate_counts"] == [
-        {"n_correct": 0, "n_samples": 3, "problems": 4},
-        {"n_correct": 3, "n_samples": 3, "problems": 2},
+    d = report.details
+    assert d.rated_by == "student:fake-student" and d.student.k == 3 and d.student.problems == 6
+    assert (d.student.generate.rows_kept, d.student.verify.rows_in) == (18, 18)
+    assert d.rate_counts == [
+        RateCount(n_correct=0, n_samples=3, problems=4),
+        RateCount(n_correct=3, n_samples=3, problems=2),
     ]
-    samples = pl.read_parquet(tmp_path / "out" / "student" / "verify" / "kept")
+    samples = pl.read_parquet(tmp_path / "out" / "student" / "02-verify" / "kept")
     assert samples.height == 18 and samples.group_by("uid").len()["len"].to_list() == [3] * 6

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from flows.html_report import funnel_markdown
 from flows.manifest import Manifest
 from flows.recipe import load_recipe
+from stages.export import ExportDetails
+from stages.passrate import PassRateDetails
+from stages.registry import read_report
 from tests.test_push import build_run
 
 
@@ -29,6 +35,29 @@ def test_report_is_self_contained_with_every_section(run_dir):
     assert "estimate: ceil(chars / 4)" in page, "the token counts say what counted them"
     assert "too_easy" in page and "math_cot_100" in page
     assert "lighteval/MATH" not in page, "RL problems counted per source, not per verl reward key"
+
+
+def test_pass_rate_and_export_reports_read_back_typed_into_the_page(run_dir, tmp_path):
+    rates, export = read_report(run_dir / "01-pass_rate"), read_report(run_dir / "02-export")
+    assert isinstance(rates.details, PassRateDetails) and isinstance(export.details, ExportDetails)
+    assert (rates.details.problems.too_easy, rates.details.problems.kept, rates.details.rated) == (
+        86,
+        14,
+        100,
+    )
+    page = (run_dir / "report.html").read_text()
+    assert "total 100, kept 14, too_easy 86, too_hard 0" in page
+    train = export.details.sets["sft"]["train"]
+    assert train.rows > 0 and train.shards > 1
+    assert f"<td>sft</td><td>train</td><td class=n>{train.rows}</td><td class=n>{train.shards}</td>" in page
+    card = (run_dir / "card" / "README.md").read_text()
+    assert f"| sft | train | {train.rows} | {train.shards} |" in card
+    copy = shutil.copytree(run_dir / "01-pass_rate", tmp_path / "01-pass_rate")
+    body = json.loads((copy / "report.json").read_text())
+    body["details"]["rated_with"] = body["details"].pop("rated_by")
+    (copy / "report.json").write_text(json.dumps(body))
+    with pytest.raises(ValidationError, match="rated_by"):
+        read_report(copy)
 
 
 def test_funnel_markdown_for_the_prefect_artifact(run_dir):

@@ -13,9 +13,23 @@ from typing import Any
 
 import yaml
 
+from stages.export.tokens import TokenStats
+from stages.stage import Details
+
 SETS = ("sft", "rl")
 README = "README.md"
 EXPORT_FILES = "{name}/{split}/part-*.parquet"  # in an export stage directory
+
+
+class SplitCounts(Details):
+    """One split of one set: rows, Parquet shards, token counts (SFT: the conversation; RL: the prompt)."""
+
+    rows: int
+    shards: int
+    tokens: TokenStats
+
+
+Sets = dict[str, dict[str, SplitCounts]]  # {set: {split: counts}}
 
 
 def dataset_configs(splits: dict[str, list[str]], pattern: str) -> list[dict[str, Any]]:
@@ -37,15 +51,15 @@ def yaml_header(fields: dict[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(fields, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def export_readme(sets: dict[str, dict[str, dict[str, Any]]], long_cot: bool | None) -> str:
-    """The export root's README.md from the stage's per-set counts ({set: {split: {rows, ...}}})."""
-    splits = {name: [s for s, c in per.items() if c["rows"]] for name, per in sets.items()}
+def export_readme(sets: Sets, long_cot: bool | None) -> str:
+    """The export root's README.md from the stage's per-set counts."""
+    splits = {name: [s for s, c in per.items() if c.rows] for name, per in sets.items()}
     kind = {
         True: "long-CoT: every SFT answer carries non-empty reasoning inside <think>…</think>",
         False: "short-CoT: `require_reasoning: false`, SFT answers may have empty reasoning",
         None: "problems only: SFT rows hold the user turn",
     }[long_cot]
-    rows = [f"| {n} | {s} | {c['rows']:,} |" for n, per in sets.items() for s, c in per.items()]
+    rows = [f"| {n} | {s} | {c.rows:,} |" for n, per in sets.items() for s, c in per.items()]
     body = [
         "# longcot export",
         f"SFT and RL sets of one longcot run ({kind}). Load one set with its own columns:",
@@ -57,7 +71,5 @@ def export_readme(sets: dict[str, dict[str, dict[str, Any]]], long_cot: bool | N
     return yaml_header({"configs": dataset_configs(splits, EXPORT_FILES)}) + "\n" + "\n\n".join(body) + "\n"
 
 
-def write_export_readme(
-    root: Path, sets: dict[str, dict[str, dict[str, Any]]], long_cot: bool | None
-) -> None:
+def write_export_readme(root: Path, sets: Sets, long_cot: bool | None) -> None:
     (root / README).write_text(export_readme(sets, long_cot), encoding="utf-8")

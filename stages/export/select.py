@@ -14,9 +14,10 @@ With `require_reasoning` (the export's default for long-CoT sets) a correct trac
 empty or whitespace is not eligible: it is dropped as `empty_reasoning` and the m traces are chosen
 among the others.
 
-All decisions are made on a lean index (uid, sample, group, correct, length, has_reasoning), never on
-the texts, so the export can stream the rows afterwards. Randomness comes from blake2b of (seed, uid[, sample]),
-not from polars' hash, whose values may change between versions.
+All decisions are made on a lean index (idx, uid, sample, group, correct, length, has_reasoning), never
+on the texts: the export's map phase makes it, its reduce calls `choose`, and its apply phase streams
+the rows. Randomness comes from blake2b of (seed, uid[, sample]), not from polars' hash, whose values
+may change between versions.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def _with_random(index: pl.DataFrame, salt: str, *keys: str) -> pl.Series:
 
 
 def choose(index: pl.DataFrame, config: SelectConfig, require_reasoning: bool) -> pl.DataFrame:
-    """index: uid, sample, correct, length, has_reasoning, domain, source.
-    Returns uid, sample, drop_reason (null = selected), drop_detail."""
+    """index: idx (the input row), uid, sample, correct, length, has_reasoning, domain, source.
+    Returns idx, drop_reason (null = selected), drop_detail; in no particular order."""
     correct = pl.col("correct").fill_null(False)
     eligible = correct & (pl.col("has_reasoning") | pl.lit(not require_reasoning))
     order = "length" if config.policy == "shortest_correct" else "_u"
@@ -112,8 +113,7 @@ def choose(index: pl.DataFrame, config: SelectConfig, require_reasoning: bool) -
     if config.budget is not None:
         ranked, budget_detail = _apply_budget(ranked, config)
     return ranked.select(
-        "uid",
-        "sample",
+        "idx",
         "drop_reason",
         pl.when(pl.col("drop_reason") == "over_budget")
         .then(budget_detail)

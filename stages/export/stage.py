@@ -26,21 +26,32 @@ Splits: with `validation_fraction`, a problem goes to validation when blake2b(sa
 the fraction: deterministic, the same for SFT and RL (no problem in both splits), stable across runs.
 Shards hold at most `shard_rows` rows. Token statistics are labelled with the tokenizer that counted
 (stages.export.tokens).
+
+A global stage: the map phase makes a lean index (uid, sample, verdict, trace length, has_reasoning,
+domain, source, has a ground truth: no texts); one reduce chooses the traces, the splits and the RL
+rows (the first row of each problem with a ground truth, numbered per split in input order) as plan
+columns; the apply phase writes each unit's SFT and RL rows into `sft/<split>/` and `rl/<split>/`
+(shards named by unit: the same output for any worker count) and tallies their token counts; `finish`
+adds the tallies up and writes the README.md.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages.export.layout import SETS, write_export_readme
+from stages.export.layout import SETS, Sets, SplitCounts, write_export_readme
 from stages.export.select import SelectConfig, choose, has_reasoning, trace_length, unit_interval
-from stages.export.tokens import TokenCounter, length_stats, token_counter
-from stages.store import ShardWriter, StageWriter, read_shards, shard_columns, shard_paths
+from stages.export.tokens import TokenCounter, TokenSummary, length_stats, token_counter
+from stages.stage import Context, Decision, Details, GlobalStage, Plan, ReduceContext, Unit, apply_plan
+from stages.store import ShardWriter, shard_paths
 
 DEFAULT_INSTRUCTIONS = {
     "math": "Let's think step by step and output the final answer within \\boxed{}.",
@@ -153,23 +164,17 @@ def data_source(config: ExportConfig) -> pl.Expr:
     )
 
 
-def rl_rows(problems: pl.DataFrame, first_index: int, config: ExportConfig) -> pl.DataFrame:
-    return problems.with_row_index("index", offset=first_index).select(
+def rl_rows(problems: pl.DataFrame, config: ExportConfig) -> pl.DataFrame:
+    """verl rows of the problems; `rl_index` is the row's running index within its split."""
+    return problems.select(
         data_source(config).alias("data_source"),
         pl.concat_list(message("user", pl.col("prompt_text"))).alias("prompt"),
         pl.col("domain").alias("ability"),
         pl.struct(pl.lit("rule").alias("style"), ground_truth().alias("ground_truth")).alias("reward_model"),
         pl.struct(
-            "split", pl.col("index").cast(pl.Int64), "uid", "source", "answer", "pass_rate", "n_samples"
+            "split", pl.col("rl_index").alias("index"), "uid", "source", "answer", "pass_rate", "n_samples"
         ).alias("extra_info"),
     )
-
-
-def all_problems(batch: pl.DataFrame, seen: set[str]) -> pl.DataFrame:
-    """The batch's problems not met in an earlier batch (one row each); records them in `seen`."""
-    problems = batch.unique("uid", keep="first", maintain_order=True).filter(~pl.col("uid").is_in(list(seen)))
-    seen.update(problems["uid"].to_list())
-    return problems
 
 
 def split_of(uids: pl.Series, config: ExportConfig) -> pl.DataFrame:
@@ -184,106 +189,185 @@ def split_of(uids: pl.Series, config: ExportConfig) -> pl.DataFrame:
     )
 
 
-def _selection(input_dir: Path, columns: list[str], config: ExportConfig) -> pl.DataFrame:
-    """Which traces go into SFT, decided on a lean index of the whole input (not on the texts)."""
-    scan = pl.scan_parquet(shard_paths(input_dir))
-    index = scan.select(
+def with_optional(batch: pl.DataFrame) -> pl.DataFrame:
+    """The batch with the OPTIONAL columns it lacks, as nulls."""
+    return batch.with_columns(
+        pl.lit(None, dtype).alias(c) for c, dtype in OPTIONAL.items() if c not in batch.columns
+    )
+
+
+def lean_index(batch: pl.DataFrame) -> pl.DataFrame:
+    """What the reduce decides on, per row: uid, has_truth; and for traces sample, correct, length,
+    has_reasoning, domain, source (never the texts)."""
+    truth = ground_truth().is_not_null().alias("has_truth")
+    if "response" not in batch.columns:
+        return batch.select("uid", truth)
+    correct = pl.col("correct") if "correct" in batch.columns else pl.lit(None, pl.Boolean)
+    return batch.select(
         "uid",
+        truth,
         "sample",
-        pl.col("correct") if "correct" in columns else pl.lit(None, pl.Boolean).alias("correct"),
+        correct.cast(pl.Boolean).alias("correct"),
         trace_length().alias("length"),
         has_reasoning().alias("has_reasoning"),
         "domain",
         "source",
-    ).collect()
-    return choose(index, config.select, config.require_reasoning)
+    )
 
 
-class _Sets:
-    """The SFT and RL shard writers, one per (set, split), opened on first use; and their token counts."""
-
-    def __init__(self, out: StageWriter, shard_rows: int):
-        self.out, self.shard_rows = out, shard_rows
-        self.writers: dict[str, ShardWriter] = {}
-        self.tokens: dict[str, list[pl.Series]] = defaultdict(list)
-
-    def write(self, key: str, frame: pl.DataFrame, tokens: pl.Series) -> None:
-        if key not in self.writers:
-            self.writers[key] = self.out.output(key)
-            self.writers[key].rows_per_shard = self.shard_rows
-        writer = self.writers[key]
-        while frame.height:  # cut at shard boundaries: a shard never holds more than shard_rows
-            room = self.shard_rows - writer.rows % self.shard_rows
-            writer.write(frame.head(room))
-            frame = frame.slice(room)
-        self.tokens[key].append(tokens)
-
-    def rows(self, key: str) -> int:
-        return self.writers[key].rows if key in self.writers else 0
-
-    def close(self) -> dict[str, dict[str, Any]]:
-        counts: dict[str, dict[str, Any]] = {name: {} for name in SETS}
-        for key, writer in sorted(self.writers.items()):
-            name, split = key.split("/")
-            rows = writer.close()
-            tokens = length_stats(pl.concat(self.tokens[key]))
-            counts[name][split] = {"rows": rows, "shards": writer.shards, "tokens": tokens}
-        return counts
-
-
-def run(input_dir: Path, config: ExportConfig, out: StageWriter) -> dict[str, Any]:
-    columns = shard_columns(input_dir)
-    traces = "response" in columns
-    selection = _selection(input_dir, columns, config) if traces else None
-    uids = [b["uid"] for b in read_shards(input_dir, columns=["uid"])]
-    splits = split_of(pl.concat(uids) if uids else pl.Series("uid", [], pl.String), config)
-    sets = _Sets(out, config.shard_rows)
-    counter: TokenCounter = token_counter(config.tokenizer)
-    seen: set[str] = set()  # problems already written to rl/ (generation rows repeat a problem)
-    no_truth = 0
-    teacher_tokens: list[pl.Series] = []
-    for batch in read_shards(input_dir):
-        out.count_in(batch.height)
-        batch = batch.with_columns(
-            pl.lit(None, dtype).alias(c) for c, dtype in OPTIONAL.items() if c not in batch.columns
+def row_plan(index: pl.DataFrame, config: ExportConfig) -> pl.DataFrame:
+    """Per input row (in order): drop_reason and drop_detail of the trace selection (traces only), the
+    problem's split, and rl_index: the RL row's index within its split, on the problem's first row
+    when it has a ground truth (null elsewhere)."""
+    plan = (
+        index.join(split_of(index["uid"], config), on="uid", how="left", maintain_order="left")
+        .with_columns((pl.col("uid").is_first_distinct() & pl.col("has_truth")).alias("rl"))
+        .with_columns(
+            pl.when("rl").then(pl.col("rl").cast(pl.Int64).cum_sum().over("split") - 1).alias("rl_index")
         )
-        problems = all_problems(batch, seen)  # RL: every problem of the input, selected or not
-        if selection is not None:
-            batch = batch.join(selection, on=["uid", "sample"], how="left", maintain_order="left")
-            out.drop(batch.filter(pl.col("drop_reason").is_not_null()))
-            batch = batch.filter(pl.col("drop_reason").is_null()).drop("drop_reason", "drop_detail")
-        out.keep(batch)
-        if traces and "completion_tokens" in batch.columns:
-            teacher_tokens.append(batch["completion_tokens"].drop_nulls())
-        no_truth += problems.filter(ground_truth().is_null()).height
-        for name, frame in (("sft", batch), ("rl", problems.filter(ground_truth().is_not_null()))):
-            frame = frame.join(splits, on="uid", how="left", maintain_order="left").with_columns(
-                user_prompt(config).alias("prompt_text")
-            )
+    )
+    if "length" in index.columns:
+        selection = choose(index, config.select, config.require_reasoning)
+        plan = plan.join(selection, on="idx", how="left", maintain_order="left")
+    else:
+        plan = plan.with_columns(
+            pl.lit(None, pl.String).alias("drop_reason"), pl.lit(None, pl.String).alias("drop_detail")
+        )
+    return plan.select("drop_reason", "drop_detail", "split", "rl_index")
+
+
+# ---- report details ----------------------------------------------------------------------------------
+
+
+class RlExcluded(Details):
+    no_ground_truth: int  # problems without a gold answer (or tests, for code): no RL row
+
+
+class ExportPlanDetails(Details):
+    """What reduce knows; `finish` completes it into ExportDetails with the written sets."""
+
+    format: Literal["messages", "sharegpt"]
+    long_cot: bool | None  # true: every SFT trace has reasoning; false: short-CoT; null: problem rows
+    rl_excluded: RlExcluded
+    problems: int
+    selection: SelectConfig | None  # null: problem rows, no traces to select
+
+
+class ExportDetails(ExportPlanDetails):
+    sets: Sets
+    sft_rows: int
+    rl_rows: int
+    tokens: TokenSummary
+
+
+@dataclass
+class BatchTally:
+    """One applied batch: token counts per `<set>/<split>`, texts estimated, teacher's completion tokens."""
+
+    tokens: dict[str, pl.Series]
+    estimated: int
+    teacher_tokens: pl.Series | None
+
+
+# ---- the stage ---------------------------------------------------------------------------------------
+
+
+class Export(GlobalStage[ExportConfig]):
+    name = "export"
+    Config = ExportConfig
+    Details = ExportDetails
+    batch_rows = 20_000  # generation rows carry their reasoning: bounded batches
+
+    @contextmanager
+    def open(self, config: ExportConfig, input_dir: Path | None) -> Iterator[TokenCounter]:
+        yield token_counter(config.tokenizer)  # loaded once per worker
+
+    def read(
+        self, unit: Unit, config: ExportConfig, columns: Sequence[str] | None = None
+    ) -> Iterator[pl.DataFrame]:
+        for batch in super().read(unit, config, columns):
+            yield with_optional(batch)
+
+    def summarize(self, batch: pl.DataFrame, config: ExportConfig, ctx: Context) -> pl.DataFrame:
+        return lean_index(batch)
+
+    def reduce(self, parts: list[Any], config: ExportConfig, ctx: ReduceContext) -> Plan:
+        index = (
+            pl.concat(parts, how="vertical_relaxed")
+            if parts
+            else pl.DataFrame(schema={"uid": pl.String, "has_truth": pl.Boolean})
+        ).with_row_index("idx")
+        traces = "length" in index.columns
+        first = index.filter(pl.col("uid").is_first_distinct())
+        details = ExportPlanDetails(
+            format=config.format,
+            long_cot=config.require_reasoning if traces else None,
+            rl_excluded=RlExcluded(no_ground_truth=first.filter(~pl.col("has_truth")).height),
+            problems=first.height,
+            selection=config.select if traces else None,
+        )
+        return Plan(row_plan(index, config), details)
+
+    def apply(self, batch: pl.DataFrame, plan: pl.DataFrame, config: ExportConfig, ctx: Context) -> Decision:
+        counter: TokenCounter = ctx.state
+        traces = "response" in batch.columns
+        decision = apply_plan(batch, plan.select("drop_reason", "drop_detail"))
+        rows = pl.concat([batch, plan.select("split", "rl_index")], how="horizontal").with_columns(
+            user_prompt(config).alias("prompt_text")
+        )
+        tally = BatchTally({}, 0, None)
+        selected = rows.filter(plan["drop_reason"].is_null())
+        problems = rows.filter(pl.col("rl_index").is_not_null())  # RL: every problem, selected or not
+        for name, frame in (("sft", selected), ("rl", problems)):
             for (split,), part in frame.partition_by("split", as_dict=True, maintain_order=True).items():
                 key = f"{name}/{split}"
+                texts = part.select(conversation_text(config, traces) if name == "sft" else "prompt_text")
+                tokens = counter.count(texts.to_series())
                 if name == "sft":
-                    tokens = counter.count(part.select(conversation_text(config, traces)).to_series())
-                    rows = sft_rows(part.with_columns(tokens.alias("num_tokens")), config, traces)
+                    out = sft_rows(part.with_columns(tokens.alias("num_tokens")), config, traces)
                 else:
-                    tokens = counter.count(part["prompt_text"])
-                    rows = rl_rows(part, sets.rows(key), config)
-                sets.write(key, rows, tokens)
-    counts = sets.close()
-    long_cot = config.require_reasoning if traces else None
-    write_export_readme(out.partial, counts, long_cot)
-    return {
-        "format": config.format,
-        # true: every SFT trace has reasoning; false: a short-CoT set; null: problem rows, no traces
-        "long_cot": long_cot,
-        "sets": counts,
-        "sft_rows": sum(s["rows"] for s in counts["sft"].values()),
-        "rl_rows": sum(s["rows"] for s in counts["rl"].values()),
-        "rl_excluded": {"no_ground_truth": no_truth},
-        "problems": len(seen),
-        "selection": config.select.model_dump(mode="json") if traces else None,
-        "tokens": {
-            **counter.summary(),
-            "teacher_completion_tokens": length_stats(pl.concat(teacher_tokens)) if teacher_tokens else None,
-        },
-    }
+                    out = rl_rows(part, config)
+                write_cut(ctx.output(key), out, config.shard_rows)
+                tally.tokens[key] = tokens
+                tally.estimated += tokens.len() if counter.kind == "estimate" else 0
+        if traces and "completion_tokens" in batch.columns:
+            tally.teacher_tokens = decision.kept["completion_tokens"].drop_nulls()
+        decision.tally = tally
+        return decision
+
+    def finish(
+        self, details: Details, tallies: list[Any], config: ExportConfig, out_dir: Path
+    ) -> ExportDetails:
+        """Rows, shards and token statistics per set and split; the README.md of the export root."""
+        tokens: dict[str, list[pl.Series]] = defaultdict(list)
+        for tally in tallies:
+            for key, values in tally.tokens.items():
+                tokens[key].append(values)
+        sets: Sets = {name: {} for name in SETS}
+        for key in sorted(tokens):
+            name, split = key.split("/")
+            values = pl.concat(tokens[key])
+            sets[name][split] = SplitCounts(
+                rows=values.len(), shards=len(shard_paths(out_dir / key)), tokens=length_stats(values)
+            )
+        teacher = [t.teacher_tokens for t in tallies if t.teacher_tokens is not None]
+        assert isinstance(details, ExportPlanDetails)
+        write_export_readme(out_dir, sets, details.long_cot)
+        return ExportDetails(
+            **dict(details),
+            sets=sets,
+            sft_rows=sum(c.rows for c in sets["sft"].values()),
+            rl_rows=sum(c.rows for c in sets["rl"].values()),
+            tokens=token_counter(config.tokenizer).summary(
+                sum(t.estimated for t in tallies), length_stats(pl.concat(teacher)) if teacher else None
+            ),
+        )
+
+
+def write_cut(writer: ShardWriter, frame: pl.DataFrame, shard_rows: int) -> None:
+    """Write `frame` cut at shard boundaries: a shard never holds more than `shard_rows` rows."""
+    writer.rows_per_shard = shard_rows
+    while frame.height:
+        room = shard_rows - writer.rows % shard_rows
+        writer.write(frame.head(room))
+        frame = frame.slice(room)

@@ -7,43 +7,68 @@
              for that model
     null     the estimate: ceil(characters / 4)
 A tokenizer that cannot be loaded falls back to the estimate; the label and `estimated_texts` say so.
+Counting is pure (no running totals on the counter): each export unit counts its own rows, and the
+stage adds the tallies up.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
+
+from stages.stage import Details
 
 CHARS_PER_TOKEN = 4
 
 
+class TokenStats(Details):
+    """Token counts of one column of texts: how many, total, mean and percentiles (rows only when 0)."""
+
+    rows: int
+    total: int | None = None
+    mean: float | None = None
+    p50: int | None = None
+    p90: int | None = None
+    p99: int | None = None
+    max: int | None = None
+
+
+class TokenSummary(Details):
+    """What counted the export's tokens, and the teacher's own count of the exported traces."""
+
+    tokenizer: str  # the label: "exact: <path>", "proxy: ...", "estimate: ..."
+    kind: Literal["exact", "proxy", "estimate"]
+    estimated_texts: int  # texts counted by the estimate (all of them when kind is estimate)
+    load_error: str | None = None
+    teacher_completion_tokens: TokenStats | None = None
+
+
 @dataclass
 class TokenCounter:
-    label: str  # what counted: "exact: <path>", "proxy: ...", "estimate: ..."
-    kind: str  # exact | proxy | estimate
+    label: str  # what counts: "exact: <path>", "proxy: ...", "estimate: ..."
+    kind: Literal["exact", "proxy", "estimate"]
     _tokenizer: Any = None
-    estimated_texts: int = 0
     load_error: str | None = None
 
     def count(self, texts: pl.Series) -> pl.Series:
         """Tokens per text (null text = 0); no special tokens, no truncation."""
         if self._tokenizer is None:
-            self.estimated_texts += texts.len()
             return estimate(texts)
         values = [t or "" for t in texts.to_list()]
         encoded = self._tokenizer.encode_batch(values, add_special_tokens=False)
         return pl.Series(texts.name, [len(e.ids) for e in encoded], pl.Int64)
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "tokenizer": self.label,
-            "kind": self.kind,
-            "estimated_texts": self.estimated_texts,
-            **({"load_error": self.load_error} if self.load_error else {}),
-        }
+    def summary(self, estimated_texts: int, teacher: TokenStats | None) -> TokenSummary:
+        return TokenSummary(
+            tokenizer=self.label,
+            kind=self.kind,
+            estimated_texts=estimated_texts,
+            load_error=self.load_error,
+            teacher_completion_tokens=teacher,
+        )
 
 
 def estimate(texts: pl.Series) -> pl.Series:
@@ -79,14 +104,14 @@ def token_counter(spec: str | None) -> TokenCounter:
         return TokenCounter(f"{fallback} (tokenizer {spec!r} unavailable)", "estimate", load_error=str(exc))
 
 
-def length_stats(values: pl.Series) -> dict[str, Any]:
+def length_stats(values: pl.Series) -> TokenStats:
     """rows, total, mean, p50, p90, p99, max of a column of token counts."""
     if values.len() == 0:
-        return {"rows": 0}
-    return {
-        "rows": values.len(),
-        "total": int(values.sum()),
-        "mean": round(float(values.mean()), 1),  # type: ignore[arg-type]
+        return TokenStats(rows=0)
+    return TokenStats(
+        rows=values.len(),
+        total=int(values.sum()),
+        mean=round(float(values.mean()), 1),  # type: ignore[arg-type]
         **{f"p{q}": int(values.quantile(q / 100, "nearest")) for q in (50, 90, 99)},  # type: ignore[arg-type]
-        "max": int(values.max()),  # type: ignore[arg-type]
-    }
+        max=int(values.max()),  # type: ignore[arg-type]
+    )

@@ -19,8 +19,12 @@ import yaml
 
 from stages.decontam import markdown_summary as decontam_markdown
 from stages.dedup.report import dedup_markdown, dedup_reports
+from stages.export import ExportDetails
 from stages.export.layout import README, SETS, dataset_configs, yaml_header
+from stages.passrate import PassRateDetails
+from stages.registry import read_report
 from stages.reports.table import Table, stage_counts
+from stages.stage import StageReport
 from stages.store import load_report, shard_paths
 
 CARD = README  # the pushed tree's card has the export root's name
@@ -96,6 +100,15 @@ def _reports(run_dir: Path, manifest: dict[str, Any], kind: str) -> list[dict[st
     return [r for s in manifest["stages"] if s["stage"] == kind and (r := load_report(run_dir / s["dir"]))]
 
 
+def pass_rate_details(run_dir: Path, manifest: dict[str, Any]) -> list[tuple[str, PassRateDetails]]:
+    """(stage directory name, details) of every finished pass_rate stage of the run."""
+    return [
+        (s["dir"], report.details)
+        for s in manifest["stages"]
+        if s["stage"] == "pass_rate" and (report := read_report(run_dir / s["dir"]))
+    ]
+
+
 def _provenance(run_dir: Path, manifest: dict[str, Any]) -> str:
     collect = _reports(run_dir, manifest, "collect")
     counts = collect[0]["details"]["sources"] if collect else {}
@@ -169,20 +182,18 @@ def _teacher(run_dir: Path, manifest: dict[str, Any]) -> list[str]:
 
 def _pass_rates(run_dir: Path, manifest: dict[str, Any], images: dict[str, str]) -> list[str]:
     parts = []
-    for rep in _reports(run_dir, manifest, "pass_rate"):
-        d = rep["details"]
-        p = d["problems"]
+    for _, d in pass_rate_details(run_dir, manifest):
         parts.append(
-            f"Pass rate per problem from the {d['rated_by']} samples; kept {d['low']} <= pass_rate <= {d['high']}: "
-            + ", ".join(f"{k} {v:,}" for k, v in p.items())
+            f"Pass rate per problem from the {d.rated_by} samples; kept {d.low} <= pass_rate <= {d.high}: "
+            + ", ".join(f"{k} {v:,}" for k, v in d.problems.model_dump().items())
             + " problems."
         )
-        drops = d.get("verifier_drops")
+        drops = d.verifier_drops
         if drops:
-            reasons = ", ".join(f"{r} {n:,}" for r, n in drops["failures_by_reason"].items()) or "none"
-            skipped = ", ".join(f"{r} {n:,}" for r, n in drops["not_counted"].items()) or "none"
+            reasons = ", ".join(f"{r} {n:,}" for r, n in drops.failures_by_reason.items()) or "none"
+            skipped = ", ".join(f"{r} {n:,}" for r, n in drops.not_counted.items()) or "none"
             parts.append(
-                f"Samples the verifier dropped count as failures: {drops['counted_as_failures']:,} ({reasons}); "
+                f"Samples the verifier dropped count as failures: {drops.counted_as_failures:,} ({reasons}); "
                 f"not counted either way (no verdict on the answer): {skipped}."
             )
     if "pass_rate" in images:
@@ -190,42 +201,32 @@ def _pass_rates(run_dir: Path, manifest: dict[str, Any], images: dict[str, str])
     return parts
 
 
-def _lengths(export: dict[str, Any], images: dict[str, str]) -> list[str]:
-    tokens = export.get("tokens", {})
+def _lengths(export: ExportDetails, images: dict[str, str]) -> list[str]:
+    tokens = export.tokens
     rows = [
-        [
-            name,
-            split,
-            s["rows"],
-            s["shards"],
-            s["tokens"].get("mean"),
-            s["tokens"].get("p50"),
-            s["tokens"].get("p90"),
-            s["tokens"].get("max"),
-        ]
-        for name, splits in export.get("sets", {}).items()
+        [name, split, s.rows, s.shards, s.tokens.mean, s.tokens.p50, s.tokens.p90, s.tokens.max]
+        for name, splits in export.sets.items()
         for split, s in splits.items()
     ]
     parts = [
-        f"Token counts by **{tokens.get('tokenizer', 'unknown')}**"
-        + (f" ({tokens['estimated_texts']:,} texts estimated)" if tokens.get("estimated_texts") else "")
+        f"Token counts by **{tokens.tokenizer}**"
+        + (f" ({tokens.estimated_texts:,} texts estimated)" if tokens.estimated_texts else "")
         + ". SFT rows: the whole conversation; RL rows: the prompt.",
         _table(["config", "split", "rows", "shards", "mean tokens", "p50", "p90", "max"], rows),
     ]
-    teacher = tokens.get("teacher_completion_tokens")
-    if teacher and teacher.get("rows"):
+    teacher = tokens.teacher_completion_tokens
+    if teacher and teacher.rows:
         parts.append(
-            f"Teacher completion tokens of the exported traces (the teacher's own count): mean {teacher['mean']}, "
-            f"p50 {teacher['p50']}, p90 {teacher['p90']}, max {teacher['max']:,}."
+            f"Teacher completion tokens of the exported traces (the teacher's own count): mean {teacher.mean}, "
+            f"p50 {teacher.p50}, p90 {teacher.p90}, max {teacher.max:,}."
         )
     if "lengths" in images:
         parts.append(f"![lengths]({images['lengths']})")
     return parts
 
 
-def _usage(splits: dict[str, dict[str, list[Path]]], export: dict[str, Any]) -> str:
-    fmt = export.get("format", "messages")
-    column = "conversations" if fmt == "sharegpt" else "messages"
+def _usage(splits: dict[str, dict[str, list[Path]]], export: ExportDetails) -> str:
+    column = "conversations" if export.format == "sharegpt" else "messages"
     lines = ["```python", "from datasets import load_dataset", ""]
     if splits["sft"]:
         lines.append(
@@ -238,15 +239,15 @@ def _usage(splits: dict[str, dict[str, list[Path]]], export: dict[str, Any]) -> 
     return "\n".join([*lines, "```"])
 
 
-def _chain_of_thought(export: dict[str, Any]) -> str:
+def _chain_of_thought(export: StageReport) -> str:
     """Long-CoT or short-CoT, as the export decided it (null: problem rows, no traces)."""
-    details, dropped = export.get("details", {}), export.get("drop_reasons", {}).get("empty_reasoning", 0)
-    if details.get("long_cot") is True:
+    dropped = export.drop_reasons.get("empty_reasoning", 0)
+    if export.details.long_cot is True:
         return (
             "**Long-CoT**: every SFT answer has non-empty reasoning inside `<think>…</think>`; "
             f"{dropped:,} correct trace(s) with empty reasoning were left out (`empty_reasoning`)."
         )
-    if details.get("long_cot") is False:
+    if export.details.long_cot is False:
         return (
             "**Short-CoT**: exported with `require_reasoning: false`; SFT answers may have empty reasoning "
             "(`<think>\n\n</think>`)."
@@ -260,11 +261,12 @@ def render_card(run_dir: Path, manifest: dict[str, Any], images: dict[str, str] 
     export = export_dir(run_dir, manifest)
     if export is None:
         raise ValueError(f"{run_dir}: no finished export stage, nothing to describe")
-    export_report = load_report(export) or {}
-    export_details = export_report.get("details", {})
+    export_report = read_report(export)
+    assert export_report is not None  # export_dir checked report.json
+    export_details: ExportDetails = export_report.details
     splits = exported_splits(export)
     recipe = manifest["recipe"]
-    total = sum(s["rows"] for sets in export_details.get("sets", {}).values() for s in sets.values())
+    total = export_details.sft_rows + export_details.rl_rows
     sections = [
         _header(manifest["run"], recipe, splits, total),
         f"# {manifest['run']}",
@@ -274,11 +276,7 @@ def render_card(run_dir: Path, manifest: dict[str, Any], images: dict[str, str] 
         "## Configs",
         _table(
             ["config", "split", "rows", "shards"],
-            [
-                [n, sp, s["rows"], s["shards"]]
-                for n, sets in export_details.get("sets", {}).items()
-                for sp, s in sets.items()
-            ],
+            [[n, sp, s.rows, s.shards] for n, sets in export_details.sets.items() for sp, s in sets.items()],
         ),
         _usage(splits, export_details),
         "## Sources and licences",
