@@ -50,19 +50,18 @@ def generate(data_dir: Path, rows: int, out: Path) -> None:
 
 
 def timed(parquet: Path, work: Path, queue: mp.Queue) -> None:
-    from flows.steps import run_collect, run_stage
     from stages.collect import CollectConfig, SourceSpec
     from stages.dedup.exact import ExactDedupConfig
-    from stages.dedup.exact import run as exact_run
+    from stages.engine import LocalEngine
+    from stages.registry import run_stage
 
     start = time.perf_counter()
-    collected = run_collect(
-        CollectConfig(sources=[SourceSpec(name="bench", path=parquet)]), work / "01-collect"
-    )
-    middle = time.perf_counter()
-    deduped = run_stage(
-        exact_run, work / "01-collect" / "kept", ExactDedupConfig(), work / "02-exact", "exact"
-    )
+    with LocalEngine() as engine:
+        config = CollectConfig(sources=[SourceSpec(name="bench", path=parquet)])
+        collected = run_stage("collect", None, config, work / "01-collect", engine).model_dump()
+        middle = time.perf_counter()
+        kept = work / "01-collect" / "kept"
+        deduped = run_stage("exact_dedup", kept, ExactDedupConfig(), work / "02-exact", engine).model_dump()
     end = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     queue.put(

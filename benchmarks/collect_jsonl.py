@@ -5,7 +5,7 @@ rows are those of benchmarks/collect_dedup.py (real problems from ../shared/data
 30% case/spacing variants), written once as Parquet and once as JSONL. Every run is its own process
 (wall, peak RSS and CPU from that process's rusage), in the same session on the same rows:
 
-    collect   collection alone: `flows.steps.collect_files` (what `longcot dedup`/`decontaminate`
+    collect   collection alone: `stages.registry.run_stage('collect', ...)` (what `longcot dedup`/`decontaminate`
               run first, and the collect task of `longcot run` without Prefect around it)
     dedup     the user command `longcot dedup FILE --out D --method exact` (collect + exact dedup);
               collection's rows/s is its collect stage's `seconds` in D/00-collect/report.json
@@ -54,8 +54,9 @@ def baseline_tree(ref: str, into: Path) -> Path:
 
 
 COLLECT = (
-    "import sys; from pathlib import Path; from flows.steps import collect_files; "
-    "from stages.collect import FieldMap; collect_files([Path(sys.argv[1])], FieldMap(), Path(sys.argv[2]))"
+    "import sys; from pathlib import Path; from stages.registry import run_stage; "
+    "from stages.collect import FieldMap, file_sources; "
+    "run_stage('collect', None, file_sources([Path(sys.argv[1])], FieldMap()), Path(sys.argv[2]))"
 )
 READERS = ("jsonl", "parquet", "jsonl-per-record")
 

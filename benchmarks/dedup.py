@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from flows.steps import collect_files, run_stage
 from stages import embed
-from stages.collect import FieldMap
+from stages.collect import FieldMap, file_sources
 from stages.dedup import clusters, minhash
+from stages.registry import run_stage
 from stages.text import math_text
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -323,7 +323,7 @@ def part_a(texts_raw: list[str], args: argparse.Namespace, work: Path) -> None:
     # peak RSS is its own and not datasketch's or the ground truth's
     src = work / "problems.jsonl"
     src.write_text("".join(json.dumps({"problem": t}) + "\n" for t in texts_raw))
-    collect_files([src], FieldMap(), work / "00-collect")
+    run_stage("collect", None, file_sources([src], FieldMap()), work / "00-collect")
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         for check in ("estimate", "exact"):
             seconds, rep, rss = pool.apply(stage_in_child, (work, check))
@@ -334,7 +334,7 @@ def part_a(texts_raw: list[str], args: argparse.Namespace, work: Path) -> None:
 def stage_in_child(work: Path, check: str) -> tuple[float, dict, float]:
     t = time.perf_counter()
     config = minhash.MinhashDedupConfig(check=check)
-    rep = run_stage(minhash.run, work / "00-collect" / "kept", config, work / f"mh-{check}", "minhash_dedup")
+    rep = run_stage("minhash_dedup", work / "00-collect" / "kept", config, work / f"mh-{check}").model_dump()
     return time.perf_counter() - t, {k: rep[k] for k in ("rows_in", "rows_dropped")}, own_peak_rss_mb()
 
 

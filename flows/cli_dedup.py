@@ -55,7 +55,7 @@ def run_dedup(
 ) -> list[tuple[Path, dict[str, Any]]]:
     """Collect the inputs into OUT/00-collect, then run each method on the previous kept rows.
     Returns (stage dir, report) of every stage, collect first."""
-    from stages.collect import CollectConfig, SourceSpec
+    from stages.collect import file_sources
     from stages.engine import LocalEngine
     from stages.registry import COLLECT
     from stages.runner import StepResult, run_steps
@@ -63,7 +63,6 @@ def run_dedup(
     missing = [str(p) for p in inputs if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such input file: {', '.join(missing)}")
-    sources = [SourceSpec(name=p.stem, path=p, fields=fields, domain=domain) for p in inputs]  # type: ignore[arg-type]
 
     def done(result: StepResult) -> None:
         if result.out_dir.name.endswith("collect") and result.report.rows_kept == 0:
@@ -73,7 +72,7 @@ def run_dedup(
         console.print(f"[green]✓[/green] {result.out_dir.name} ({result.report.seconds:.1f}s)")
 
     steps = [
-        (COLLECT, CollectConfig(sources=sources)),
+        (COLLECT, file_sources(inputs, fields, domain)),
         *stage_plan(methods, minhash_config, embedding_config),
     ]
     with LocalEngine(workers) as engine, console.status("dedup …"):

@@ -37,3 +37,16 @@ def write_jsonl(path: Path, rows: list) -> Path:
 def line_count(path: Path) -> int:
     with path.open("rb") as f:
         return sum(1 for _ in f)
+
+
+def run_collect(config, out_dir: Path) -> dict:
+    """Collection into `out_dir` through the runner; the report as JSON data."""
+    from stages.registry import run_stage
+
+    return run_stage("collect", None, config, out_dir, force=True).model_dump(mode="json")
+
+
+def collect_files(paths: list[Path], fields, out_dir: Path, domain: str = "math") -> dict:
+    from stages.collect import file_sources
+
+    return run_collect(file_sources(paths, fields, domain), out_dir)

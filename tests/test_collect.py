@@ -9,9 +9,8 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from flows.steps import run_collect
 from stages.collect import CollectConfig, SourceSpec
-from tests.conftest import write_jsonl
+from tests.conftest import run_collect, write_jsonl
 
 ROWS = [
     {"id": 1, "question": "What is $1+1$?", "solution": r"Add: $\boxed{2}$.", "extra": {"level": 1}},

@@ -10,9 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.steps import run_collect
 from stages.collect import CollectConfig, FieldPathError, SourceError, SourceSpec, check_fields
-from tests.conftest import write_jsonl
+from tests.conftest import run_collect, write_jsonl
 
 GOOD = [{"question": "What is 2+2?", "answer": "4"}, {"question": "What is 3+3?", "answer": "6"}]
 FIELDS = {"problem": "question", "answer": "answer"}

@@ -5,10 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from flows.steps import run_collect
 from stages.collect import CollectConfig, SourceSpec
 from stages.collect.spec import presets
-from tests.conftest import line_count
+from tests.conftest import line_count, run_collect
 
 
 def spec_for(path) -> SourceSpec:

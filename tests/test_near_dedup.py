@@ -17,11 +17,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.steps import collect_files, run_stage
 from stages.collect import FieldMap
 from stages.dedup import embedding, minhash
+from stages.registry import run_stage
 from stages.store import read_shards
-from tests.conftest import write_jsonl
+from tests.conftest import collect_files, write_jsonl
 
 VERB_SWAPS = {
     "Find": "Determine",
@@ -126,8 +126,8 @@ def constructed(shared_data, tmp_path_factory) -> tuple[list[dict], Path]:
     return rows, root / "00-collect" / "kept"
 
 
-def run_method(fn, config, input_dir: Path, out: Path) -> dict:
-    return run_stage(fn, input_dir, config, out, out.name)
+def run_method(stage, config, input_dir: Path, out: Path) -> dict:
+    return run_stage(stage, input_dir, config, out, force=True).model_dump(mode="json")
 
 
 @pytest.mark.parametrize("check", ["estimate", "exact"])

@@ -2,7 +2,7 @@
 
 from stages.collect.probe import FieldPathError, check_fields
 from stages.collect.readers import SourceError
-from stages.collect.spec import CollectConfig, FieldMap, HubSource, SourceSpec
+from stages.collect.spec import CollectConfig, FieldMap, HubSource, SourceSpec, file_sources
 from stages.collect.stage import Collect
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "SourceError",
     "SourceSpec",
     "check_fields",
+    "file_sources",
 ]

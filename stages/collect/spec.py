@@ -115,3 +115,13 @@ class CollectConfig(Strict):
     drop_image_problems: bool = True
     drop_url_problems: bool = True
     batch_rows: int = Field(200_000, gt=0)
+
+
+def file_sources(
+    paths: list[Path], fields: FieldMap, domain: Domain = "math", **options: Any
+) -> CollectConfig:
+    """Collection of arbitrary files, one source each named by its file (what `longcot dedup` and
+    `longcot decontaminate` read)."""
+    return CollectConfig(
+        sources=[SourceSpec(name=p.stem, path=p, fields=fields, domain=domain) for p in paths], **options
+    )
