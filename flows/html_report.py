@@ -229,6 +229,14 @@ def pass_rate_section(run_dir: Path, manifest: dict[str, Any]) -> str:
             + "</p>"
         )
         parts.append(_table(["correct", "samples", "pass rate", "problems"], rows))
+        if d.student is not None and len(d.student.rounds) > 1:
+            st = d.student
+            saved = 1 - st.samples_drawn / max(st.samples_without_early_stop, 1)
+            parts.append(
+                f"<p class=note>Adaptive sampling, rounds {st.rounds}: {st.samples_drawn:,} student samples "
+                f"drawn of {st.samples_without_early_stop:,} ({saved:.0%} saved); problems settled per round "
+                f"{st.decided_per_round}.</p>"
+            )
     charts = "".join(img(c, "pass rates") for c in pass_rate_charts(run_dir, manifest))
     return _section("Difficulty: pass rates", *parts, charts) if parts else ""
 

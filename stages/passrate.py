@@ -32,6 +32,7 @@ gives each row its plan (pass_rate, n_samples, drop_reason and evidence); the ge
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,12 +70,28 @@ class PassRateConfig(BaseModel):
         description="sample k = student.llm.n responses per problem from this model instead of the teacher",
     )
     student_verify: verify.VerifyConfig = Field(default_factory=verify.VerifyConfig)
+    rounds: list[int] | None = Field(
+        None,
+        description="adaptive sampling: samples per problem after each round, e.g. [2, 4, 8] (the last is "
+        "student.llm.n); a problem stops once its fate in [low, high] can no longer change",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PassRateConfig:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.rounds is not None:
+            if self.student is None:
+                raise ValueError("rounds: adaptive sampling needs a `student:` to sample")
+            k = self.student.llm.n
+            if self.rounds != sorted(set(self.rounds)) or self.rounds[0] < 1 or self.rounds[-1] != k:
+                raise ValueError(f"rounds must increase and end at student.llm.n ({k}); got {self.rounds}")
         return self
+
+    def schedule(self) -> list[int]:
+        """Samples per problem after each round: all k at once unless `rounds` says otherwise."""
+        assert self.student is not None
+        return self.rounds or [self.student.llm.n]
 
 
 # ---- report details ----------------------------------------------------------------------------------
@@ -122,10 +139,14 @@ class StudentRun(Details):
     model: str
     k: int
     problems: int
-    generate: SubRunCounts
+    generate: SubRunCounts  # summed over rounds
     verify: SubRunCounts
     completion_tokens: int  # of every student sample (new or from the sample cache)
     cost_usd: float
+    rounds: list[int]  # samples per problem after each round
+    decided_per_round: list[int]  # problems whose fate was settled in each round
+    samples_drawn: int
+    samples_without_early_stop: int  # k x problems
 
 
 class PassRateDetails(Details):
@@ -211,9 +232,14 @@ def verifier_drops(drops: Path | None, out_dir: Path) -> tuple[pl.LazyFrame | No
     if drops is None:
         return None, None
     dropped = _scan(drops, ["uid", "drop_reason"]) if shard_paths(drops) else None
+    where = str(drops.relative_to(out_dir) if drops.is_relative_to(out_dir) else drops)
+    return dropped, _drop_summary(dropped, where)
+
+
+def _drop_summary(dropped: pl.LazyFrame | None, where: str) -> VerifierDrops:
     reasons = dropped.group_by("drop_reason").len().collect().rows() if dropped is not None else []
-    return dropped, VerifierDrops(
-        dir=str(drops.relative_to(out_dir) if drops.is_relative_to(out_dir) else drops),
+    return VerifierDrops(
+        dir=where,
         counted_as_failures=sum(n for r, n in reasons if r not in NOT_COUNTED),
         failures_by_reason={r: n for r, n in sorted(reasons) if r not in NOT_COUNTED},
         not_counted={r: n for r, n in sorted(reasons) if r in NOT_COUNTED},
@@ -293,32 +319,107 @@ def student_name(student: generate.GenerateConfig) -> tuple[str, int]:
     return student.llm.model, student.llm.n
 
 
-def student_samples(input_dir: Path, config: PassRateConfig, work: Path) -> tuple[Path, StudentRun]:
-    """Sample and verify the student on the input's problems, through the runner (inline) into
-    `work` (problems/, 01-generate/, 02-verify/); returns its verify stage's kept/ and a summary."""
+def settled(rates: pl.DataFrame, remaining: int, config: PassRateConfig) -> pl.Expr:
+    """Whether a problem's fate can no longer change with `remaining` more samples: whatever they
+    turn out to be (right, wrong, or not counted), its final rate stays below `low`, above `high`, or
+    inside [low, high]. Exact, so early stopping decides what full sampling would."""
+    c, m = pl.col("n_correct"), pl.col("n_samples")
+    lowest = pl.min_horizontal(c / (m + remaining), c / m)
+    highest = pl.max_horizontal((c + remaining) / (m + remaining), c / m)
+    decided = (
+        (highest < config.low) | (lowest > config.high) | ((lowest >= config.low) & (highest <= config.high))
+    )
+    return pl.when(remaining == 0).then(True).when(m == 0).then(False).otherwise(decided)
+
+
+def student_samples(
+    input_dir: Path, config: PassRateConfig, work: Path
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None, StudentRun]:
+    """Sample and verify the student on the input's problems, through the runner (inline), in rounds
+    (`rounds`; one round of k by default) into `work` (problems/, round-N/{01-generate,02-verify}/).
+    Each round asks every undecided problem for its first n_r samples (the sample cache returns the
+    ones drawn before); a problem leaves once `settled`. Returns the verdicts (uid, correct) kept and
+    the verifier's drops (uid, drop_reason) of every problem's final round, and a summary."""
     assert config.student is not None
     columns = [c for c in PROBLEM_FIELDS if c in shard_columns(input_dir)]
     problems = _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
-    (work / "problems").mkdir(parents=True)
-    problems.write_parquet(work / "problems" / "part-00000.parquet")
-    steps = [(generate.Generate(), config.student), (verify.Verify(), config.student_verify)]
+    k = config.student.llm.n
+    undecided, kept, dropped, decided = problems, [], [], []
+    generate_counts, verify_counts = Counter(), Counter()
+    drawn = previous = 0
     with LocalEngine(1) as inline:
-        generated, verified = run_steps(steps, work, inline, input_dir=work / "problems")
-    totals = (
-        _scan(generated.out_dir / "kept", ["completion_tokens", "cost_usd"]).sum().collect().row(0)
-        if shard_paths(generated.out_dir / "kept")
-        else (0, 0.0)
-    )
-    model, k = student_name(config.student)
-    return verified.out_dir / "kept", StudentRun(
+        for number, n in enumerate(config.schedule(), start=1):
+            round_dir = work / f"round-{number}"
+            (round_dir / "problems").mkdir(parents=True)
+            undecided.write_parquet(round_dir / "problems" / "part-00000.parquet")
+            student = config.student.model_copy(
+                update={"llm": config.student.llm.model_copy(update={"n": n})}
+            )
+            steps = [(generate.Generate(), student), (verify.Verify(), config.student_verify)]
+            generated, verified = run_steps(steps, round_dir, inline, input_dir=round_dir / "problems")
+            drawn += undecided.height * (n - previous)  # earlier samples come back from the cache
+            previous = n
+            for counts, report in ((generate_counts, generated.report), (verify_counts, verified.report)):
+                counts.update(rows_in=report.rows_in, rows_kept=report.rows_kept)
+                counts.update({f"reason:{r}": v for r, v in report.drop_reasons.items()})
+            kept_r = (
+                _scan(verified.out_dir / "kept", ["uid", "correct"])
+                if shard_paths(verified.out_dir / "kept")
+                else None
+            )
+            dropped_r = (
+                _scan(verified.out_dir / "dropped", ["uid", "drop_reason"])
+                if shard_paths(verified.out_dir / "dropped")
+                else None
+            )
+            outcome = pass_rates(
+                sample_outcomes(kept_r if kept_r is not None else pl.LazyFrame(schema=UID_CORRECT), dropped_r)
+            )
+            outcome = (
+                undecided.select("uid")
+                .join(outcome, on="uid", how="left")
+                .with_columns(pl.col("n_samples", "n_correct").fill_null(0))
+            )
+            done = outcome.filter(settled(outcome, k - n, config)).select("uid")
+            decided.append(done.height)
+            if kept_r is not None:
+                kept.append(kept_r.join(done.lazy(), on="uid", how="semi"))
+            if dropped_r is not None:
+                dropped.append(dropped_r.join(done.lazy(), on="uid", how="semi"))
+            undecided = undecided.join(done, on="uid", how="anti")
+            if undecided.height == 0:
+                break
+    model, _ = student_name(config.student)
+    sums = [
+        (
+            _scan(work / d.name / "01-generate" / "kept", ["completion_tokens", "cost_usd"])
+            .sum()
+            .collect()
+            .row(0)
+        )
+        for d in sorted(work.glob("round-*"))
+        if shard_paths(d / "01-generate" / "kept")
+    ]
+    summary = StudentRun(
         model=model,
         k=k,
         problems=problems.height,
-        generate=SubRunCounts(**generated.report.model_dump(include=set(SubRunCounts.model_fields))),
-        verify=SubRunCounts(**verified.report.model_dump(include=set(SubRunCounts.model_fields))),
-        completion_tokens=totals[0] or 0,
-        cost_usd=totals[1] or 0.0,
+        generate=_sub_run(generate_counts),
+        verify=_sub_run(verify_counts),
+        completion_tokens=sum(t or 0 for t, _ in sums),
+        cost_usd=sum(c or 0.0 for _, c in sums),
+        rounds=config.schedule()[: len(decided)],
+        decided_per_round=decided,
+        samples_drawn=drawn,
+        samples_without_early_stop=k * problems.height,
     )
+    kept_all = pl.concat(kept) if kept else pl.LazyFrame(schema=UID_CORRECT)
+    return kept_all, (pl.concat(dropped) if dropped else None), summary
+
+
+def _sub_run(counts: Counter[str]) -> SubRunCounts:
+    reasons = {r.removeprefix("reason:"): n for r, n in counts.items() if r.startswith("reason:")}
+    return SubRunCounts(rows_in=counts["rows_in"], rows_kept=counts["rows_kept"], drop_reasons=reasons)
 
 
 # ---- the stage ---------------------------------------------------------------------------------------
@@ -343,8 +444,8 @@ class PassRate(GlobalStage[PassRateConfig]):
         rows = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(schema=UID_CORRECT)
         if config.student is not None:
             assert ctx.input_dir is not None
-            rated_dir, student = student_samples(ctx.input_dir, config, ctx.out_dir / STUDENT_DIR)
-            kept = _scan(rated_dir, ["uid", "correct"]) if shard_paths(rated_dir) else None
+            kept, dropped, student = student_samples(ctx.input_dir, config, ctx.out_dir / STUDENT_DIR)
+            drops = _drop_summary(dropped, "student/round-*/02-verify/dropped")
             rated_by = f"student:{student.model}"
         else:
             if "correct" not in rows.columns:
@@ -352,8 +453,8 @@ class PassRate(GlobalStage[PassRateConfig]):
                     "pass_rate without a student needs verified generation rows (a `correct` column): "
                     "put `- stage: verify` before it, or configure `student:`"
                 )
-            rated_dir, student, kept, rated_by = ctx.input_dir, None, rows.lazy(), "teacher"
-        dropped, drops = verifier_drops(verifier_drops_dir(rated_dir), ctx.out_dir)
+            student, kept, rated_by = None, rows.lazy(), "teacher"
+            dropped, drops = verifier_drops(verifier_drops_dir(ctx.input_dir), ctx.out_dir)
         rates = pass_rates(
             sample_outcomes(kept if kept is not None else pl.LazyFrame(schema=UID_CORRECT), dropped)
         )

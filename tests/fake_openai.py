@@ -58,6 +58,8 @@ class FakeOpenAI:
     fail_status: int = 500
     echo_auth: bool = False  # error bodies echo the Authorization header (a leaky server)
     answer_fn: Callable[[str], str] | None = None  # the final answer for a prompt (a judge's reply)
+    # the final answer for (prompt, sample index): a student whose samples disagree
+    sample_answer_fn: Callable[[str, int], str] | None = None
     attempts: Counter = field(default_factory=Counter)
     answered: Counter = field(default_factory=Counter)
     faults_sent: Counter = field(default_factory=Counter)
@@ -101,7 +103,8 @@ class FakeOpenAI:
             for s in samples[:n]:
                 self.answered[(prompt_key, s)] += 1
             truncated = [self._rng.random() < self.truncate_rate for _ in range(n)]
-        choices = [self._choice(i, prompt, truncated[i], body) for i in range(n)]
+        sample_of = [samples[i] if i < len(samples) else i for i in range(n)]
+        choices = [self._choice(i, prompt, truncated[i], body, sample_of[i]) for i in range(n)]
         prompt_tokens = max(1, len(prompt) // 4)
         completion_tokens = sum(len(c["message"]["content"] or "") // 4 + 5 for c in choices)
         return {
@@ -266,9 +269,14 @@ class FakeOpenAI:
             return web.Response(status=504)
         raise ValueError(fault)
 
-    def _choice(self, index: int, prompt: str, truncated: bool, body: dict) -> dict:
+    def _choice(self, index: int, prompt: str, truncated: bool, body: dict, sample: int = 0) -> dict:
         thinking = f"Let me think about: {prompt[:60]!r}. Step one, step two."
-        answer = self.answer_fn(prompt) if self.answer_fn else f"The answer is \\boxed{{{len(prompt) % 97}}}."
+        if self.sample_answer_fn is not None:
+            answer = self.sample_answer_fn(prompt, sample)
+        elif self.answer_fn is not None:
+            answer = self.answer_fn(prompt)
+        else:
+            answer = f"The answer is \\boxed{{{len(prompt) % 97}}}."
         message: dict = {"role": "assistant", "content": None}
         if truncated:
             message["content"] = f"<think>\n{thinking} and then some more"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -292,5 +293,51 @@ def test_student_samples_k_per_problem_and_rates_them(tmp_path, monkeypatch):
         RateCount(n_correct=0, n_samples=3, problems=4),
         RateCount(n_correct=3, n_samples=3, problems=2),
     ]
-    samples = pl.read_parquet(tmp_path / "out" / "student" / "02-verify" / "kept")
+    samples = pl.read_parquet(tmp_path / "out" / "student" / "round-1" / "02-verify" / "kept")
     assert samples.height == 18 and samples.group_by("uid").len()["len"].to_list() == [3] * 6
+
+
+def mixed_student(prompt: str, sample: int) -> str:
+    """Problem i (`what is i + i?`): i % 3 == 0 always right, 1 always wrong, 2 right on even samples."""
+    i = int(re.search(r"what is (\d+) \+", prompt).group(1))
+    right = {0: True, 1: False, 2: sample % 2 == 0}[i % 3]
+    return f"The answer is \\boxed{{{2 * i if right else 2 * i + 1}}}."
+
+
+def rate_with_student(tmp_path, monkeypatch, out: str, rounds: list[int] | None):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_openai import FakeOpenAI, write_problems
+
+    from stages.generate import GenerateConfig
+
+    problems = write_problems(tmp_path / "problems", 12)
+    with FakeOpenAI(sample_answer_fn=mixed_student) as fake:
+        monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        monkeypatch.setenv("FAKE_API_KEY", "sk-test")
+        llm = dict(model="fake-student", base_url_env="FAKE_BASE_URL", api_key_env="FAKE_API_KEY", n=8,
+                   cache_dir=tmp_path / out / "cache", progress=False)  # fmt: skip
+        config = PassRateConfig(
+            low=0.1,
+            high=0.9,
+            rounds=rounds,
+            student=GenerateConfig(llm=llm),
+            student_verify=VerifyConfig(workers=1),
+        )
+        report = run_stage("pass_rate", problems, config, tmp_path / out)
+        served = sum(fake.answered.values())
+    kept = set(pl.read_parquet(tmp_path / out / "kept")["uid"])
+    dropped = dict(pl.read_parquet(tmp_path / out / "dropped").select("uid", "drop_reason").iter_rows())
+    return report, kept, dropped, served
+
+
+def test_adaptive_rounds_draw_fewer_samples_and_decide_the_same(tmp_path, monkeypatch):
+    _full, kept_full, dropped_full, served_full = rate_with_student(tmp_path, monkeypatch, "full", None)
+    fast, kept_fast, dropped_fast, served_fast = rate_with_student(tmp_path, monkeypatch, "fast", [2, 4, 8])
+    assert (kept_fast, dropped_fast) == (kept_full, dropped_full), "the same fate for every problem"
+    assert len(kept_full) == 4 and set(dropped_full.values()) == {"too_easy", "too_hard"}
+    assert served_full == 12 * 8
+    # the 4 mixed problems are settled after 2 samples (1 of 2 right: between 1/8 and 7/8 whatever
+    # follows); the 8 that are all right or all wrong need all 8 to leave the band
+    assert fast.details.student.decided_per_round == [4, 0, 8]
+    assert served_fast == fast.details.student.samples_drawn == 4 * 2 + 8 * 8
+    assert fast.details.student.samples_without_early_stop == 96
