@@ -1,62 +1,89 @@
-"""The run store's invariant: a stage that loses or invents rows fails and publishes nothing."""
+"""The runner's invariant: a stage that loses or invents rows fails and publishes nothing; dropped rows
+carry a reason and evidence; a crash leaves no partial output."""
 
 from __future__ import annotations
 
 import polars as pl
 import pytest
+from pydantic import BaseModel, ConfigDict
 
+from stages.engine import LocalEngine
 from stages.records import detail_json
-from stages.store import InvariantError, StageWriter, count_rows, fingerprint, read_shards
+from stages.runner import Step, run_step
+from stages.stage import Context, Decision, MapStage
+from stages.store import InvariantError, count_rows, fingerprint, read_shards
 
 FRAME = pl.DataFrame({"uid": ["a", "b", "c"], "problem": ["x", "y", "z"]})
 
 
-def test_a_stage_that_loses_a_row_fails_and_publishes_nothing(tmp_path):
-    stage_dir = tmp_path / "02-lossy"
-    with pytest.raises(InvariantError, match="3 rows in but 2 kept"), StageWriter(stage_dir, "lossy") as out:
-        out.count_in(FRAME.height)
-        out.keep(FRAME.head(2))
-        out.finish()
-    assert not stage_dir.exists()
-    assert not stage_dir.with_name("02-lossy.partial").exists()
+class Mode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: str
 
 
-def test_kept_plus_dropped_publishes_shards_and_report(tmp_path):
-    stage_dir = tmp_path / "02-ok"
-    with StageWriter(stage_dir, "ok", rows_per_shard=2) as out:
-        out.count_in(FRAME.height)
-        out.keep(FRAME.head(2))
-        out.drop(
-            FRAME.tail(1).with_columns(
+class Toy(MapStage[Mode]):
+    """Keeps the first two rows of a batch and does to the third what `mode` says."""
+
+    name, Config = "toy", Mode
+
+    def decide(self, batch: pl.DataFrame, config: Mode, ctx: Context) -> Decision:
+        if config.mode == "crash":
+            raise RuntimeError("killed")
+        rest = batch.tail(1)
+        if config.mode == "drop":
+            rest = rest.with_columns(
                 pl.lit("bad").alias("drop_reason"), detail_json(why="test").alias("drop_detail")
             )
-        )
-        report = out.finish({"note": 1})
-    assert (report["rows_in"], report["rows_kept"], report["rows_dropped"]) == (3, 2, 1)
-    assert report["drop_reasons"] == {"bad": 1}
-    assert count_rows(stage_dir / "kept") == 2 and count_rows(stage_dir / "dropped") == 1
-    assert pl.concat(read_shards(stage_dir / "dropped"))["drop_detail"].to_list() == ['{"why":"test"}']
-
-
-def test_dropped_rows_need_a_reason(tmp_path):
-    with StageWriter(tmp_path / "s", "s") as out:
-        with pytest.raises(ValueError, match="lack"):
-            out.drop(FRAME)
-        with pytest.raises(ValueError, match="null drop_reason"):
-            out.drop(
-                FRAME.with_columns(
-                    pl.lit(None, pl.String).alias("drop_reason"), pl.lit("{}").alias("drop_detail")
-                )
+        elif config.mode == "no_reason":
+            rest = rest.with_columns(
+                pl.lit(None, pl.String).alias("drop_reason"), pl.lit("{}").alias("drop_detail")
             )
+        elif config.mode == "lose":
+            rest = rest.head(0).with_columns(
+                pl.lit("x").alias("drop_reason"), pl.lit("{}").alias("drop_detail")
+            )
+        return Decision(batch.head(2), rest)
 
 
-def test_an_exception_inside_the_stage_leaves_no_partial_output(tmp_path):
-    stage_dir = tmp_path / "s"
-    with pytest.raises(RuntimeError), StageWriter(stage_dir, "s") as out:
-        out.count_in(3)
-        out.keep(FRAME)
-        raise RuntimeError("killed")
-    assert not stage_dir.exists() and not stage_dir.with_name("s.partial").exists()
+@pytest.fixture
+def shards(tmp_path):
+    (tmp_path / "in").mkdir()
+    FRAME.write_parquet(tmp_path / "in" / "part-00000.parquet")
+    FRAME.write_parquet(tmp_path / "in" / "part-00001.parquet")
+    return tmp_path / "in"
+
+
+def run(shards, tmp_path, mode: str, workers: int = 1):
+    with LocalEngine(workers) as engine:
+        return run_step(Step(Toy(), Mode(mode=mode), shards, tmp_path / "02-toy"), engine)
+
+
+def test_kept_plus_dropped_publishes_shards_and_report(shards, tmp_path):
+    result = run(shards, tmp_path, "drop")
+    report = result.report
+    assert (report.rows_in, report.rows_kept, report.rows_dropped) == (6, 4, 2)
+    assert report.drop_reasons == {"bad": 2}
+    assert count_rows(tmp_path / "02-toy" / "kept") == 4
+    assert [p.name for p in sorted((tmp_path / "02-toy" / "kept").iterdir())] == [
+        "part-00000-00000.parquet",
+        "part-00001-00000.parquet",
+    ], "shards named by unit, in input order"
+    assert (
+        pl.concat(read_shards(tmp_path / "02-toy" / "dropped"))["drop_detail"].to_list()
+        == ['{"why":"test"}'] * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("lose", "3 rows in but 2 kept"), ("no_reason", "null drop_reason"), ("crash", "killed")],
+)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_stage_fails_and_publishes_nothing(shards, tmp_path, mode, error, workers):
+    with pytest.raises((InvariantError, ValueError, RuntimeError), match=error):
+        run(shards, tmp_path, mode, workers)
+    assert not (tmp_path / "02-toy").exists()
+    assert not (tmp_path / "02-toy.partial").exists()
 
 
 def test_fingerprint_follows_content_not_time(tmp_path):
