@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from stages.dedup import pair_check
 from stages.dedup.exact import read_keys, split_by_decision
 from stages.dedup.policy import choose_keepers
 from stages.records import detail_json
@@ -104,13 +105,41 @@ def number_keys(texts: pl.Series) -> np.ndarray:
 @dataclass
 class Pairs:
     """Candidate pairs (src < dst row indices) with their similarity, whether their numbers agree,
-    and whether they became a cluster edge. Kept for the report's similarity distribution."""
+    the pair-check rule that kept them apart (None: none did, or not checked) and whether they
+    became a cluster edge. Kept for the report's similarity distribution and examples."""
 
     src: np.ndarray
     dst: np.ndarray
     similarity: np.ndarray
     numbers_ok: np.ndarray
+    kept_by: np.ndarray
     edge: np.ndarray
+
+    @classmethod
+    def decide(
+        cls,
+        src: np.ndarray,
+        dst: np.ndarray,
+        similarity: np.ndarray,
+        numbers_ok: np.ndarray,
+        passes: np.ndarray,
+        texts: Callable[[np.ndarray], pl.Series] | None,
+    ) -> Pairs:
+        """Edges: pairs that pass the threshold and the number guard and that the pair check
+        (`pair_check.check_pairs` on `texts(rows)`, skipped when `texts` is None) does not keep apart."""
+        kept_by = np.full(src.size, None, dtype=object)
+        todo = np.flatnonzero(passes & numbers_ok)
+        if texts is not None and todo.size:
+            rows = np.unique(np.r_[src[todo], dst[todo]])
+            feats = pair_check.features(texts(rows))
+            kept_by[todo] = pair_check.check_pairs(
+                feats,
+                np.searchsorted(rows, src[todo]),
+                np.searchsorted(rows, dst[todo]),
+                pair_check.TEXT_RULES,
+            )
+        edge = passes & numbers_ok & np.equal(kept_by, None)
+        return cls(src, dst, similarity, numbers_ok, kept_by, edge)
 
 
 def resolve(

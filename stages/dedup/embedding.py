@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stages import embed
 from stages.dedup import clusters, report
+from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.store import StageWriter
 
 HISTOGRAM_SPAN = 0.3
@@ -33,6 +34,7 @@ class EmbeddingDedupConfig(BaseModel):
     )
     neighbors: int = Field(10, ge=1, le=1000, description="nearest neighbours searched per row")
     number_guard: bool = Field(True, description="never join rows whose multisets of numbers differ")
+    pair_check: bool = Field(True, description=PAIR_CHECK_HELP)
     normalize_math: bool = Field(
         True, description="math-aware normalisation before embedding (stages.text.math_text)"
     )
@@ -82,7 +84,14 @@ def run(input_dir: Path, config: EmbeddingDedupConfig, out: StageWriter) -> dict
     src, dst, similarity = src[usable], dst[usable], similarity[usable]
     numbers = clusters.number_keys(texts)
     numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
-    pairs = clusters.Pairs(src, dst, similarity, numbers_ok, (similarity >= config.threshold) & numbers_ok)
+    pairs = clusters.Pairs.decide(
+        src,
+        dst,
+        similarity,
+        numbers_ok,
+        similarity >= config.threshold,
+        (lambda rows: texts.gather(rows)) if config.pair_check else None,
+    )
     decisions = clusters.resolve(
         input_dir, pairs, lambda u, v: np.minimum(np.einsum("ij,ij->i", vectors[u], vectors[v]), 1.0)
     )
@@ -99,6 +108,7 @@ def run(input_dir: Path, config: EmbeddingDedupConfig, out: StageWriter) -> dict
             "model": embed.model_id(config.model),
             "neighbors": config.neighbors,
             "number_guard": config.number_guard,
+            "pair_check": config.pair_check,
             "normalize_math": config.normalize_math,
             "dimension": int(vectors.shape[1]) if vectors.size else None,
             "texts_encoded": embedder.encoded,

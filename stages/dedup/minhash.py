@@ -37,6 +37,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.dedup import clusters, report
+from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.store import StageWriter, count_rows
 from stages.text import SHINGLE_TOKEN_PATTERN
 
@@ -70,6 +71,7 @@ class MinhashDedupConfig(BaseModel):
         "signatures (estimate), or exact Jaccard of the shingle sets >= threshold (exact; one extra pass)",
     )
     number_guard: bool = Field(True, description="never join rows whose multisets of numbers differ")
+    pair_check: bool = Field(True, description=PAIR_CHECK_HELP)
     normalize_math: bool = Field(
         True, description="math-aware normalisation before shingling (stages.text.math_text)"
     )
@@ -424,7 +426,12 @@ def run(input_dir: Path, config: MinhashDedupConfig, out: StageWriter) -> dict[s
             similarity = exact.jaccard(src, dst)
         numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
         passes = similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
-        pairs = clusters.Pairs(src, dst, similarity, numbers_ok, passes & numbers_ok)
+        texts = (
+            (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
+            if config.pair_check
+            else None
+        )
+        pairs = clusters.Pairs.decide(src, dst, similarity, numbers_ok, passes, texts)
         decisions = clusters.resolve(
             input_dir, pairs, exact.jaccard if exact else lambda u, v: estimated_jaccard(sig, u, v)
         )
@@ -445,6 +452,7 @@ def run(input_dir: Path, config: MinhashDedupConfig, out: StageWriter) -> dict[s
             "unit": config.unit,
             "check": config.check,
             "number_guard": config.number_guard,
+            "pair_check": config.pair_check,
             "normalize_math": config.normalize_math,
         },
     )

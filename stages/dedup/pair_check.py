@@ -1,0 +1,310 @@
+"""The second look at a near-duplicate candidate pair: does what differs between the two texts change
+what is asked? Shared by MinHash and embedding dedup; runs on candidate pairs only.
+
+Similarity scores (n-gram Jaccard, embedding cosine) weigh every token alike, so two short problems
+that differ in one word sit above any threshold while asking the opposite thing: "decimal to binary"
+vs "binary to decimal", "odd bits" vs "even bits", "first repeated character" vs "first
+non-repeated character", "nth hexagonal number" vs "nth centered hexagonal number". Each rule below
+names one kind of difference that keeps a pair apart; a pair that no rule keeps is a duplicate.
+
+The rules, in the order they are reported (the first that holds names the reason):
+
+- `numbers`: the multisets of numbers and of the signs <, >, \\leq, \\geq, \\neq, \\pm, + differ (the
+  number guard, `stages.text.number_key`);
+- `operators`: the multisets of other operators differ (- next to a digit, *, /, ^, !, \\times,
+  \\cdot, \\div, \\sqrt, \\sin, \\log, \\sum, ...);
+- `antonym`: for a class of opposite or alternative terms (odd/even, minimum/maximum, first/last,
+  upper/lower case, pre/in/post-order, at most/at least, increasing/decreasing, add/remove, ...), the
+  set of terms each text uses differs;
+- `direction`: the same two words on both sides of "to"/"into", swapped ("decimal to binary" vs
+  "binary to decimal");
+- `negation`: a different count of negations (not, no, non-..., without, never, n't);
+- `qualifier`: a word that narrows what is asked (centered, strictly, consecutive, distinct, proper,
+  ...) is in one text and not the other;
+- `substitution`: the texts differ in at most two places and one of them is a single word swapped
+  for another that is neither an inflection nor a typo of it ("area of a pentagon" vs "area of a
+  trapezium", "find angle A" vs "find angle B", "TOOT" vs "TARTAR"), or a word for its negated
+  form ("distinguishable" vs "indistinguishable").
+
+Features are computed per row with polars string kernels (`features`), and compared per pair with
+numpy (`check_pairs`); `direction` and `substitution` compare the words of the two texts in Python,
+only for the pairs no earlier rule kept apart (candidate pairs above the threshold: a few thousand in
+22k real problems).
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+
+import numpy as np
+import polars as pl
+
+from stages.text import number_key
+
+RULES = ("numbers", "operators", "antonym", "direction", "negation", "qualifier", "substitution")
+PAIR_CHECK_HELP = (
+    "second look at each pair above the threshold: keep both rows when what differs changes what is asked "
+    "(an operator, odd/even, min/max, first/last, a swapped or negated word; stages/dedup/pair_check.py)"
+)
+TEXT_RULES = RULES[1:]  # what the stages run after their number guard (`number_guard` switches that)
+
+# Phrase rewrites applied (on the lower-cased, math-normalised text) before any rule looks at words:
+# multi-word terms become one word, so that `\bleast\b` does not match "at least".
+_PHRASES: list[tuple[str, str]] = [
+    (r"\b(?:at most|no more than|not more than|not exceeding|up to)\b", " atmost "),
+    (r"\b(?:at least|no less than|not less than|no fewer than|not fewer than)\b", " atleast "),
+    (r"\bnon[- ]?", "non"),
+    (r"\b(pre|post|in|level)[- ]order\b(\s+traversal)?", "${1}order$2"),
+    (r"\b(lower|upper)[- ]case\b", "${1}case"),
+    (r"\b(?:counter|anti)[- ]?clockwise\b", "counterclockwise"),
+    (r"\bcan ?not\b|n't\b", " not"),
+    (r"[_^]\{\s*\}", " "),  # empty sub/superscripts: AIME's `$ABCD_{}^{}$` artefacts
+    ("_", " "),  # `\sum_{k}`, `a_n`: word boundaries after commands and variables
+]
+
+# Classes of mutually exclusive terms; each class is a list of poles, each pole a regex of words
+# that mean the same thing. Two texts differ on a class when the sets of poles they use differ.
+ANTONYMS: dict[str, list[str]] = {
+    "parity": [r"odd", r"even"],
+    "extreme": [
+        r"min|minimum|minimal|minimi[sz]e[sd]?|smallest|lowest|fewest|least",
+        r"max|maximum|maximal|maximi[sz]e[sd]?|largest|greatest|highest|biggest|most",
+    ],
+    "length": [r"shortest", r"longest"],
+    "bound": [r"atmost", r"atleast", r"exactly"],
+    "comparison": [r"greater|larger|bigger|more|exceeds?", r"less|smaller|fewer"],
+    "position": [r"first|beginning|start|starts|leading|prefix", r"last|end|ends|ending|trailing|suffix"],
+    "before_after": [r"before|preceding|previous", r"after|following|next"],
+    "side": [r"left|leftmost", r"right|rightmost"],
+    "vertical": [r"top|above", r"bottom|below"],
+    "case": [r"lowercase|lower", r"uppercase|upper|capital|capitals|capitalized"],
+    "traversal": [r"preorder", r"inorder", r"postorder", r"levelorder"],
+    "monotone": [
+        r"increasing|ascending|increase|increases",
+        r"decreasing|descending|decrease|decreases",
+        r"nondecreasing",
+        r"nonincreasing",
+    ],
+    "edit": [r"add|adds|insert|inserts|append|appends|push", r"remove|removes|delete|deletes|erase|pop"],
+    "arithmetic": [r"sum|total", r"product", r"difference", r"quotient|ratio", r"average|mean", r"median"],
+    "base": [r"binary", r"octal", r"decimal", r"hexadecimal|hex"],
+    "sign": [r"positive", r"negative", r"nonnegative", r"nonpositive", r"nonzero"],
+    "primality": [r"prime|primes", r"composite"],
+    "letters": [r"vowels?", r"consonants?"],
+    "set_op": [r"union", r"intersection"],
+    "measure": [r"area", r"perimeter|circumference", r"volume", r"surface"],
+    "trig": [r"sine|sin", r"cosine|cos", r"tangent|tan"],
+    "axis": [r"rows?", r"columns?"],
+    "orientation": [r"horizontal|horizontally", r"vertical|vertically", r"diagonal|diagonally"],
+    "rotation": [r"clockwise", r"counterclockwise"],
+    "inclusion": [r"inside|interior|inscribed", r"outside|exterior|circumscribed"],
+    "coding": [r"encode|encrypt|compress", r"decode|decrypt|decompress"],
+    "truth": [r"true", r"false"],
+    "angle": [r"acute", r"obtuse"],
+    "sameness": [r"same|identical|equal", r"different|differ|differs|unequal"],
+    "count_or_list": [r"count|number of", r"list|print|return all|find all"],
+}
+
+# Words that narrow what is asked; one text having one and the other not keeps the pair apart.
+QUALIFIERS = (
+    "centered|centred|strictly|consecutive|adjacent|contiguous|distinct|unique|proper|perfect|"
+    "palindromic|palindrome|reversed|reverse|sorted|rotated|cyclic|circular|weighted|directed|"
+    "undirected|absolute|relative|square|cube|cubes|squares|repeated|repeating|duplicate|duplicates|"
+    "nested|balanced|complete|full|empty|subsequence|substring|subarray|subset|permutation|"
+    "permutations|combination|combinations|equilateral|isosceles|regular|convex|inverse"
+)
+
+_NEGATION = r"\b(?:not|no|none|without|never|neither|nor|non\w+)\b"
+_OPERATOR = (
+    r"\\(?:times|cdot|div|sqrt|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|log|ln|exp|sum|prod|int|"
+    r"lim|cup|cap|setminus|lfloor|rfloor|lceil|rceil|mid|perp|parallel|angle|circ|"
+    r"alpha|beta|gamma|delta|epsilon|theta|lambda|mu|pi|rho|sigma|tau|phi|psi|omega)\b"
+    r"|\d-|-\d|\^|[\w)}\]][*/!]"
+)
+_WORD = r"[a-z]+"
+_TO = r"(?:to|into)"
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "for",
+        "and",
+        "or",
+        "any",
+        "all",
+        "each",
+        "its",
+        "it",
+        "is",
+        "are",
+        "be",
+        "that",
+        "this",
+        "with",
+        "from",
+        "by",
+        "as",
+        "given",
+        "number",
+        "numbers",
+        "value",
+        "values",
+        "function",
+        "program",
+        "string",
+        "list",
+        "array",
+    ]
+)
+_WINDOW = 2  # content words looked at on each side of "to"
+
+
+def check_text(expr: pl.Expr) -> pl.Expr:
+    """The form the rules read: lower case (apply to `math_text`), multi-word terms joined."""
+    out = expr.str.to_lowercase()
+    for pattern, replacement in _PHRASES:
+        out = out.str.replace_all(pattern, replacement)
+    return out
+
+
+def _poles(text: pl.Expr, poles: list[str]) -> pl.Expr:
+    """Bit i set when the text uses pole i of a class."""
+    bits = [text.str.contains(rf"\b(?:{p})\b").cast(pl.Int64) * (1 << i) for i, p in enumerate(poles)]
+    return pl.sum_horizontal(bits)
+
+
+def features(texts: pl.Series) -> pl.DataFrame:
+    """Per text (as compared: math-normalised), what the rules compare: one column per rule or class."""
+    text = pl.col("t")
+    frame = pl.DataFrame({"t": texts.fill_null("")}).with_columns(check_text(text).alias("c"))
+    c = pl.col("c")
+    return frame.select(
+        number_key(text).hash(seed=7).alias("numbers"),
+        c.str.replace_all("_", " ")
+        .str.extract_all(_OPERATOR)
+        .list.eval(pl.element().str.extract(r"(\\[a-z]+|[-*/^!])", 1))
+        .list.sort()
+        .list.join(" ")
+        .hash(seed=7)
+        .alias("operators"),
+        *(_poles(c, poles).alias(f"antonym:{name}") for name, poles in ANTONYMS.items()),
+        c.str.extract_all(rf"\b(?:{QUALIFIERS})\b")
+        .list.unique()
+        .list.sort()
+        .list.join(" ")
+        .alias("qualifier"),
+        c.str.count_matches(_NEGATION).alias("negation"),
+        c.str.extract_all(
+            rf"(?:{_WORD}\W+){{1,{_WINDOW + 1}}}{_TO}\b(?:\W+{_WORD}){{1,{_WINDOW + 1}}}"
+        ).alias("direction"),
+        c.str.replace_all(r"[^a-z0-9\\]+", " ").alias("words"),
+    )
+
+
+def _directed(spans: list[str] | None) -> set[tuple[str, str]]:
+    """(word before "to", word after) for the content words within the window around each "to"."""
+    out: set[tuple[str, str]] = set()
+    for span in spans or []:
+        words = span.split()
+        for i, w in enumerate(words):
+            if w in ("to", "into"):
+                before = [x for x in words[max(0, i - _WINDOW - 1) : i] if x not in _STOP and x.isalpha()]
+                after = [x for x in words[i + 1 : i + _WINDOW + 2] if x not in _STOP and x.isalpha()]
+                out.update((x, y) for x, y in itertools.product(before, after) if x != y)
+    return out
+
+
+def swapped(a: list[str] | None, b: list[str] | None) -> bool:
+    """Whether some word pair goes "x to y" in one text and "y to x" in the other (and not both ways)."""
+    da, db = _directed(a), _directed(b)
+    return any((y, x) in db and (x, y) not in db and (y, x) not in da for x, y in da)
+
+
+_NEGATING_PREFIXES = ("in", "un", "non", "dis", "im", "ir", "il")
+_MAX_EDITS = 2  # substitution: the texts differ in at most this many places
+
+
+def _inflection_or_typo(x: str, y: str) -> bool:
+    """ "card"/"cards", "leveled"/"level", "form"/"from", "those"/"these": not a different word."""
+    if min(len(x), len(y)) < 4:
+        return False
+    if x[:4] == y[:4]:
+        return True
+    if sorted(x) == sorted(y):  # letters transposed
+        return True
+    return len(x) == len(y) and sum(p != q for p, q in zip(x, y, strict=True)) <= 2
+
+
+def _swapped_word(x: list[str], y: list[str], only_edit: bool) -> bool:
+    """Whether a replaced span is one content word swapped for another (stop words aside); a single
+    letter (a variable: "angle a" vs "angle b") counts only when it is the texts' only difference."""
+    if len(x) > 1 or len(y) > 1:
+        x, y = [w for w in x if w not in _STOP], [w for w in y if w not in _STOP]
+    if len(x) != 1 or len(y) != 1:
+        return False
+    u, v = x[0], y[0]
+    if u == v or not (u.isalpha() and v.isalpha()):
+        return False
+    if len(u) == 1 or len(v) == 1:
+        return only_edit and len(u) == len(v) == 1
+    return not _inflection_or_typo(u, v)
+
+
+def substituted(a: str, b: str) -> bool:
+    """Whether the texts differ in at most `_MAX_EDITS` places, one of them a single word swapped for
+    another (not an inflection or typo of it), or whether a word in one is negated in the other."""
+    ta, tb = a.split(), b.split()
+    only_a, only_b = set(ta) - set(tb), set(tb) - set(ta)
+    if any(p + w in only_b for w in only_a for p in _NEGATING_PREFIXES) or any(
+        p + w in only_a for w in only_b for p in _NEGATING_PREFIXES
+    ):
+        return True
+    ops = [op for op in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    return len(ops) <= _MAX_EDITS and any(
+        tag == "replace" and _swapped_word(ta[i1:i2], tb[j1:j2], len(ops) == 1) for tag, i1, i2, j1, j2 in ops
+    )
+
+
+def check_pairs(
+    feats: pl.DataFrame, src: np.ndarray, dst: np.ndarray, rules: tuple[str, ...] = RULES
+) -> np.ndarray:
+    """Per pair (rows src[i], dst[i] of `feats`), the first rule in `rules` that keeps the two apart
+    ("antonym:<class>" for antonyms), or None when none does (the pair may be joined)."""
+    reason = np.full(src.size, None, dtype=object)
+    if src.size == 0:
+        return reason
+    open_ = np.ones(src.size, dtype=bool)
+
+    def mark(name: str, differs: np.ndarray) -> None:
+        hit = open_ & differs
+        reason[hit] = name
+        open_[hit] = False
+
+    for rule in rules:
+        if rule == "antonym":
+            for name in ANTONYMS:
+                col = feats[f"antonym:{name}"].to_numpy()
+                mark(f"antonym:{name}", col[src] != col[dst])
+        elif rule == "direction":
+            spans = feats["direction"]
+            todo = np.flatnonzero(open_)
+            a, b = spans.gather(src[todo]).to_list(), spans.gather(dst[todo]).to_list()
+            hit = np.zeros(src.size, dtype=bool)
+            hit[todo] = [bool(x and y) and swapped(x, y) for x, y in zip(a, b, strict=True)]
+            mark("direction", hit)
+        elif rule == "substitution":
+            words = feats["words"]
+            todo = np.flatnonzero(open_)
+            a, b = words.gather(src[todo]).to_list(), words.gather(dst[todo]).to_list()
+            hit = np.zeros(src.size, dtype=bool)
+            hit[todo] = [substituted(x, y) for x, y in zip(a, b, strict=True)]
+            mark("substitution", hit)
+        else:
+            col = feats[rule].to_numpy()
+            mark(rule, col[src] != col[dst])
+    return reason
