@@ -23,8 +23,9 @@ The rules, in the order they are reported (the first that holds names the reason
   ...) is in one text and not the other;
 - `substitution`: the texts differ in at most two places and one of them is a single word swapped
   for another that is neither an inflection nor a typo of it ("area of a pentagon" vs "area of a
-  trapezium", "find angle A" vs "find angle B", "TOOT" vs "TARTAR"), or a word for its negated
-  form ("distinguishable" vs "indistinguishable").
+  trapezium", "find angle A" vs "find angle B", "TOOT" vs "TARTAR"), or two words trade places
+  ("2017 ... V" vs "V ... 2017"), or a word is negated in the other text ("distinguishable" vs
+  "indistinguishable").
 
 Features are computed per row with polars string kernels (`features`), and compared per pair with
 numpy (`check_pairs`); `direction` and `substitution` compare the words of the two texts in Python,
@@ -87,6 +88,7 @@ ANTONYMS: dict[str, list[str]] = {
         r"nonincreasing",
     ],
     "edit": [r"add|adds|insert|inserts|append|appends|push", r"remove|removes|delete|deletes|erase|pop"],
+    "order": [r"sorted|sort", r"unsorted|shuffled|random"],
     "arithmetic": [r"sum|total", r"product", r"difference", r"quotient|ratio", r"average|mean", r"median"],
     "base": [r"binary", r"octal", r"decimal", r"hexadecimal|hex"],
     "sign": [r"positive", r"negative", r"nonnegative", r"nonpositive", r"nonzero"],
@@ -122,8 +124,7 @@ _OPERATOR = (
     r"alpha|beta|gamma|delta|epsilon|theta|lambda|mu|pi|rho|sigma|tau|phi|psi|omega)\b"
     r"|\d-|-\d|\^|[\w)}\]][*/!]"
 )
-_WORD = r"[a-z]+"
-_TO = r"(?:to|into)"
+_TO = ("to", "into")
 _STOP = frozenset(
     [
         "a",
@@ -150,15 +151,10 @@ _STOP = frozenset(
         "by",
         "as",
         "given",
-        "number",
-        "numbers",
         "value",
         "values",
         "function",
         "program",
-        "string",
-        "list",
-        "array",
     ]
 )
 _WINDOW = 2  # content words looked at on each side of "to"
@@ -199,27 +195,22 @@ def features(texts: pl.Series) -> pl.DataFrame:
         .list.join(" ")
         .alias("qualifier"),
         c.str.count_matches(_NEGATION).alias("negation"),
-        c.str.extract_all(
-            rf"(?:{_WORD}\W+){{1,{_WINDOW + 1}}}{_TO}\b(?:\W+{_WORD}){{1,{_WINDOW + 1}}}"
-        ).alias("direction"),
         c.str.replace_all(r"[^a-z0-9\\]+", " ").alias("words"),
     )
 
 
-def _directed(spans: list[str] | None) -> set[tuple[str, str]]:
-    """(word before "to", word after) for the content words within the window around each "to"."""
+def _directed(text: str) -> set[tuple[str, str]]:
+    """(word before "to", word after) for the content words within `_WINDOW` of each "to"/"into"."""
+    words = [w for w in text.split() if w not in _STOP]
     out: set[tuple[str, str]] = set()
-    for span in spans or []:
-        words = span.split()
-        for i, w in enumerate(words):
-            if w in ("to", "into"):
-                before = [x for x in words[max(0, i - _WINDOW - 1) : i] if x not in _STOP and x.isalpha()]
-                after = [x for x in words[i + 1 : i + _WINDOW + 2] if x not in _STOP and x.isalpha()]
-                out.update((x, y) for x, y in itertools.product(before, after) if x != y)
+    for i in (i for i, w in enumerate(words) if w in _TO):
+        before = [x for x in words[max(0, i - _WINDOW) : i] if x.isalpha() and x not in _TO]
+        after = [x for x in words[i + 1 : i + _WINDOW + 1] if x.isalpha() and x not in _TO]
+        out.update((x, y) for x, y in itertools.product(before, after) if x != y)
     return out
 
 
-def swapped(a: list[str] | None, b: list[str] | None) -> bool:
+def swapped(a: str, b: str) -> bool:
     """Whether some word pair goes "x to y" in one text and "y to x" in the other (and not both ways)."""
     da, db = _directed(a), _directed(b)
     return any((y, x) in db and (x, y) not in db and (y, x) not in da for x, y in da)
@@ -265,9 +256,16 @@ def substituted(a: str, b: str) -> bool:
     ):
         return True
     ops = [op for op in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if len(ops) == 2 and all(op[0] == "replace" for op in ops):  # "x ... y" vs "y ... x"
+        (_, i1, i2, j1, j2), (_, k1, k2, l1, l2) = ops
+        if ta[i1:i2] == tb[l1:l2] and ta[k1:k2] == tb[j1:j2]:
+            return True
     return len(ops) <= _MAX_EDITS and any(
         tag == "replace" and _swapped_word(ta[i1:i2], tb[j1:j2], len(ops) == 1) for tag, i1, i2, j1, j2 in ops
     )
+
+
+_WORD_RULES = {"direction": swapped, "substitution": substituted}
 
 
 def check_pairs(
@@ -290,20 +288,13 @@ def check_pairs(
             for name in ANTONYMS:
                 col = feats[f"antonym:{name}"].to_numpy()
                 mark(f"antonym:{name}", col[src] != col[dst])
-        elif rule == "direction":
-            spans = feats["direction"]
-            todo = np.flatnonzero(open_)
-            a, b = spans.gather(src[todo]).to_list(), spans.gather(dst[todo]).to_list()
-            hit = np.zeros(src.size, dtype=bool)
-            hit[todo] = [bool(x and y) and swapped(x, y) for x, y in zip(a, b, strict=True)]
-            mark("direction", hit)
-        elif rule == "substitution":
+        elif rule in _WORD_RULES:
             words = feats["words"]
             todo = np.flatnonzero(open_)
             a, b = words.gather(src[todo]).to_list(), words.gather(dst[todo]).to_list()
             hit = np.zeros(src.size, dtype=bool)
-            hit[todo] = [substituted(x, y) for x, y in zip(a, b, strict=True)]
-            mark("substitution", hit)
+            hit[todo] = [_WORD_RULES[rule](x, y) for x, y in zip(a, b, strict=True)]
+            mark(rule, hit)
         else:
             col = feats[rule].to_numpy()
             mark(rule, col[src] != col[dst])
