@@ -25,7 +25,11 @@ The rules, in the order they are reported (the first that holds names the reason
   for another that is neither an inflection nor a typo of it ("area of a pentagon" vs "area of a
   trapezium", "find angle A" vs "find angle B", "TOOT" vs "TARTAR"), or two words trade places
   ("2017 ... V" vs "V ... 2017"), or a word is negated in the other text ("distinguishable" vs
-  "indistinguishable").
+  "indistinguishable");
+- `question`: the same setup with another question: each text's question (its last sentence that
+  asks: find, what, how, which, return, ...) has a word the other's question lacks but the other
+  text mentions in its setup ("the probability that the second card is black" vs "... is the King of
+  diamonds", with both colours and all ranks in the shared setup).
 
 Features are computed per row with polars string kernels (`features`), and compared per pair with
 numpy (`check_pairs`); `direction` and `substitution` compare the words of the two texts in Python,
@@ -37,13 +41,14 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 
 import numpy as np
 import polars as pl
 
 from stages.text import number_key
 
-RULES = ("numbers", "operators", "antonym", "direction", "negation", "qualifier", "substitution")
+RULES = ("numbers", "operators", "antonym", "direction", "negation", "qualifier", "substitution", "question")
 PAIR_CHECK_HELP = (
     "second look at each pair above the threshold: keep both rows when what differs changes what is asked "
     "(an operator, odd/even, min/max, first/last, a swapped or negated word; stages/dedup/pair_check.py)"
@@ -90,6 +95,7 @@ ANTONYMS: dict[str, list[str]] = {
     "edit": [r"add|adds|insert|inserts|append|appends|push", r"remove|removes|delete|deletes|erase|pop"],
     "order": [r"sorted|sort", r"unsorted|shuffled|random"],
     "arithmetic": [r"sum|total", r"product", r"difference", r"quotient|ratio", r"average|mean", r"median"],
+    "progression": [r"arithmetic|arithemetic", r"geometric", r"harmonic"],
     "base": [r"binary", r"octal", r"decimal", r"hexadecimal|hex"],
     "sign": [r"positive", r"negative", r"nonnegative", r"nonpositive", r"nonzero"],
     "primality": [r"prime|primes", r"composite"],
@@ -196,6 +202,7 @@ def features(texts: pl.Series) -> pl.DataFrame:
         .alias("qualifier"),
         c.str.count_matches(_NEGATION).alias("negation"),
         c.str.replace_all(r"[^a-z0-9\\]+", " ").alias("words"),
+        c.str.replace_all(r"[^a-z0-9\\.?!]+", " ").alias("sentences"),
     )
 
 
@@ -265,7 +272,33 @@ def substituted(a: str, b: str) -> bool:
     )
 
 
-_WORD_RULES = {"direction": swapped, "substitution": substituted}
+_ASKS = frozenset("find how what which why prove return returns print output determine".split())
+_FILLER = _STOP | _ASKS | frozenset("many much possible is are do does can will".split())
+
+
+def _question(text: str) -> tuple[set[str], set[str]]:
+    """(content words of the text's question sentence, content words of the rest of the text)."""
+    sentences = [s.split() for s in re.split(r"[.?!]\s|\?", text) if s.strip()]
+    if not sentences:
+        return set(), set()
+    asking = [i for i, words in enumerate(sentences) if _ASKS & set(words)]
+    q = asking[-1] if asking else len(sentences) - 1
+    content = [{w for w in words if w not in _FILLER and len(w) > 1} for words in sentences]
+    return content[q], set().union(*content[:q], *content[q + 1 :])
+
+
+def other_question(a: str, b: str) -> bool:
+    """Whether each question asks about something the other text mentions only in its setup."""
+    (qa, rest_a), (qb, rest_b) = _question(a), _question(b)
+    return bool((qa - qb) & rest_b) and bool((qb - qa) & rest_a)
+
+
+# rules that compare the words of two texts in Python: (feature column, comparison)
+_WORD_RULES = {
+    "direction": ("words", swapped),
+    "substitution": ("words", substituted),
+    "question": ("sentences", other_question),
+}
 
 
 def check_pairs(
@@ -289,11 +322,11 @@ def check_pairs(
                 col = feats[f"antonym:{name}"].to_numpy()
                 mark(f"antonym:{name}", col[src] != col[dst])
         elif rule in _WORD_RULES:
-            words = feats["words"]
+            column, differs = _WORD_RULES[rule]
             todo = np.flatnonzero(open_)
-            a, b = words.gather(src[todo]).to_list(), words.gather(dst[todo]).to_list()
+            a, b = feats[column].gather(src[todo]).to_list(), feats[column].gather(dst[todo]).to_list()
             hit = np.zeros(src.size, dtype=bool)
-            hit[todo] = [_WORD_RULES[rule](x, y) for x, y in zip(a, b, strict=True)]
+            hit[todo] = [differs(x, y) for x, y in zip(a, b, strict=True)]
             mark(rule, hit)
         else:
             col = feats[rule].to_numpy()
