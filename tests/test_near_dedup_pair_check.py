@@ -24,6 +24,11 @@ def rule_of(a: str, b: str) -> str | None:
     return pair_check.check_pairs(pair_check.features(texts), np.array([0]), np.array([1]))[0]
 
 
+DECK = (
+    "A standard deck of 52 cards has 13 ranks (Ace, Jack, Queen, King and the numbers) and 4 suits "
+    "(spades, hearts, diamonds and clubs). Spades and clubs are black, hearts and diamonds are red. "
+    "The deck is randomly arranged."
+)
 # (a, b, the rule that must keep them apart); phrased as the real sources phrase problems
 DIFFERENT = [
     ("Find the remainder when $2^{100}$ is divided by 7.", "Find the remainder when $2^{100}$ is divided by 11.", "numbers"),
@@ -57,6 +62,7 @@ DIFFERENT = [
     ("In trapezoid ABCD with AB parallel to CD, angle A is twice angle D. Find angle A.", "In trapezoid ABCD with AB parallel to CD, angle A is twice angle D. Find angle B.", "substitution"),
     ("How many ways are there to put 4 balls into 2 distinguishable boxes?", "How many ways are there to put 4 balls into 2 indistinguishable boxes?", "substitution"),
     ("Fisica measured 2017 and Ritmo measured V; find the difference between 2017 and V.", "Fisica measured V and Ritmo measured 2017; find the difference between 2017 and V.", "substitution"),
+    (f"{DECK} What is the probability that the top card is red and the second card is black?", f"{DECK} What is the probability that the top card is the King of hearts?", "question"),
 ]  # fmt: skip
 
 # true duplicates: the check must let them go

@@ -272,8 +272,10 @@ def substituted(a: str, b: str) -> bool:
     )
 
 
-_ASKS = frozenset("find how what which why prove return returns print output determine".split())
-_FILLER = _STOP | _ASKS | frozenset("many much possible is are do does can will".split())
+_ASKS = frozenset(
+    ["find", "how", "what", "which", "why", "prove", "return", "returns", "print", "output", "determine"]
+)
+_FILLER = _STOP | _ASKS | frozenset(["many", "much", "possible", "is", "are", "do", "does", "can", "will"])
 
 
 def _question(text: str) -> tuple[set[str], set[str]]:
