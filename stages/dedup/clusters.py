@@ -126,18 +126,20 @@ class Pairs:
         texts: Callable[[np.ndarray], pl.Series] | None,
     ) -> Pairs:
         """Edges: pairs that pass the threshold and the number guard and that the pair check
-        (`pair_check.check_pairs` on `texts(rows)`, skipped when `texts` is None) does not keep apart."""
+        (`pair_check.check_pairs` on `texts(rows)`, skipped when `texts` is None) does not keep apart.
+        With the check on, a pair the guard rejects only for an annotation's numbers (a credit line)
+        counts as agreeing in numbers (`pair_check.numbers_differ`)."""
         kept_by = np.full(src.size, None, dtype=object)
-        todo = np.flatnonzero(passes & numbers_ok)
+        todo = np.flatnonzero(passes)
         if texts is not None and todo.size:
             rows = np.unique(np.r_[src[todo], dst[todo]])
             feats = pair_check.features(texts(rows))
-            kept_by[todo] = pair_check.check_pairs(
-                feats,
-                np.searchsorted(rows, src[todo]),
-                np.searchsorted(rows, dst[todo]),
-                pair_check.TEXT_RULES,
-            )
+            a, b = np.searchsorted(rows, src[todo]), np.searchsorted(rows, dst[todo])
+            guarded = ~numbers_ok[todo]  # the guard's pairs: an annotation alone does not keep them apart
+            numbers_ok = numbers_ok.copy()
+            numbers_ok[todo[guarded]] = ~pair_check.numbers_differ(feats, a[guarded], b[guarded])
+            todo, a, b = todo[numbers_ok[todo]], a[numbers_ok[todo]], b[numbers_ok[todo]]
+            kept_by[todo] = pair_check.check_pairs(feats, a, b, pair_check.TEXT_RULES)
         edge = passes & numbers_ok & np.equal(kept_by, None)
         return cls(src, dst, similarity, numbers_ok, kept_by, edge)
 

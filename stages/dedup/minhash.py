@@ -55,7 +55,7 @@ class MinhashDedupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(
-        0.8, gt=0, lt=1, description="Jaccard similarity at or above which two rows are duplicates"
+        0.6, gt=0, lt=1, description="Jaccard similarity at or above which two rows are duplicates"
     )
     num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations (signature length)")
     ngram: int = Field(5, ge=1, le=32, description="shingle length, in tokens (word) or characters (char)")
@@ -63,7 +63,11 @@ class MinhashDedupConfig(BaseModel):
     bands: int | None = Field(None, ge=1, description="LSH bands; default: chosen from threshold (with rows)")
     rows: int | None = Field(None, ge=1, description="LSH rows per band; default: chosen from threshold")
     false_positive_weight: float = Field(
-        0.5, ge=0, le=1, description="weight of false positives when choosing bands/rows"
+        0.2,
+        ge=0,
+        le=1,
+        description="weight of false positives when choosing bands/rows (low: more candidates, fewer misses; "
+        "the exact check and the pair check prune them)",
     )
     check: Literal["none", "estimate", "exact"] = Field(
         "exact",

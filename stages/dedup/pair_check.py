@@ -10,7 +10,8 @@ names one kind of difference that keeps a pair apart; a pair that no rule keeps 
 The rules, in the order they are reported (the first that holds names the reason):
 
 - `numbers`: the multisets of numbers and of the signs <, >, \\leq, \\geq, \\neq, \\pm, + differ (the
-  number guard, `stages.text.number_key`);
+  number guard, `stages.text.number_key`), unless all that tells the texts apart is one annotation
+  whose numbers belong to names ("Credit to Royalreter1 ...", "~ pi_is_3.14");
 - `operators`: the multisets of other operators differ (- next to a digit, *, /, ^, !, \\times,
   \\cdot, \\div, \\sqrt, \\sin, \\log, \\sum, ...);
 - `antonym`: for a class of opposite or alternative terms (odd/even, minimum/maximum, first/last,
@@ -203,6 +204,7 @@ def features(texts: pl.Series) -> pl.DataFrame:
         c.str.count_matches(_NEGATION).alias("negation"),
         c.str.replace_all(r"[^a-z0-9\\]+", " ").alias("words"),
         c.str.replace_all(r"[^a-z0-9\\.?!]+", " ").alias("sentences"),
+        text,
     )
 
 
@@ -295,6 +297,37 @@ def other_question(a: str, b: str) -> bool:
     return bool((qa - qb) & rest_b) and bool((qb - qa) & rest_a)
 
 
+_TOKEN_SPLIT = re.compile(r"[\s,;:?!]+|\.(?!\d)|(?<=[\])}])(?=[a-z])")  # "[/asy]credit": two tokens
+_FREE_NUMBER = re.compile(r"(?:^|[^a-z_\d.\\])\d")  # a number not glued to a name or subscript
+_GUARD_SIGN = re.compile(r"[<>=+]|\\(?:leq|geq|neq|pm|mp)\b")
+
+
+def annotation_only(a: str, b: str) -> bool:
+    """Whether two texts (math-normalised) differ only by one span that one has and the other lacks,
+    whose numbers all belong to names or subscripts and which has no sign the number guard compares:
+    an author tag ("~ pi_is_3.14"), a credit line ("credit to Royalreter1 and chezbgone2"), a lost
+    "P_1P_2,". Such a difference in numbers is no different problem; "of radius 3" is."""
+    ta, tb = [t for t in _TOKEN_SPLIT.split(a) if t], [t for t in _TOKEN_SPLIT.split(b) if t]
+    ops = [op for op in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] == "replace":
+        return False
+    _, i1, i2, j1, j2 = ops[0]
+    span = " ".join(ta[i1:i2] + tb[j1:j2])
+    return not _FREE_NUMBER.search(span) and not _GUARD_SIGN.search(span)
+
+
+def numbers_differ(feats: pl.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The number guard: the multisets of numbers and signs differ (`stages.text.number_key`), unless
+    only an annotation (`annotation_only`) tells the texts apart."""
+    key = feats["numbers"].to_numpy()
+    differ = key[src] != key[dst]
+    todo = np.flatnonzero(differ)
+    if todo.size:
+        a, b = feats["t"].gather(src[todo]).to_list(), feats["t"].gather(dst[todo]).to_list()
+        differ[todo] = [not annotation_only(x, y) for x, y in zip(a, b, strict=True)]
+    return differ
+
+
 # rules that compare the words of two texts in Python: (feature column, comparison)
 _WORD_RULES = {
     "direction": ("words", swapped),
@@ -330,6 +363,8 @@ def check_pairs(
             hit = np.zeros(src.size, dtype=bool)
             hit[todo] = [differs(x, y) for x, y in zip(a, b, strict=True)]
             mark(rule, hit)
+        elif rule == "numbers":
+            mark(rule, numbers_differ(feats, src, dst))
         else:
             col = feats[rule].to_numpy()
             mark(rule, col[src] != col[dst])
