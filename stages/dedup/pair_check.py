@@ -16,7 +16,7 @@ The rules, in the order they are reported (the first that holds names the reason
   \\cdot, \\div, \\sqrt, \\sin, \\log, \\sum, ...);
 - `antonym`: for a class of opposite or alternative terms (odd/even, minimum/maximum, first/last,
   upper/lower case, pre/in/post-order, at most/at least, increasing/decreasing, add/remove, ...), the
-  set of terms each text uses differs;
+  texts use the terms a different number of times;
 - `direction`: the same two words on both sides of "to"/"into", swapped ("decimal to binary" vs
   "binary to decimal");
 - `negation`: a different count of negations (not, no, non-..., without, never, n't);
@@ -112,7 +112,7 @@ ANTONYMS: dict[str, list[str]] = {
     "truth": [r"true", r"false"],
     "angle": [r"acute", r"obtuse"],
     "sameness": [r"same|identical|equal", r"different|differ|differs|unequal"],
-    "count_or_list": [r"count|number of", r"list|print|return all|find all"],
+    "count_or_list": [r"count|counts", r"list all|print all|return all|find all"],
 }
 
 # Words that narrow what is asked; one text having one and the other not keeps the pair apart.
@@ -121,7 +121,8 @@ QUALIFIERS = (
     "palindromic|palindrome|reversed|reverse|sorted|rotated|cyclic|circular|weighted|directed|"
     "undirected|absolute|relative|square|cube|cubes|squares|repeated|repeating|duplicate|duplicates|"
     "nested|balanced|complete|full|empty|subsequence|substring|subarray|subset|permutation|"
-    "permutations|combination|combinations|equilateral|isosceles|regular|convex|inverse"
+    "permutations|combination|combinations|equilateral|isosceles|regular|convex|inverse|zigzag|spiral|"
+    "modified"
 )
 
 _NEGATION = r"\b(?:not|no|none|without|never|neither|nor|non\w+)\b"
@@ -176,9 +177,13 @@ def check_text(expr: pl.Expr) -> pl.Expr:
 
 
 def _poles(text: pl.Expr, poles: list[str]) -> pl.Expr:
-    """Bit i set when the text uses pole i of a class."""
-    bits = [text.str.contains(rf"\b(?:{p})\b").cast(pl.Int64) * (1 << i) for i, p in enumerate(poles)]
-    return pl.sum_horizontal(bits)
+    """How often the text uses each pole of a class, packed 4 bits a pole (so "below" in a shared
+    preamble does not hide a "bottom-up" that only one text has)."""
+    counts = [
+        text.str.count_matches(rf"\b(?:{p})\b").clip(0, 15).cast(pl.Int64) * (1 << (4 * i))
+        for i, p in enumerate(poles)
+    ]
+    return pl.sum_horizontal(counts)
 
 
 def features(texts: pl.Series) -> pl.DataFrame:
