@@ -53,6 +53,7 @@ DIFFERENT = [
     ("How many ways can we choose a president and a vice-president if they must be of different gender?", "How many ways can we choose a president and a vice-president if they must be of the same gender?", "antonym:sameness"),
     ("Write a function to convert the given decimal number to its binary equivalent.", "Write a function to convert the given binary number to its decimal equivalent.", "direction"),
     ("Write a function to convert a given string to a tuple.", "Write a function to convert tuple to a string.", "direction"),
+    ("Write a python function to find the sublist having minimum length.", "Write a python function to find the minimum length of sublist.", "direction"),
     ("Write a python function to find the first non-repeated character in a given string.", "Write a python function to find the first repeated character in a given string.", "negation"),
     ("Find the number of integers that are not divisible by 3 between 1 and 100.", "Find the number of integers that are divisible by 3 between 1 and 100.", "negation"),
     ("Write a function to find the nth hexagonal number.", "Write a function to find nth centered hexagonal number.", "qualifier"),
@@ -61,7 +62,7 @@ DIFFERENT = [
     ("Determine the number of ways to arrange the letters of the word TOOT.", "Determine the number of ways to arrange the letters of the word ELLIPSE.", "substitution"),
     ("In trapezoid ABCD with AB parallel to CD, angle A is twice angle D. Find angle A.", "In trapezoid ABCD with AB parallel to CD, angle A is twice angle D. Find angle B.", "substitution"),
     ("How many ways are there to put 4 balls into 2 distinguishable boxes?", "How many ways are there to put 4 balls into 2 indistinguishable boxes?", "substitution"),
-    ("Fisica measured 2017 and Ritmo measured V; find the difference between 2017 and V.", "Fisica measured V and Ritmo measured 2017; find the difference between 2017 and V.", "substitution"),
+    ("Fisica and Ritmo measured a box of Notalium with rulers; Fisica rounded her product to 2017 cubic centimetres and Ritmo rounded his to V cubic centimetres. Find the difference between the largest and smallest possible V.", "Fisica and Ritmo measured a box of Notalium with rulers; Fisica rounded her product to V cubic centimetres and Ritmo rounded his to 2017 cubic centimetres. Find the difference between the largest and smallest possible V.", "substitution"),
     (f"{DECK} What is the probability that the top card is red and the second card is black?", f"{DECK} What is the probability that the top card is the King of hearts?", "question"),
 ]  # fmt: skip
 

@@ -18,7 +18,8 @@ The rules, in the order they are reported (the first that holds names the reason
   upper/lower case, pre/in/post-order, at most/at least, increasing/decreasing, add/remove, ...), the
   texts use the terms a different number of times;
 - `direction`: the same two words on both sides of "to"/"into", swapped ("decimal to binary" vs
-  "binary to decimal");
+  "binary to decimal"), or a one-line task with its words in another order ("the sublist having
+  minimum length" vs "the minimum length of sublist");
 - `negation`: a different count of negations (not, no, non-..., without, never, n't);
 - `qualifier`: a word that narrows what is asked (centered, strictly, consecutive, distinct, proper,
   ...) is in one text and not the other;
@@ -224,10 +225,27 @@ def _directed(text: str) -> set[tuple[str, str]]:
     return out
 
 
+_SHORT = 12  # content words: a one-line task, where word order carries the question
+
+
+def _reordered(a: str, b: str) -> bool:
+    """Short texts whose shared content words come in another order ("the sublist having minimum
+    length" vs "the minimum length of sublist": a list vs a number)."""
+    wa = [w for w in a.split() if w not in _STOP and w.isalpha() and len(w) > 1]
+    wb = [w for w in b.split() if w not in _STOP and w.isalpha() and len(w) > 1]
+    if max(len(wa), len(wb)) > _SHORT:
+        return False
+    shared = set(wa) & set(wb)
+    return list(dict.fromkeys(w for w in wa if w in shared)) != list(
+        dict.fromkeys(w for w in wb if w in shared)
+    )
+
+
 def swapped(a: str, b: str) -> bool:
-    """Whether some word pair goes "x to y" in one text and "y to x" in the other (and not both ways)."""
+    """Whether some word pair goes "x to y" in one text and "y to x" in the other (and not both
+    ways), or two short texts put the same words in another order."""
     da, db = _directed(a), _directed(b)
-    return any((y, x) in db and (x, y) not in db and (y, x) not in da for x, y in da)
+    return any((y, x) in db and (x, y) not in db and (y, x) not in da for x, y in da) or _reordered(a, b)
 
 
 _NEGATING_PREFIXES = ("in", "un", "non", "dis", "im", "ir", "il")
