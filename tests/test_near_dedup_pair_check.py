@@ -32,6 +32,7 @@ DECK = (
 # (a, b, the rule that must keep them apart); phrased as the real sources phrase problems
 DIFFERENT = [
     ("Find the remainder when $2^{100}$ is divided by 7.", "Find the remainder when $2^{100}$ is divided by 11.", "numbers"),
+    ("A square has an area of 36. Find the length of its diagonal.", "A square has an area of 36. Find the length of its diagonal, rounded to 2 places.", "numbers"),
     ("Given $k > 0$, find the range of $f$.", "Given $k < 0$, find the range of $f$.", "numbers"),
     ("Simplify $x \\times y$ for the given values.", "Simplify $x \\div y$ for the given values.", "operators"),
     ("Find all $x$ such that $\\sin x = \\cos x$ on the interval.", "Find all $x$ such that $\\sin x = \\tan x$ on the interval.", "operators"),
@@ -76,6 +77,8 @@ SAME = [
     ("The two persons with lower numbered cards form a team.", "The two persons with lower numbered cards from a team."),
     ("There are two values of $a$ for which the equation has one solution. What is the sum of those values?", "There are two values of $a$ for which the equation has one solution. What is the sum of these values?"),
     ("If $x,$ $y$ are positive real numbers, find the maximum possible value of $k.$", "If $x, y$ are positive reals, find the maximum possible value of $k$."),
+    ("Suppose that the roots of $x^3+3x^2+4x-11=0$ are $a$, $b$, $c$. Find $t$.\n ~ pi_is_3.14", "Suppose that the roots of $x^3+3x^2+4x-11=0$ are $a$, $b$, $c$. Find $t$."),
+    ("Find $AB$. [asy] draw((0,0)--(1,1)); [/asy]\n Credit to Royalreter1 and chezbgone2 for the diagram", "Find $AB$. [asy] draw((0,0)--(1,1)); [/asy]"),
 ]  # fmt: skip
 
 
