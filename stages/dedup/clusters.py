@@ -124,22 +124,26 @@ class Pairs:
         numbers_ok: np.ndarray,
         passes: np.ndarray,
         texts: Callable[[np.ndarray], pl.Series] | None,
+        number_guard: bool = True,
     ) -> Pairs:
         """Edges: pairs that pass the threshold and the number guard and that the pair check
         (`pair_check.check_pairs` on `texts(rows)`, skipped when `texts` is None) does not keep apart.
-        With the check on, a pair the guard rejects only for an annotation's numbers (a credit line)
-        counts as agreeing in numbers (`pair_check.numbers_differ`)."""
+        With the check on, the guard above the threshold is the check's `numbers` rule: numbers
+        spelt out count, and an annotation's numbers (a credit line) do not (`pair_check.numbers_differ`)."""
         kept_by = np.full(src.size, None, dtype=object)
         todo = np.flatnonzero(passes)
         if texts is not None and todo.size:
             rows = np.unique(np.r_[src[todo], dst[todo]])
             feats = pair_check.features(texts(rows))
-            a, b = np.searchsorted(rows, src[todo]), np.searchsorted(rows, dst[todo])
-            guarded = ~numbers_ok[todo]  # the guard's pairs: an annotation alone does not keep them apart
+            rules = pair_check.RULES if number_guard else pair_check.TEXT_RULES
+            kept_by[todo] = pair_check.check_pairs(
+                feats, np.searchsorted(rows, src[todo]), np.searchsorted(rows, dst[todo]), rules
+            )
+            guarded = todo[kept_by[todo] == "numbers"]  # the number guard's decision, refined by the check
             numbers_ok = numbers_ok.copy()
-            numbers_ok[todo[guarded]] = ~pair_check.numbers_differ(feats, a[guarded], b[guarded])
-            todo, a, b = todo[numbers_ok[todo]], a[numbers_ok[todo]], b[numbers_ok[todo]]
-            kept_by[todo] = pair_check.check_pairs(feats, a, b, pair_check.TEXT_RULES)
+            numbers_ok[todo] = True
+            numbers_ok[guarded] = False
+            kept_by[guarded] = None
         edge = passes & numbers_ok & np.equal(kept_by, None)
         return cls(src, dst, similarity, numbers_ok, kept_by, edge)
 

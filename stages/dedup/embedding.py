@@ -30,7 +30,7 @@ class EmbeddingDedupConfig(BaseModel):
 
     model: str = Field(embed.DEFAULT_MODEL, description="sentence-transformers model name or local path")
     threshold: float = Field(
-        0.95, gt=0, le=1, description="cosine similarity at or above which rows are duplicates"
+        0.9, gt=0, le=1, description="cosine similarity at or above which rows are duplicates"
     )
     neighbors: int = Field(10, ge=1, le=1000, description="nearest neighbours searched per row")
     number_guard: bool = Field(True, description="never join rows whose multisets of numbers differ")
@@ -91,6 +91,7 @@ def run(input_dir: Path, config: EmbeddingDedupConfig, out: StageWriter) -> dict
         numbers_ok,
         similarity >= config.threshold,
         (lambda rows: texts.gather(rows)) if config.pair_check else None,
+        config.number_guard,
     )
     decisions = clusters.resolve(
         input_dir, pairs, lambda u, v: np.minimum(np.einsum("ij,ij->i", vectors[u], vectors[v]), 1.0)

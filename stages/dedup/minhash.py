@@ -55,7 +55,7 @@ class MinhashDedupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(
-        0.6, gt=0, lt=1, description="Jaccard similarity at or above which two rows are duplicates"
+        0.55, gt=0, lt=1, description="Jaccard similarity at or above which two rows are duplicates"
     )
     num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations (signature length)")
     ngram: int = Field(5, ge=1, le=32, description="shingle length, in tokens (word) or characters (char)")
@@ -435,7 +435,7 @@ def run(input_dir: Path, config: MinhashDedupConfig, out: StageWriter) -> dict[s
             if config.pair_check
             else None
         )
-        pairs = clusters.Pairs.decide(src, dst, similarity, numbers_ok, passes, texts)
+        pairs = clusters.Pairs.decide(src, dst, similarity, numbers_ok, passes, texts, config.number_guard)
         decisions = clusters.resolve(
             input_dir, pairs, exact.jaccard if exact else lambda u, v: estimated_jaccard(sig, u, v)
         )

@@ -12,14 +12,13 @@ The rules, in the order they are reported (the first that holds names the reason
 - `numbers`: the multisets of numbers and of the signs <, >, \\leq, \\geq, \\neq, \\pm, + differ (the
   number guard, `stages.text.number_key`), unless all that tells the texts apart is one annotation
   whose numbers belong to names ("Credit to Royalreter1 ...", "~ pi_is_3.14");
-- `operators`: the multisets of other operators differ (- next to a digit, *, /, ^, !, \\times,
+- `operators`: the sets of other operators differ (- next to a digit, *, /, ^, !, \\times,
   \\cdot, \\div, \\sqrt, \\sin, \\log, \\sum, ...);
 - `antonym`: for a class of opposite or alternative terms (odd/even, minimum/maximum, first/last,
   upper/lower case, pre/in/post-order, at most/at least, increasing/decreasing, add/remove, ...), the
   texts use the terms a different number of times;
 - `direction`: the same two words on both sides of "to"/"into", swapped ("decimal to binary" vs
-  "binary to decimal"), or a one-line task with its words in another order ("the sublist having
-  minimum length" vs "the minimum length of sublist");
+  "binary to decimal");
 - `negation`: a different count of negations (not, no, non-..., without, never, n't);
 - `qualifier`: a word that narrows what is asked (centered, strictly, consecutive, distinct, proper,
   ...) is in one text and not the other;
@@ -83,7 +82,7 @@ ANTONYMS: dict[str, list[str]] = {
     "bound": [r"atmost", r"atleast", r"exactly"],
     "comparison": [r"greater|larger|bigger|more|exceeds?", r"less|smaller|fewer"],
     "position": [r"first|beginning|start|starts|leading|prefix", r"last|end|ends|ending|trailing|suffix"],
-    "before_after": [r"before|preceding|previous", r"after|following|next"],
+    "before_after": [r"before|preceding|previous", r"after|next"],
     "side": [r"left|leftmost", r"right|rightmost"],
     "vertical": [r"top|above", r"bottom|below"],
     "case": [r"lowercase|lower", r"uppercase|upper|capital|capitals|capitalized"],
@@ -113,7 +112,6 @@ ANTONYMS: dict[str, list[str]] = {
     "truth": [r"true", r"false"],
     "angle": [r"acute", r"obtuse"],
     "sameness": [r"same|identical|equal", r"different|differ|differs|unequal"],
-    "count_or_list": [r"count|counts", r"list all|print all|return all|find all"],
 }
 
 # Words that narrow what is asked; one text having one and the other not keeps the pair apart.
@@ -122,10 +120,16 @@ QUALIFIERS = (
     "palindromic|palindrome|reversed|reverse|sorted|rotated|cyclic|circular|weighted|directed|"
     "undirected|absolute|relative|square|cube|cubes|squares|repeated|repeating|duplicate|duplicates|"
     "nested|balanced|complete|full|empty|subsequence|substring|subarray|subset|permutation|"
-    "permutations|combination|combinations|equilateral|isosceles|regular|convex|inverse|zigzag|spiral|"
+    "permutations|combination|combinations|equilateral|isosceles|regular|convex|inverse|zigzag|spiral|lateral|"
+    "nearest|closest|rounded|"
     "modified"
 )
 
+# numbers spelt out ("two to three b's", "two balls"); not "one", which is also a pronoun
+_NUMBER_WORDS = (
+    r"\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|hundred|thousand|"
+    r"million|twice|thrice|half|double|triple)\b"
+)
 _NEGATION = r"\b(?:not|no|none|without|never|neither|nor|non\w+)\b"
 _OPERATOR = (
     r"\\(?:times|cdot|div|sqrt|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|log|ln|exp|sum|prod|int|"
@@ -193,10 +197,13 @@ def features(texts: pl.Series) -> pl.DataFrame:
     frame = pl.DataFrame({"t": texts.fill_null("")}).with_columns(check_text(text).alias("c"))
     c = pl.col("c")
     return frame.select(
-        number_key(text).hash(seed=7).alias("numbers"),
+        pl.concat_str(number_key(text), c.str.extract_all(_NUMBER_WORDS).list.sort().list.join(" "))
+        .hash(seed=7)
+        .alias("numbers"),
         c.str.replace_all("_", " ")
         .str.extract_all(_OPERATOR)
         .list.eval(pl.element().str.extract(r"(\\[a-z]+|[-*/^!])", 1))
+        .list.unique()
         .list.sort()
         .list.join(" ")
         .hash(seed=7)
@@ -225,27 +232,10 @@ def _directed(text: str) -> set[tuple[str, str]]:
     return out
 
 
-_SHORT = 12  # content words: a one-line task, where word order carries the question
-
-
-def _reordered(a: str, b: str) -> bool:
-    """Short texts whose shared content words come in another order ("the sublist having minimum
-    length" vs "the minimum length of sublist": a list vs a number)."""
-    wa = [w for w in a.split() if w not in _STOP and w.isalpha() and len(w) > 1]
-    wb = [w for w in b.split() if w not in _STOP and w.isalpha() and len(w) > 1]
-    if max(len(wa), len(wb)) > _SHORT:
-        return False
-    shared = set(wa) & set(wb)
-    return list(dict.fromkeys(w for w in wa if w in shared)) != list(
-        dict.fromkeys(w for w in wb if w in shared)
-    )
-
-
 def swapped(a: str, b: str) -> bool:
-    """Whether some word pair goes "x to y" in one text and "y to x" in the other (and not both
-    ways), or two short texts put the same words in another order."""
+    """Whether some word pair goes "x to y" in one text and "y to x" in the other (and not both ways)."""
     da, db = _directed(a), _directed(b)
-    return any((y, x) in db and (x, y) not in db and (y, x) not in da for x, y in da) or _reordered(a, b)
+    return any((y, x) in db and (x, y) not in db and (y, x) not in da for x, y in da)
 
 
 _NEGATING_PREFIXES = ("in", "un", "non", "dis", "im", "ir", "il")
@@ -263,15 +253,22 @@ def _inflection_or_typo(x: str, y: str) -> bool:
     return len(x) == len(y) and sum(p != q for p, q in zip(x, y, strict=True)) <= 2
 
 
+def _synonyms(u: str, v: str) -> bool:
+    """Two words of the same pole of an antonym class ("greatest"/"largest", "add"/"insert")."""
+    return any(
+        re.fullmatch(pole, u) and re.fullmatch(pole, v) for poles in ANTONYMS.values() for pole in poles
+    )
+
+
 def _swapped_word(x: list[str], y: list[str], only_edit: bool) -> bool:
     """Whether a replaced span is one content word swapped for another (stop words aside); a single
     letter (a variable: "angle a" vs "angle b") counts only when it is the texts' only difference."""
     if len(x) > 1 or len(y) > 1:
-        x, y = [w for w in x if w not in _STOP], [w for w in y if w not in _STOP]
+        x, y = [w for w in x if w not in _FILLER], [w for w in y if w not in _FILLER]
     if len(x) != 1 or len(y) != 1:
         return False
     u, v = x[0], y[0]
-    if u == v or not (u.isalpha() and v.isalpha()):
+    if u == v or not (u.isalpha() and v.isalpha()) or _synonyms(u, v):
         return False
     if len(u) == 1 or len(v) == 1:
         return only_edit and len(u) == len(v) == 1
@@ -298,7 +295,22 @@ def substituted(a: str, b: str) -> bool:
 
 
 _ASKS = frozenset(
-    ["find", "how", "what", "which", "why", "prove", "return", "returns", "print", "output", "determine"]
+    [
+        "count",
+        "get",
+        "calculate",
+        "find",
+        "how",
+        "what",
+        "which",
+        "why",
+        "prove",
+        "return",
+        "returns",
+        "print",
+        "output",
+        "determine",
+    ]
 )
 _FILLER = _STOP | _ASKS | frozenset(["many", "much", "possible", "is", "are", "do", "does", "can", "will"])
 
@@ -336,7 +348,7 @@ def annotation_only(a: str, b: str) -> bool:
         return False
     _, i1, i2, j1, j2 = ops[0]
     span = " ".join(ta[i1:i2] + tb[j1:j2])
-    return not _FREE_NUMBER.search(span) and not _GUARD_SIGN.search(span)
+    return not (_FREE_NUMBER.search(span) or _GUARD_SIGN.search(span) or re.search(_NUMBER_WORDS, span))
 
 
 def numbers_differ(feats: pl.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
