@@ -256,7 +256,8 @@ def seed_recalls(
 
 
 def part_a(texts_raw: list[str], args: argparse.Namespace, work: Path) -> None:
-    config = minhash.MinhashDedupConfig()
+    # the setup of the documented comparison (threshold 0.8, datasketch's band weighting), not the defaults
+    config = minhash.MinhashDedupConfig(threshold=0.8, false_positive_weight=0.5)
     bands, rows = config.lsh_params()
     print(f"\n(a) MinHash-LSH: {len(texts_raw):,} rows, num_perm {config.num_perm}, threshold {config.threshold}, "
           f"bands x rows {bands} x {rows} (datasketch picks {_ds_params(config)}), word {config.ngram}-grams")  # fmt: skip

@@ -137,14 +137,14 @@ def register(app: typer.Typer) -> None:
         domain: Annotated[
             str, typer.Option(help="domain of every row: math|code|science|puzzle|general")
         ] = "math",
-        threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold")] = 0.8,
+        threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold")] = 0.55,
         ngram: Annotated[int, typer.Option(help="MinHash shingle length")] = 5,
         unit: Annotated[
             str, typer.Option(help="MinHash shingles over word tokens or characters: word|char")
         ] = "word",
         num_perm: Annotated[int, typer.Option(help="MinHash permutations")] = 128,
         check: Annotated[str, typer.Option(help="MinHash candidate check: none|estimate|exact")] = "exact",
-        embedding_threshold: Annotated[float, typer.Option(help="embedding cosine threshold")] = 0.95,
+        embedding_threshold: Annotated[float, typer.Option(help="embedding cosine threshold")] = 0.9,
         model: Annotated[
             str, typer.Option(help="sentence-transformers model name or path")
         ] = "all-MiniLM-L6-v2",

@@ -91,6 +91,8 @@ _MATH_REWRITES: list[tuple[str, str]] = [
     (r"\{,\}", ""),
     # spacing commands
     (r"\\[,;:! ]|\\q?quad\b|~", " "),
+    # empty groups (AIME's `$ABCD_{}^{}$` artefacts) carry nothing
+    (r"[_^]\s*\{\s*\}", ""),
     # single-token groups: x^{2} == x^2, a_{n} == a_n, \frac12 == \frac{1}{2}
     (r"\s*([\^_])\s*\{\s*(\w)\s*\}", "$1$2"),
     (r"\\frac\s*(\d)\s*(\d)", r"\frac{$1}{$2}"),

@@ -83,7 +83,7 @@ def test_signatures_estimate_jaccard_and_exact_jaccard_is_exact():
     owner = np.repeat(np.arange(len(texts)), counts)
     sets = minhash.ShingleSets(*_sets(keys, owner, len(texts)), np.arange(len(texts)))
     assert np.allclose(sets.jaccard(src, dst), truth)
-    assert config.lsh_params() == minhash.optimal_bands(0.8, 128)
+    assert config.lsh_params() == minhash.optimal_bands(0.55, 128, 0.2)
 
 
 def _sets(keys: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from stages.dedup import pair_check
 from stages.dedup.policy import choose_keepers, dedup_plan
 from stages.store import read_shards
 from stages.text import math_text, number_key
@@ -102,13 +103,47 @@ def number_keys(texts: pl.Series) -> np.ndarray:
 @dataclass
 class Pairs:
     """Candidate pairs (src < dst row indices) with their similarity, whether their numbers agree,
-    and whether they became a cluster edge. Kept for the report's similarity distribution."""
+    the pair-check rule that kept them apart (None: none did, or not checked) and whether they
+    became a cluster edge. Kept for the report's similarity distribution and examples."""
 
     src: np.ndarray
     dst: np.ndarray
     similarity: np.ndarray
     numbers_ok: np.ndarray
+    kept_by: np.ndarray
     edge: np.ndarray
+
+    @classmethod
+    def decide(
+        cls,
+        src: np.ndarray,
+        dst: np.ndarray,
+        similarity: np.ndarray,
+        numbers_ok: np.ndarray,
+        passes: np.ndarray,
+        texts: Callable[[np.ndarray], pl.Series] | None,
+        number_guard: bool = True,
+    ) -> Pairs:
+        """Edges: pairs that pass the threshold and the number guard and that the pair check
+        (`pair_check.check_pairs` on `texts(rows)`, skipped when `texts` is None) does not keep apart.
+        With the check on, the guard above the threshold is the check's `numbers` rule: numbers
+        spelt out count, and an annotation's numbers (a credit line) do not (`pair_check.numbers_differ`)."""
+        kept_by = np.full(src.size, None, dtype=object)
+        todo = np.flatnonzero(passes)
+        if texts is not None and todo.size:
+            rows = np.unique(np.r_[src[todo], dst[todo]])
+            feats = pair_check.features(texts(rows))
+            rules = pair_check.RULES if number_guard else pair_check.TEXT_RULES
+            kept_by[todo] = pair_check.check_pairs(
+                feats, np.searchsorted(rows, src[todo]), np.searchsorted(rows, dst[todo]), rules
+            )
+            guarded = todo[kept_by[todo] == "numbers"]  # the number guard's decision, refined by the check
+            numbers_ok = numbers_ok.copy()
+            numbers_ok[todo] = True
+            numbers_ok[guarded] = False
+            kept_by[guarded] = None
+        edge = passes & numbers_ok & np.equal(kept_by, None)
+        return cls(src, dst, similarity, numbers_ok, kept_by, edge)
 
 
 def resolve(

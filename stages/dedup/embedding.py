@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stages import embed
 from stages.dedup import clusters, report
 from stages.dedup.exact import numbered_keys
+from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
 
@@ -31,10 +32,11 @@ class EmbeddingDedupConfig(BaseModel):
 
     model: str = Field(embed.DEFAULT_MODEL, description="sentence-transformers model name or local path")
     threshold: float = Field(
-        0.95, gt=0, le=1, description="cosine similarity at or above which rows are duplicates"
+        0.9, gt=0, le=1, description="cosine similarity at or above which rows are duplicates"
     )
     neighbors: int = Field(10, ge=1, le=1000, description="nearest neighbours searched per row")
     number_guard: bool = Field(True, description="never join rows whose multisets of numbers differ")
+    pair_check: bool = Field(True, description=PAIR_CHECK_HELP)
     normalize_math: bool = Field(
         True, description="math-aware normalisation before embedding (stages.text.math_text)"
     )
@@ -96,8 +98,14 @@ class EmbeddingDedup(GlobalStage[EmbeddingDedupConfig]):
         src, dst, similarity = src[usable], dst[usable], similarity[usable]
         numbers = clusters.number_keys(texts)
         numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
-        pairs = clusters.Pairs(
-            src, dst, similarity, numbers_ok, (similarity >= config.threshold) & numbers_ok
+        pairs = clusters.Pairs.decide(
+            src,
+            dst,
+            similarity,
+            numbers_ok,
+            similarity >= config.threshold,
+            (lambda rows: texts.gather(rows)) if config.pair_check else None,
+            config.number_guard,
         )
         decisions = clusters.resolve(
             numbered_keys(parts),
@@ -116,6 +124,7 @@ class EmbeddingDedup(GlobalStage[EmbeddingDedupConfig]):
                 "model": embed.model_id(config.model),
                 "neighbors": config.neighbors,
                 "number_guard": config.number_guard,
+                "pair_check": config.pair_check,
                 "normalize_math": config.normalize_math,
                 "dimension": int(vectors.shape[1]) if vectors.size else None,
                 "texts_encoded": embedder.encoded,

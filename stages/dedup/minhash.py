@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.dedup import clusters, report
 from stages.dedup.exact import numbered_keys
+from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
 from stages.store import count_rows
@@ -57,7 +58,7 @@ class MinhashDedupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(
-        0.8, gt=0, lt=1, description="Jaccard similarity at or above which two rows are duplicates"
+        0.55, gt=0, lt=1, description="Jaccard similarity at or above which two rows are duplicates"
     )
     num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations (signature length)")
     ngram: int = Field(5, ge=1, le=32, description="shingle length, in tokens (word) or characters (char)")
@@ -65,7 +66,11 @@ class MinhashDedupConfig(BaseModel):
     bands: int | None = Field(None, ge=1, description="LSH bands; default: chosen from threshold (with rows)")
     rows: int | None = Field(None, ge=1, description="LSH rows per band; default: chosen from threshold")
     false_positive_weight: float = Field(
-        0.5, ge=0, le=1, description="weight of false positives when choosing bands/rows"
+        0.2,
+        ge=0,
+        le=1,
+        description="weight of false positives when choosing bands/rows (low: more candidates, fewer misses; "
+        "the exact check and the pair check prune them)",
     )
     check: Literal["none", "estimate", "exact"] = Field(
         "exact",
@@ -73,6 +78,7 @@ class MinhashDedupConfig(BaseModel):
         "signatures (estimate), or exact Jaccard of the shingle sets >= threshold (exact; one extra pass)",
     )
     number_guard: bool = Field(True, description="never join rows whose multisets of numbers differ")
+    pair_check: bool = Field(True, description=PAIR_CHECK_HELP)
     normalize_math: bool = Field(
         True, description="math-aware normalisation before shingling (stages.text.math_text)"
     )
@@ -442,7 +448,14 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
             passes = (
                 similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
             )
-            pairs = clusters.Pairs(src, dst, similarity, numbers_ok, passes & numbers_ok)
+            texts = (
+                (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
+                if config.pair_check
+                else None
+            )
+            pairs = clusters.Pairs.decide(
+                src, dst, similarity, numbers_ok, passes, texts, config.number_guard
+            )
             decisions = clusters.resolve(
                 numbered_keys(parts),
                 pairs,
@@ -464,6 +477,7 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
                 "unit": config.unit,
                 "check": config.check,
                 "number_guard": config.number_guard,
+                "pair_check": config.pair_check,
                 "normalize_math": config.normalize_math,
             },
         )

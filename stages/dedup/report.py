@@ -27,6 +27,8 @@ from stages.store import load_report, read_shards
 TEXT_CHARS = 600
 MEMBERS_SHOWN = 8
 EXAMPLES = 6
+CHECK_EXAMPLES = 20  # pairs kept apart by the pair check shown with their texts
+CHECK_PAIRS = 1000  # pairs kept apart by the pair check listed (row uids, similarity, rule)
 HIST_BINS = 40
 
 
@@ -35,6 +37,7 @@ class PairCounts(Details):
     joined: int
     below_threshold: int
     rejected_by_number_guard: int
+    kept_by_check: int = 0
 
 
 class NearDupDetails(Details):
@@ -49,9 +52,12 @@ class NearDupDetails(Details):
     largest_cluster: int
     cluster_size_histogram: dict[str, int]
     pairs: PairCounts
+    kept_by_rule: dict[str, int]
     similarity_histogram: dict[str, Any]
     near_threshold_examples: list[dict[str, Any]]
     number_guard_examples: list[dict[str, Any]]
+    pair_check_examples: list[dict[str, Any]]  # the most similar pairs the check kept apart, with texts
+    kept_by_check: list[dict[str, Any]]  # more of them, by uid
     largest_clusters: list[dict[str, Any]]
     source_matrix: dict[str, Any]
 
@@ -77,8 +83,9 @@ def near_dup_details(
     members = decisions.filter(pl.col("keeper_idx").is_in(largest.implode()))
     members = members.group_by("keeper_idx").head(MEMBERS_SHOWN)
     examples = example_pairs(pairs, threshold)
+    checked = check_pairs(pairs)
     wanted = np.unique(
-        np.concatenate([members["idx"].to_numpy(), [i for e in examples for i in (e["a"], e["b"])]])
+        np.concatenate([members["idx"].to_numpy(), [i for e in examples + checked for i in (e["a"], e["b"])]])
     ).astype(np.int64)
     rows = {r["idx"]: r for r in take_rows(input_dir, wanted, ["uid", "source", field]).iter_rows(named=True)}
 
@@ -116,13 +123,19 @@ def near_dup_details(
             joined=int(pairs.edge.sum()),
             below_threshold=int((pairs.similarity < threshold).sum()),
             rejected_by_number_guard=int((~pairs.numbers_ok & (pairs.similarity >= threshold)).sum()),
+            kept_by_check=int(np.not_equal(pairs.kept_by, None).sum()),
         ),
+        kept_by_rule=kept_by_rule(pairs, threshold),
         similarity_histogram=similarity_histogram(pairs, threshold),
         near_threshold_examples=[
             {**e, "a": row(e["a"]), "b": row(e["b"])} for e in examples if e["kind"] == "near_threshold"
         ],
         number_guard_examples=[
             {**e, "a": row(e["a"]), "b": row(e["b"])} for e in examples if e["kind"] == "number_guard"
+        ],
+        pair_check_examples=[{**e, "a": row(e["a"]), "b": row(e["b"])} for e in checked[:CHECK_EXAMPLES]],
+        kept_by_check=[
+            {**e, "a": rows[e["a"]]["uid"], "b": rows[e["b"]]["uid"]} for e in checked[CHECK_EXAMPLES:]
         ],
         largest_clusters=clusters_out,
         source_matrix=source_matrix(decisions),
@@ -175,6 +188,22 @@ def example_pairs(pairs: Pairs, threshold: float) -> list[dict[str, Any]]:
         for i in guarded[np.argsort(-pairs.similarity[guarded], kind="stable")][:EXAMPLES]
     ]
     return out
+
+
+def kept_by_rule(pairs: Pairs, threshold: float) -> dict[str, int]:
+    """How many pairs above the threshold each pair-check rule kept apart, the number guard included
+    (as `numbers`), most first."""
+    counts = {"numbers": int((~pairs.numbers_ok & (pairs.similarity >= threshold)).sum())}
+    rules, n = np.unique(pairs.kept_by[np.not_equal(pairs.kept_by, None)].astype(str), return_counts=True)
+    counts.update(zip(rules.tolist(), n.tolist(), strict=True))
+    return {rule: c for rule, c in sorted(counts.items(), key=lambda kv: -kv[1]) if c}
+
+
+def check_pairs(pairs: Pairs) -> list[dict[str, Any]]:
+    """Pairs the pair check kept apart, most similar first (at most CHECK_PAIRS), with the rule."""
+    kept = np.flatnonzero(np.not_equal(pairs.kept_by, None))
+    kept = kept[np.argsort(-pairs.similarity[kept], kind="stable")][:CHECK_PAIRS]
+    return [{**_pair(pairs, i, "pair_check"), "rule": pairs.kept_by[i]} for i in kept]
 
 
 def _pair(pairs: Pairs, i: int, kind: str) -> dict[str, Any]:
@@ -399,7 +428,8 @@ def _pairs_html(title: str, examples: list[dict[str, Any]]) -> str:
     if not examples:
         return ""
     rows = "".join(
-        f"<tr><td>{e['similarity']:.3f}</td><td>{'joined' if e['joined'] else 'kept apart'}</td>"
+        f"<tr><td>{e['similarity']:.3f}</td><td>{'joined' if e['joined'] else 'kept apart'}"
+        f"{' by ' + html.escape(e['rule']) if e.get('rule') else ''}</td>"
         f'<td style="white-space:pre-wrap;font-size:12px">{html.escape(e["a"]["text"])}</td>'
         f'<td style="white-space:pre-wrap;font-size:12px">{html.escape(e["b"]["text"])}</td></tr>'
         for e in examples
@@ -434,6 +464,12 @@ def render_html(reports: list[tuple[Path, dict[str, Any]]], clusters_shown: int 
         parts.append(_pairs_html("pairs nearest the threshold", d.get("near_threshold_examples", [])))
         parts.append(
             _pairs_html("similar pairs kept apart by the number guard", d.get("number_guard_examples", []))
+        )
+        if d.get("kept_by_rule"):
+            rules = ", ".join(f"{rule} {n:,}" for rule, n in d["kept_by_rule"].items())
+            parts.append(f"<p>pairs above the threshold kept apart, by rule: {html.escape(rules)}</p>")
+        parts.append(
+            _pairs_html("similar pairs kept apart by the pair check", d.get("pair_check_examples", []))
         )
     parts.append("</section>")
     return "\n".join(parts)
