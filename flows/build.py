@@ -58,14 +58,16 @@ def build_dataset(
     run_dir: str | None = None,
     limit: int | None = None,
     data_dir: str | None = None,
-    engine: str = "local",
+    engine: str | None = None,
     workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Validate the recipe, collect its sources, run its stages in order; returns the manifest."""
+    """Validate the recipe, collect its sources, run its stages in order; returns the manifest.
+    `engine`, `workers`, `address` override the recipe's `engine:` block."""
     recipe = load_recipe(Path(recipe_file), data_dir)
     validate_recipe(recipe)
     target = Path(run_dir) if run_dir else Path("runs") / recipe.name
-    return run_recipe(recipe, target, limit=limit, recipe_file=recipe_file, engine=engine, workers=workers)
+    return run_recipe(recipe, target, limit, recipe_file, engine=engine, workers=workers, address=address)
 
 
 def run_recipe(
@@ -73,12 +75,15 @@ def run_recipe(
     run_dir: Path,
     limit: int | None = None,
     recipe_file: str | None = None,
-    engine: str = "local",
+    engine: str | None = None,
     workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """The flow's body (also callable inside another flow): every stage through `stage_task`."""
+    """The flow's body (also callable inside another flow): every stage through `stage_task`; the
+    engine is the recipe's `engine:` with `engine`, `workers`, `address` over it."""
+    chosen = recipe.engine.overridden(engine, workers, address)
+    _engines[str(run_dir)] = make_engine(chosen.name, chosen.workers, chosen.address)
     manifest = Manifest.start(run_dir, recipe.model_dump(mode="json"), recipe_file)
-    _engines[str(run_dir)] = make_engine(engine, workers)
     try:
         steps = [(COLLECT.name, recipe.collect_config(limit)), *recipe.steps()]
         input_dir: Path | None = None

@@ -317,7 +317,9 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
 
     with ExitStack() as stack:
         if stage.parallel and engine.workers > 1 and len(units) > 1:
-            mapper: Callable[[list[UnitJob]], list[UnitResult]] = lambda js: engine.map(run_unit, js)  # noqa: E731
+            mapper: Callable[[list[UnitJob]], list[UnitResult]] = lambda js: engine.map(  # noqa: E731
+                run_unit, js, stage.resources_per_unit
+            )
             workers = min(engine.workers, len(units))
         else:  # in this process, one state for every unit
             state = stack.enter_context(stage.open(config, step.input_dir))

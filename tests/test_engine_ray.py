@@ -1,0 +1,102 @@
+"""The Ray engine: the same outputs as the local engine on a local Ray of 2 CPUs, per-unit resources
+requested from Ray, and a one-line install hint when Ray is missing."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.recipe import RecipeError, load_recipe
+from stages.engine import LocalEngine, make_engine
+from stages.runner import run_steps
+from tests.test_runner import REPO, assert_same_runs, sources_full_steps
+
+ray = pytest.importorskip("ray", reason='the ray extra is not installed (pip install -e ".[ray]")')
+from stages.engine_ray import RayEngine  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_engine():
+    """One local Ray for the module (its start-up is the slow part): 2 CPUs, units of 200 rows."""
+    with RayEngine(2, unit_rows=200) as engine:
+        yield engine
+
+
+def test_ray_engine_changes_nothing(shared_data, tmp_path, ray_engine):
+    """sources_full.yaml, every stage, local engine on 1 worker and Ray on 2 CPUs, the same small units:
+    the same kept and dropped rows in the same order, the same reports apart from timings."""
+    steps = sources_full_steps(shared_data, limit=120)
+    with LocalEngine(1, unit_rows=200) as one:
+        local = run_steps(steps, tmp_path / "local", one)
+    on_ray = run_steps(steps, tmp_path / "ray", ray_engine)
+    assert max(r.report.workers for r in on_ray) == 2, "the map phases did run as Ray tasks"
+    assert_same_runs(local, on_ray, "the local engine and Ray")
+
+
+def assigned_resources(_: int) -> dict[str, float]:
+    """What Ray gave the task running this (module level: Ray workers import it by name)."""
+    return dict(ray.get_runtime_context().get_assigned_resources())
+
+
+def inverse(x: int) -> float:
+    return 1 / x
+
+
+def test_results_in_order_and_resources_requested(ray_engine):
+    assert ray_engine.map(inverse, [4, 2, 1, -8]) == [0.25, 0.5, 1.0, -0.125]
+    assert ray_engine.map(assigned_resources, [0, 1]) == [{"CPU": 1.0}] * 2
+    assert ray_engine.map(assigned_resources, [0], {"CPU": 2}) == [{"CPU": 2.0}]
+    with pytest.raises(ValueError, match=r"needs \{'GPU': 1\} but the Ray cluster has \{'GPU': 0\}"):
+        ray_engine.map(assigned_resources, [0], {"GPU": 1})
+
+
+def test_a_failing_unit_raises_its_own_error(ray_engine):
+    with pytest.raises(ZeroDivisionError):
+        ray_engine.map(inverse, [1, 0, 2])
+
+
+def test_without_ray_one_line_says_how_to_install(shared_data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    with pytest.raises(ImportError, match=r'^the ray engine needs Ray: pip install -e "\.\[ray\]"'):
+        make_engine("ray")
+    recipe = str(REPO / "flows" / "recipes" / "quickstart.yaml")
+    result = CliRunner().invoke(app, ["run", recipe, "--data-dir", str(shared_data), "--engine", "ray"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        'error: the ray engine needs Ray: pip install -e ".[ray]" (or pip install ray)'
+    ]
+
+
+def test_engine_block_in_a_recipe_and_the_command_line_over_it(tmp_path):
+    source = {"name": "a", "path": str(tmp_path / "a.jsonl"), "preset": "gsm8k_train"}
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": "r", "sources": [source], "engine": {"name": "ray", "workers": 3}})
+    )
+    block = load_recipe(path).engine
+    assert (block.name, block.workers, block.address) == ("ray", 3, None)
+    chosen = block.overridden(None, None, "10.0.0.1:6379")
+    assert (chosen.name, chosen.workers, chosen.address) == ("ray", 3, "10.0.0.1:6379")
+    with_address = block.model_copy(update={"address": "auto"})
+    assert with_address.overridden("local", 2, None).model_dump() == {
+        "name": "local",
+        "workers": 2,
+        "address": None,  # the recipe's Ray address does not follow a switch to the local engine
+    }
+    path.write_text(yaml.safe_dump({"name": "r", "sources": [source], "engine": {"name": "spark"}}))
+    with pytest.raises(RecipeError, match=r"engine\.name"):
+        load_recipe(path)
+    with pytest.raises(ValueError, match="for the ray engine"):
+        make_engine("local", address="auto")
+
+
+def test_make_engine_joins_a_running_ray(ray_engine):
+    """With Ray already up (here the fixture's), `make_engine("ray")` uses it and leaves it running."""
+    engine = make_engine("ray")
+    assert engine.workers == 2
+    engine.close()
+    assert ray.is_initialized(), "an engine closes only the Ray it started"
