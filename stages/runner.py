@@ -45,7 +45,15 @@ from stages.stage import (
     StageReport,
     Unit,
 )
-from stages.store import DEFAULT_SHARD_ROWS, InvariantError, ShardWriter, fingerprint, shard_paths, write_json
+from stages.store import (
+    DEFAULT_SHARD_ROWS,
+    InvariantError,
+    ShardWriter,
+    count_rows,
+    fingerprint,
+    shard_paths,
+    write_json,
+)
 
 PLAN_FILE = "_plan.parquet"
 WORK_DIR = "_work"
@@ -276,6 +284,12 @@ def run_step(step: Step, engine: Engine | None = None, force: bool = False) -> S
         if rows_in != kept + dropped:
             raise InvariantError(
                 f"stage {step.stage.name!r}: {rows_in} rows in but {kept} kept + {dropped} dropped"
+            )
+        on_disk = count_rows(partial / "kept"), count_rows(partial / "dropped")
+        if on_disk != (kept, dropped):  # a worker wrote where this process cannot see (another disk)
+            raise InvariantError(
+                f"stage {step.stage.name!r}: the units wrote {kept} kept + {dropped} dropped rows but "
+                f"{partial} holds {on_disk[0]} + {on_disk[1]}; every worker must share the run directory"
             )
         reasons: Counter[str] = Counter()
         for r in results:

@@ -4,6 +4,8 @@ requested from Ray, and a one-line install hint when Ray is missing."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,17 +13,20 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.recipe import RecipeError, load_recipe
+from stages.collect import CollectConfig, SourceSpec
 from stages.engine import LocalEngine, make_engine
+from stages.registry import COLLECT
 from stages.runner import run_steps
+from stages.store import InvariantError, count_rows
 from tests.test_runner import REPO, assert_same_runs, sources_full_steps
-
-ray = pytest.importorskip("ray", reason='the ray extra is not installed (pip install -e ".[ray]")')
-from stages.engine_ray import RayEngine  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def ray_engine():
     """One local Ray for the module (its start-up is the slow part): 2 CPUs, units of 200 rows."""
+    pytest.importorskip("ray", reason='the ray extra is not installed (pip install -e ".[ray]")')
+    from stages.engine_ray import RayEngine
+
     with RayEngine(2, unit_rows=200) as engine:
         yield engine
 
@@ -39,6 +44,8 @@ def test_ray_engine_changes_nothing(shared_data, tmp_path, ray_engine):
 
 def assigned_resources(_: int) -> dict[str, float]:
     """What Ray gave the task running this (module level: Ray workers import it by name)."""
+    import ray
+
     return dict(ray.get_runtime_context().get_assigned_resources())
 
 
@@ -96,7 +103,37 @@ def test_engine_block_in_a_recipe_and_the_command_line_over_it(tmp_path):
 
 def test_make_engine_joins_a_running_ray(ray_engine):
     """With Ray already up (here the fixture's), `make_engine("ray")` uses it and leaves it running."""
+    import ray
+
     engine = make_engine("ray")
     assert engine.workers == 2
     engine.close()
     assert ray.is_initialized(), "an engine closes only the Ray it started"
+
+
+@dataclass
+class OtherDiskEngine:
+    """Runs each unit as a node would whose run directory is a different disk mounted at the same path."""
+
+    elsewhere: Path
+    workers: int = 2
+    unit_rows: int = 200
+
+    def map(self, fn, items, resources=None):
+        return [fn(replace(job, partial=self.elsewhere)) for job in items]
+
+    def close(self) -> None:
+        pass
+
+
+def test_shards_the_driver_cannot_see_fail_the_stage(shared_data, tmp_path):
+    """Units that report rows their shards do not hold where the driver looks: no publish, a clear error."""
+    path = shared_data / "sources" / "gsm8k_train.jsonl"
+    sources = [SourceSpec(name=n, path=path, preset="gsm8k_train", limit=50) for n in ("a", "b")]
+    (tmp_path / "elsewhere" / "kept").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "dropped").mkdir()
+    engine = OtherDiskEngine(tmp_path / "elsewhere")
+    with pytest.raises(InvariantError, match=r"100 kept \+ 0 dropped rows but .* holds 0 \+ 0; every worker"):
+        run_steps([(COLLECT, CollectConfig(sources=sources))], tmp_path / "run", engine)
+    assert count_rows(tmp_path / "elsewhere" / "kept") == 100, "the units did write, elsewhere"
+    assert not (tmp_path / "run" / "01-collect").exists(), "nothing published"
