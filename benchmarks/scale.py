@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import subprocess
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from dedup import base_problems, near_edit, redraw_numbers  # benchmarks/dedup.py, the same generator
+from dedup import base_problems, machine, near_edit, redraw_numbers  # benchmarks/dedup.py's generator
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -141,20 +140,8 @@ def timed_run(recipe: Path, run_dir: Path, engine: str, workers: int, extra: tup
     return {"wall": wall, "peak_gb": peak / 2**30, "stages": manifest["stages"], "load": loads}
 
 
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = psutil.virtual_memory().total / 2**30
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f} at start"
-    )
+def machine_line() -> str:
+    return f"{machine()}; load average {os.getloadavg()[0]:.1f} at start"
 
 
 def print_run(size: int, engine: str, result: dict) -> None:
@@ -183,7 +170,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=None, help="keep the corpora and runs here")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_line()}")
     work = args.work or Path(tempfile.mkdtemp(prefix="longcot-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[int, str], dict] = {}

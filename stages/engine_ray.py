@@ -91,14 +91,18 @@ class RayEngine:
             raise cause from None
 
     def _check_feasible(self, resources: dict[str, float]) -> None:
-        """A request no node can meet would wait forever: fail at once, naming what is missing."""
-        have = self._ray.cluster_resources()
-        missing = {k: v for k, v in resources.items() if have.get(k, 0) < v}
-        if missing:
-            raise ValueError(
-                f"a unit needs {missing} but the Ray cluster has "
-                f"{ {k: have.get(k, 0) for k in missing} }; add nodes with them (ray start --num-gpus ...)"
-            )
+        """A request no node can meet would wait forever: fail at once, naming what is missing. (An
+        autoscaling cluster must have one node of the needed kind up before the run.)"""
+        if not resources:
+            return
+        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
+        if any(all(node.get(k, 0) >= v for k, v in resources.items()) for node in nodes):
+            return
+        most = {k: max((node.get(k, 0) for node in nodes), default=0) for k in resources}
+        raise ValueError(
+            f"a unit needs {resources} on one node but no node of the Ray cluster has that (at most "
+            f"{most} on a node); start nodes with them (ray start --num-gpus N)"
+        )
 
     def close(self) -> None:
         if self._owned and self._ray.is_initialized():

@@ -57,8 +57,12 @@ def test_results_in_order_and_resources_requested(ray_engine):
     assert ray_engine.map(inverse, [4, 2, 1, -8]) == [0.25, 0.5, 1.0, -0.125]
     assert ray_engine.map(assigned_resources, [0, 1]) == [{"CPU": 1.0}] * 2
     assert ray_engine.map(assigned_resources, [0], {"CPU": 2}) == [{"CPU": 2.0}]
-    with pytest.raises(ValueError, match=r"needs \{'GPU': 1\} but the Ray cluster has \{'GPU': 0\}"):
+    with pytest.raises(
+        ValueError, match=r"needs \{'GPU': 1\} on one node but .* \(at most \{'GPU': 0\} on a node\)"
+    ):
         ray_engine.map(assigned_resources, [0], {"GPU": 1})
+    with pytest.raises(ValueError, match=r"at most \{'CPU': 2\.0\} on a node"):
+        ray_engine.map(assigned_resources, [0], {"CPU": 3})
 
 
 def test_a_failing_unit_raises_its_own_error(ray_engine):
