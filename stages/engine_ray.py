@@ -24,6 +24,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install -e ".[ray]" (or pip install ray)'
+AUTH_HINT = (
+    "a cluster with token authentication (Ray's default for `ray start --head`) also needs "
+    "RAY_AUTH_MODE=token here and the head's token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+)
 
 
 def import_ray() -> Any:
@@ -60,7 +64,10 @@ class RayEngine:
         if not ray.is_initialized():
             common = {"logging_level": logging.WARNING, "log_to_driver": False}
             if address:
-                ray.init(address=address, **common)
+                try:
+                    ray.init(address=address, **common)
+                except ConnectionError as exc:
+                    raise ConnectionError(f"{exc}; {AUTH_HINT}") from None
             else:
                 ray.init(num_cpus=workers or default_workers(), include_dashboard=False, **common)
             self._owned = True
