@@ -3,12 +3,18 @@ requested from Ray, and a one-line install hint when Ray is missing."""
 
 from __future__ import annotations
 
+import os
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -17,6 +23,7 @@ from stages.collect import CollectConfig, SourceSpec
 from stages.engine import LocalEngine, make_engine
 from stages.registry import COLLECT
 from stages.runner import run_steps
+from stages.stage import Context, Decision, MapStage
 from stages.store import InvariantError, count_rows
 from tests.test_runner import REPO, assert_same_runs, sources_full_steps
 
@@ -141,3 +148,40 @@ def test_shards_the_driver_cannot_see_fail_the_stage(shared_data, tmp_path):
         run_steps([(COLLECT, CollectConfig(sources=sources))], tmp_path / "run", engine)
     assert count_rows(tmp_path / "elsewhere" / "kept") == 100, "the units did write, elsewhere"
     assert not (tmp_path / "run" / "01-collect").exists(), "nothing published"
+
+
+class OpensConfig(BaseModel):
+    marks: Path  # each `open` leaves a file here named by its process
+
+
+class CountsOpens(MapStage[OpensConfig]):
+    """Keeps every row; its `open` marks which process entered it."""
+
+    name = "counts_opens"
+    Config = OpensConfig
+
+    @contextmanager
+    def open(self, config: OpensConfig, input_dir: Path | None) -> Iterator[int]:
+        (config.marks / f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+        yield os.getpid()
+
+    def decide(self, batch: pl.DataFrame, config: OpensConfig, ctx: Context) -> Decision:
+        assert ctx.state == os.getpid(), "a unit sees the state its own process opened"
+        return Decision(batch, batch.clear())
+
+
+def test_open_state_once_per_ray_worker(tmp_path, ray_engine):
+    """Units on Ray share their worker process's `open` state, as on the local pool: 4 units, at most
+    2 worker processes, one `open` each."""
+    (tmp_path / "in").mkdir()
+    pl.DataFrame({"problem": [f"p{i}" for i in range(800)]}).write_parquet(
+        tmp_path / "in" / "part-00000.parquet"
+    )
+    (tmp_path / "marks").mkdir()
+    step = (CountsOpens(), OpensConfig(marks=tmp_path / "marks"))
+    [result] = run_steps([step], tmp_path / "run", ray_engine, input_dir=tmp_path / "in")
+    assert result.report.rows_kept == 800 and result.report.workers == 2
+    pids = [p.name.split("-")[0] for p in (tmp_path / "marks").iterdir()]
+    assert len(pids) == len(set(pids)), "one open per process"
+    assert 1 <= len(pids) <= 2 < 4, "the 4 units reused their workers' state"
+    assert str(os.getpid()) not in pids, "the units ran in Ray workers, not in the driver"
