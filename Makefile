@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU torch pinned in the same install command: a bare `torch` pulls multi-GB CUDA wheels.
 TORCH ?= torch==2.13.0
-EXTRAS ?= embed,teacher,dev
+EXTRAS ?= embed,teacher,dev,ray
 
 export PREFECT_HOME ?= $(CURDIR)/.cache/prefect
 export DO_NOT_TRACK := 1

@@ -20,7 +20,7 @@ from flows.console import say
 from flows.html_report import funnel_markdown, stage_markdown, write_report
 from flows.manifest import Manifest
 from flows.recipe import Recipe, load_recipe, validate_recipe
-from stages.engine import Engine, make_engine
+from stages.engine import Engine, LocalEngine
 from stages.registry import COLLECT, stage
 from stages.runner import Step, StepResult, run_step, stage_dir
 
@@ -58,14 +58,16 @@ def build_dataset(
     run_dir: str | None = None,
     limit: int | None = None,
     data_dir: str | None = None,
-    engine: str = "local",
+    engine: str | None = None,
     workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Validate the recipe, collect its sources, run its stages in order; returns the manifest."""
+    """Validate the recipe, collect its sources, run its stages in order; returns the manifest.
+    `engine`, `workers`, `address` override the recipe's `engine:` block."""
     recipe = load_recipe(Path(recipe_file), data_dir)
     validate_recipe(recipe)
     target = Path(run_dir) if run_dir else Path("runs") / recipe.name
-    return run_recipe(recipe, target, limit=limit, recipe_file=recipe_file, engine=engine, workers=workers)
+    return run_recipe(recipe, target, limit, recipe_file, engine=engine, workers=workers, address=address)
 
 
 def run_recipe(
@@ -73,12 +75,15 @@ def run_recipe(
     run_dir: Path,
     limit: int | None = None,
     recipe_file: str | None = None,
-    engine: str = "local",
+    engine: str | None = None,
     workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """The flow's body (also callable inside another flow): every stage through `stage_task`."""
+    """The flow's body (also callable inside another flow): every stage through `stage_task`; the
+    engine is the recipe's `engine:` with `engine`, `workers`, `address` over it."""
+    chosen = recipe.engine.overridden(engine, workers, address)
+    _engines[str(run_dir)] = make_engine(chosen.name, chosen.workers, chosen.address)
     manifest = Manifest.start(run_dir, recipe.model_dump(mode="json"), recipe_file)
-    _engines[str(run_dir)] = make_engine(engine, workers)
     try:
         steps = [(COLLECT.name, recipe.collect_config(limit)), *recipe.steps()]
         input_dir: Path | None = None
@@ -113,3 +118,19 @@ def stage_line(result: StepResult) -> str:
         f"[green]✓[/green] {result.out_dir.name}: {r.rows_in:,} in → {r.rows_kept:,} kept, "
         f"{r.rows_dropped:,} dropped ({r.seconds:.1f}s{workers}){note}"
     )
+
+
+def make_engine(name: str = "local", workers: int | None = None, address: str | None = None) -> Engine:
+    """An engine by name: `local` (process pool) or `ray` (Ray tasks; `address` "auto", "HOST:PORT",
+    or None for a local Ray of `workers` CPUs). Unknown names fail with the choices. Chosen here, not
+    in stages/: the engine decides where units run, never what they produce, so it is not part of any
+    stage's code version."""
+    if name == "local":
+        if address:
+            raise ValueError(f"an address ({address}) is for the ray engine; the local engine has none")
+        return LocalEngine(workers)
+    if name == "ray":
+        from stages.engine_ray import RayEngine
+
+        return RayEngine(workers, address=address)
+    raise ValueError(f"unknown engine {name!r}; choose from: local, ray")

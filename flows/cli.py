@@ -44,9 +44,16 @@ def run(
     run_dir: Annotated[Path | None, typer.Option(help="run directory (default runs/<recipe name>)")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="read at most N rows per source")] = None,
     data_dir: Annotated[str | None, typer.Option(help="replaces ${data_dir} in the recipe")] = None,
-    engine: Annotated[str, typer.Option(help="where map phases run: local")] = "local",
+    engine: Annotated[
+        str | None, typer.Option(help="where map phases run: local | ray (default: the recipe's, else local)")
+    ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="worker processes of the local engine (default: the cores)")
+        int | None,
+        typer.Option(min=1, help="worker processes (local) or CPUs (local Ray); default: the cores"),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="ray engine: a cluster to join, auto or HOST:PORT (default: a local Ray)"),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="validate and print the plan; run nothing")
@@ -68,10 +75,21 @@ def run(
         run_log(target / "run.log", logging.DEBUG if state["debug"] else logging.WARNING),
         quiet_prefect(state["debug"]),
     ):
-        say(f"[bold]longcot run[/bold] {recipe} → {target} (engine {engine})")
+        chosen = loaded.engine.overridden(engine, workers, address)
+        if chosen.name == "ray":  # a missing optional extra fails before any work
+            from stages.engine_ray import import_ray
+
+            import_ray()
+        say(f"[bold]longcot run[/bold] {recipe} → {target} (engine {chosen.name})")
         with console.status(f"running {recipe} into {target} …"):
             manifest = build_dataset(
-                str(recipe), str(target), limit=limit, data_dir=data_dir, engine=engine, workers=workers
+                str(recipe),
+                str(target),
+                limit=limit,
+                data_dir=data_dir,
+                engine=engine,
+                workers=workers,
+                address=address,
             )
         print_summary(manifest, target)
 

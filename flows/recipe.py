@@ -5,6 +5,7 @@ data_dir: ../shared/data          # `${data_dir}` in any string; env LONGCOT_DAT
 sources:
   - {name: gsm8k_train, path: "${data_dir}/sources/gsm8k_train.jsonl", preset: gsm8k_train}
 collect: {max_problem_chars: 100000}
+engine: {name: ray, address: auto}   # optional; `longcot run --engine/--workers/--address` override it
 stages:
   - stage: exact_dedup
   - stage: export
@@ -48,6 +49,21 @@ class CollectOptions(BaseModel):
     batch_rows: int = Field(CollectConfig.model_fields["batch_rows"].default, gt=0)
 
 
+class EngineOptions(BaseModel):
+    """`engine:` block: where the map phases run (flows.build.make_engine)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["local", "ray"] = "local"
+    workers: int | None = Field(None, ge=1)
+    address: str | None = Field(None, description='ray only: "auto", "HOST:PORT" or "ray://HOST:PORT"')
+
+    def overridden(self, name: str | None, workers: int | None, address: str | None) -> EngineOptions:
+        """The command line's choices over the recipe's; another engine drops the recipe's address."""
+        chosen = name or self.name
+        kept = self.address if chosen == self.name else None
+        return EngineOptions(name=chosen, workers=workers or self.workers, address=address or kept)
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +72,7 @@ class Recipe(BaseModel):
     data_dir: str | None = None
     sources: list[SourceSpec] = Field(min_length=1)
     collect: CollectOptions = CollectOptions()
+    engine: EngineOptions = EngineOptions()
     stages: list[StepSpec] = Field(default_factory=list)  # type: ignore[valid-type]
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""Where the runner's map phases run: in this process, or on a pool of worker processes.
+"""Where the runner's map phases run: in this process, on a pool of worker processes, or on Ray
+(stages/engine_ray.py: Ray is an optional extra, chosen by name in flows/build.py).
 
 Workers are spawned, not forked: polars and torch keep thread pools that a fork copies in a broken
 state. The pool is started on first use and reused by every stage of a run, so its start-up (importing
@@ -25,7 +26,9 @@ class Engine(Protocol):
     workers: int
     unit_rows: int  # rows of input per map unit: the grain of parallelism (and of output shards)
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]: ...
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], resources: dict[str, float] | None = None
+    ) -> list[R]: ...
 
     def close(self) -> None: ...
 
@@ -42,8 +45,11 @@ class LocalEngine:
         self.unit_rows = unit_rows or int(os.environ.get(UNIT_ROWS_ENV, DEFAULT_UNIT_ROWS))
         self._pool: ProcessPoolExecutor | None = None
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """fn over items, results in item order (whatever order the workers finish in)."""
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], resources: dict[str, float] | None = None
+    ) -> list[R]:
+        """fn over items, results in item order (whatever order the workers finish in). `resources`
+        (a stage's per-unit GPUs...) is for a cluster engine: one machine's processes share its devices."""
         todo = list(items)
         if self.workers == 1 or len(todo) <= 1:
             return [fn(item) for item in todo]
@@ -69,10 +75,3 @@ class LocalEngine:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def make_engine(name: str = "local", workers: int | None = None, address: str | None = None) -> Engine:
-    """An engine by name: `local` (process pool). Unknown names fail with the choices."""
-    if name == "local":
-        return LocalEngine(workers)
-    raise ValueError(f"unknown engine {name!r}; choose from: local")

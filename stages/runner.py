@@ -45,7 +45,15 @@ from stages.stage import (
     StageReport,
     Unit,
 )
-from stages.store import DEFAULT_SHARD_ROWS, InvariantError, ShardWriter, fingerprint, shard_paths, write_json
+from stages.store import (
+    DEFAULT_SHARD_ROWS,
+    InvariantError,
+    ShardWriter,
+    count_rows,
+    fingerprint,
+    shard_paths,
+    write_json,
+)
 
 PLAN_FILE = "_plan.parquet"
 WORK_DIR = "_work"
@@ -287,6 +295,12 @@ def run_step(step: Step, engine: Engine | None = None, force: bool = False) -> S
             raise InvariantError(
                 f"stage {step.stage.name!r}: {rows_in} rows in but {kept} kept + {dropped} dropped"
             )
+        on_disk = count_rows(partial / "kept"), count_rows(partial / "dropped")
+        if on_disk != (kept, dropped):  # a worker wrote where this process cannot see (another disk)
+            raise InvariantError(
+                f"stage {step.stage.name!r}: the units wrote {kept} kept + {dropped} dropped rows but "
+                f"{partial} holds {on_disk[0]} + {on_disk[1]}; every worker must share the run directory"
+            )
         reasons: Counter[str] = Counter()
         for r in results:
             reasons.update(r.reasons)
@@ -327,7 +341,9 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
 
     with ExitStack() as stack:
         if stage.parallel and engine.workers > 1 and len(units) > 1:
-            mapper: Callable[[list[UnitJob]], list[UnitResult]] = lambda js: engine.map(run_unit, js)  # noqa: E731
+            mapper: Callable[[list[UnitJob]], list[UnitResult]] = lambda js: engine.map(  # noqa: E731
+                run_unit, js, stage.resources_per_unit
+            )
             workers = min(engine.workers, len(units))
         else:  # in this process, one state for every unit
             state = stack.enter_context(stage.open(config, step.input_dir))

@@ -128,6 +128,9 @@ class Stage(Generic[C]):
     Config: ClassVar[type[BaseModel]]
     Details: ClassVar[type[Details]] = NoDetails
     parallel: ClassVar[bool] = True
+    # what one unit of a parallel stage needs from a cluster engine, in Ray's terms ({"GPU": 1} for an
+    # encoder or a vLLM engine, {"CPU": 4}); the local engine runs units on this machine's processes
+    resources_per_unit: ClassVar[dict[str, float]] = {}
     batch_rows: ClassVar[int] = 200_000
     # Directories beside the input, relative to it, whose content also decides the result: part of the
     # cache key (pass_rate reads the verifier's dropped rows next to its kept rows: "../dropped").

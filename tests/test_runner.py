@@ -17,7 +17,7 @@ from flows.recipe import load_recipe
 from stages.codehash import closure, code_version
 from stages.engine import LocalEngine
 from stages.registry import COLLECT, STAGES
-from stages.runner import run_steps
+from stages.runner import StepResult, run_steps
 from stages.store import read_shards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,18 +41,28 @@ def without_timings(value):
 def test_worker_count_changes_nothing(shared_data, tmp_path):
     """sources_full.yaml, every stage, on 1 worker and on 4 with small units: the same kept and dropped
     rows in the same order, and the same reports apart from timings."""
-    recipe = load_recipe(REPO / "flows" / "recipes" / "sources_full.yaml", data_dir=str(shared_data))
-    steps = [(COLLECT, recipe.collect_config(limit=120)), *[(STAGES[n], c) for n, c in recipe.steps()]]
+    steps = sources_full_steps(shared_data, limit=120)
     with LocalEngine(1, unit_rows=200) as one, LocalEngine(4, unit_rows=200) as four:
         serial = run_steps(steps, tmp_path / "w1", one)
         parallel = run_steps(steps, tmp_path / "w4", four)
-    assert [r.out_dir.name for r in serial] == [r.out_dir.name for r in parallel]
     assert max(r.report.workers for r in parallel) == 4, "the map phases did run on the pool"
+    assert_same_runs(serial, parallel, "1 and 4 workers")
+
+
+def sources_full_steps(shared_data: Path, limit: int) -> list:
+    """sources_full.yaml's stages, collection limited to `limit` rows per source."""
+    recipe = load_recipe(REPO / "flows" / "recipes" / "sources_full.yaml", data_dir=str(shared_data))
+    return [(COLLECT, recipe.collect_config(limit=limit)), *[(STAGES[n], c) for n, c in recipe.steps()]]
+
+
+def assert_same_runs(serial: list[StepResult], parallel: list[StepResult], label: str) -> None:
+    """The same stages, kept and dropped rows in the same order, reports equal apart from timings."""
+    assert [r.out_dir.name for r in serial] == [r.out_dir.name for r in parallel]
     assert parallel[1].report.rows_in > 200 * 3, "several units per stage"
     for a, b in zip(serial, parallel, strict=True):
         for part in ("kept", "dropped"):
             left, right = rows(a.out_dir / part), rows(b.out_dir / part)
-            assert left.equals(right), f"{a.out_dir.name}/{part} differs between 1 and 4 workers"
+            assert left.equals(right), f"{a.out_dir.name}/{part} differs between {label}"
         assert without_timings(a.report.model_dump(mode="json")) == without_timings(
             b.report.model_dump(mode="json")
         )
