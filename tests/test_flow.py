@@ -72,7 +72,7 @@ def test_run_rerun_and_stage_rebuild(recipe_path, tmp_path):
     assert (run_dir / "03-export" / "rl").is_dir() and (run_dir / "03-export" / "sft").is_dir()
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64") >= 3, "funnel, drop reasons and length plots are inlined"
-    assert "math_again" in page and "duplicate: 50" in page
+    assert "math_again" in page and "duplicate 50" in page
 
     second = build_dataset(str(recipe_path), str(run_dir))
     assert all(s["cached"] for s in second["stages"]), "an unchanged re-run is all cache hits"
