@@ -227,9 +227,10 @@ def missing_numbers(
     slack: float = 0.0,
     passage: int | None = None,
 ) -> pl.DataFrame:
-    """Per candidate (row, item): how many of the item's numbers the row lacks (`missing`, 0 = none).
+    """Per candidate (row, item): how many of the item's numbers the row lacks (`missing`, 0 = none)
+    and, when some are, which (`lacking`: the item's words, "w (k of m)" for repeats that fall short).
 
-    `item_numbers` are the item's number tokens (item, pos, num), `row_numbers` the row's numbers
+    `item_numbers` are the item's number tokens (item, pos, num, w), `row_numbers` the row's numbers
     (row, num, count), `found` the shared n-grams (row, item, pos) and `item_starts` the item's
     boilerplate n-gram starts (item, pos). A number token of the item is excused when it lies in a
     shared or boilerplate n-gram, or when the row lacks it because it sits in a passage of the item's
@@ -273,15 +274,25 @@ def missing_numbers(
         absent = tokens["have"].to_numpy() == 0
         excused = tokens.filter(pl.Series((absent & covered) | replaced)).select("pair", "pos")
     counted = tokens.join(excused, on=["pair", "pos"], how="anti")
-    per_num = counted.group_by("pair", "num").agg(pl.len().alias("count"), pl.col("have").first())
+    per_num = counted.group_by("pair", "num").agg(
+        pl.len().alias("count"), pl.col("have").first(), pl.col("w").first()
+    )
+    label = pl.when(pl.col("have") == 0).then(pl.col("w"))
+    label = label.otherwise(pl.format("{} ({} of {})", "w", "have", "count"))
     per_pair = per_num.group_by("pair").agg(
         (pl.col("have") == 0).sum().alias("absent"),
         (pl.col("count") - pl.col("have")).clip(lower_bound=0).sum().alias("short"),
         pl.col("count").sum().alias("total"),
+        label.filter(pl.col("have") < pl.col("count")).alias("lacking"),
     )
     missing = pl.when(pl.col("short") > (slack * pl.col("total")).floor()).then(pl.col("short"))
-    return pairs.join(per_pair, on="pair", how="left").select(
-        "row", "item", missing.otherwise(pl.col("absent")).fill_null(0).cast(pl.Int32).alias("missing")
+    missing = missing.otherwise(pl.col("absent")).fill_null(0).cast(pl.Int32)
+    return (
+        pairs.join(per_pair, on="pair", how="left")
+        .with_columns(missing.alias("missing"))
+        .select(
+            "row", "item", "missing", pl.when(pl.col("missing") > 0).then(pl.col("lacking")).alias("lacking")
+        )
     )
 
 

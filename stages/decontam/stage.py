@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -20,7 +21,7 @@ from stages.decontam.config import DecontamConfig
 from stages.decontam.ngram import NgramIndex, evidence_span, missing_numbers, score_pairs
 from stages.decontam.registry import BenchmarkSet, load_benchmarks
 from stages.decontam.report import summarise
-from stages.decontam.text import NUMBER_WORDS, match_text_expr, numbers_expr, words_expr
+from stages.decontam.text import NUMBER_WORDS, match_text_expr, number_value, numbers_expr, words_expr
 from stages.records import to_json
 from stages.store import StageWriter, read_shards, shard_paths
 from stages.text import canonical_text
@@ -33,6 +34,7 @@ DOC_SEED = 0xD0C
 NUM_SEED = 0x4E55
 COPY_COVERAGE = 0.5  # rows this close to an item are its copies or variants, not evidence of boilerplate
 VERBATIM_COVERAGE = 0.95  # ... and rows this close are copies even for phrases of several items
+NEAR_EXAMPLES = 20
 HIT_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),
     "item": pl.Int32(),
@@ -54,11 +56,11 @@ def prepare_items(benchmarks: BenchmarkSet) -> pl.DataFrame:
 
 
 def number_tokens(words: pl.Series) -> pl.DataFrame:
-    """(item, pos, num): the number tokens of each item's words (number words as digits), hashed."""
+    """(item, pos, num, w): the number tokens of each item's words, `number_value` hashed, and the word."""
     flat = pl.DataFrame({"item": pl.int_range(words.len(), eager=True, dtype=pl.Int32), "w": words})
     flat = flat.explode("w").with_columns((pl.int_range(pl.len()).over("item")).cast(pl.Int32).alias("pos"))
     flat = flat.filter(pl.col("w").str.contains(r"^\d") | pl.col("w").is_in(list(NUMBER_WORDS)))
-    return flat.select("item", "pos", pl.col("w").replace(NUMBER_WORDS).hash(NUM_SEED).alias("num"))
+    return flat.select("item", "pos", number_value(pl.col("w")).hash(NUM_SEED).alias("num"), "w")
 
 
 def hashed_numbers(numbers: pl.Series, name: str) -> pl.DataFrame:
@@ -68,12 +70,13 @@ def hashed_numbers(numbers: pl.Series, name: str) -> pl.DataFrame:
     return flat.group_by(name, "num").len("count").with_columns(pl.col("count").cast(pl.Int32))
 
 
-def _columns(input_dir: Path, field: str) -> list[str]:
+def _columns(input_dir: Path, field: str, wanted: tuple[str, ...] = ("domain",)) -> list[str]:
+    """`field` and those of `wanted` that the input shards have (a clear error without `field`)."""
     paths = shard_paths(input_dir)
     names = pq.read_schema(paths[0]).names if paths else []
     if paths and field not in names:
         raise ValueError(f"decontaminate: input rows have no column {field!r} (columns: {', '.join(names)})")
-    return [c for c in (field, "domain") if c in names]
+    return [c for c in (field, *wanted) if c in names]
 
 
 def _batch_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
@@ -99,10 +102,17 @@ def run_with(
     """`run` with an explicit batch judge (tests pass a fake; `run` resolves the configured one)."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    # every registry benchmark is loaded: the statistics that decide a match (boilerplate) must not
+    # depend on which benchmarks are audited; `selected` marks the audited ones
     benchmarks = load_benchmarks(
-        config.benchmarks or None, config.benchmark_dir, config.registry_file, config.extra_benchmarks
+        config.benchmarks or None,
+        config.benchmark_dir,
+        config.registry_file,
+        config.extra_benchmarks,
+        reference=True,
     )
     items = prepare_items(benchmarks)
+    selected = items["selected"].to_numpy()
     timings["load_benchmarks"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -114,7 +124,14 @@ def run_with(
         from stages.decontam.embedding import EmbeddingIndex
 
         em = config.embedding
-        emb_index = EmbeddingIndex.build(items["match_text"].to_list(), em.model, em.cache_dir, em.batch_size)
+        audited = items.filter(pl.col("selected"))
+        emb_index = EmbeddingIndex.build(
+            audited["match_text"].to_list(),
+            em.model,
+            em.cache_dir,
+            em.batch_size,
+            ids=np.flatnonzero(selected),
+        )
     timings["build_index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -126,6 +143,11 @@ def run_with(
     if index is not None:
         ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, numbers, index, items, config)
         hits.append(ngram_hits)
+        boiler["statistics"] = {
+            "benchmarks": [*benchmarks.origins, *benchmarks.reference],
+            "items": items.height,
+            "missing": benchmarks.missing,
+        }
     if emb_index is not None:
         emb_hits, near["embedding"], judged = _embedding_hits(neighbours, items, config, judge, hits)
         hits.append(emb_hits)
@@ -137,7 +159,8 @@ def run_with(
     timings["decide"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    flagged_rows = _pass_two(input_dir, config, all_hits, out)
+    shown = pl.Series("row", [e["row"] for v in near.values() for e in v["examples"]], dtype=pl.Int64)
+    flagged_rows, shown_rows = _pass_two(input_dir, config, all_hits, out, shown)
     timings["split"] = time.perf_counter() - clock
 
     details = summarise(
@@ -147,6 +170,7 @@ def run_with(
         hits=all_hits,
         flagged_rows=flagged_rows,
         near=near,
+        texts=pl.concat([flagged_rows, shown_rows]).unique("row"),
         rows_in=rows,
     )
     if index is not None:
@@ -232,7 +256,9 @@ def _pass_one(
     numbers = (
         pl.concat(number_frames)
         if number_frames
-        else pl.DataFrame(schema={"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32})
+        else pl.DataFrame(
+            schema={"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32, "lacking": pl.List(pl.String)}
+        )
     )
     neighbours = (
         pl.concat(neighbour_frames)
@@ -244,7 +270,9 @@ def _pass_one(
     return pairs, numbers, neighbours, offset
 
 
-def training_boilerplate(pairs: pl.DataFrame, index: NgramIndex, config: DecontamConfig) -> pl.Series:
+def training_boilerplate(
+    pairs: pl.DataFrame, raw: pl.DataFrame, index: NgramIndex, config: DecontamConfig
+) -> pl.Series:
     """Indexed n-grams that the training data shows to be boilerplate. Texts are counted, not rows (a
     problem repeated per sampled response is one problem).
 
@@ -253,13 +281,15 @@ def training_boilerplate(pairs: pl.DataFrame, index: NgramIndex, config: Deconta
       variants with other numbers, is not boilerplate of its own.
     - `common_total`: found in at least 2 benchmark problems and in that many problems counting the
       training texts too (near-verbatim copies, coverage >= 0.95, left out): stock phrasing such as answer-format
-      instructions or option lists, which may sit in only 2 or 3 benchmark items."""
+      instructions or option lists, which may sit in only 2 or 3 benchmark items.
+
+    `raw` is `score_pairs(pairs, index)`: coverage before this filter. Every benchmark of the registry
+    is in the index, so the counts are the same whichever benchmarks are audited."""
     ng = config.ngram
     empty = pl.Series("key", [], dtype=pl.UInt64)
     if (ng.common_train_rows is None and ng.common_total is None) or not pairs.height:
         return empty
     phrases = pairs.filter(pl.col("pos") >= 0)
-    raw = score_pairs(pairs, index)
     verbatim = raw.filter(pl.col("whole") | (pl.col("coverage") >= VERBATIM_COVERAGE)).select("row").unique()
     counts = (
         phrases.join(verbatim, on="row", how="anti")
@@ -289,9 +319,12 @@ def training_boilerplate(pairs: pl.DataFrame, index: NgramIndex, config: Deconta
 def _ngram_hits(
     pairs: pl.DataFrame, numbers: pl.DataFrame, index: NgramIndex, items: pl.DataFrame, config: DecontamConfig
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
-    """Flagged n-gram pairs with their shared span, the near misses, and what boilerplate was ignored."""
+    """Flagged n-gram pairs of the audited benchmarks with their shared span, the near misses (with the
+    rule that kept each), and what boilerplate was ignored. Decisions are made against every loaded
+    benchmark; only then are they narrowed to the audited ones."""
     ng = config.ngram
-    common = training_boilerplate(pairs, index, config)
+    raw = score_pairs(pairs, index)
+    common = training_boilerplate(pairs, raw, index, config)
     scored = score_pairs(pairs, index, common)
     scored = scored.join(numbers, on=["row", "item"], how="left").with_columns(
         pl.col("missing").fill_null(0) if ng.match_numbers else pl.lit(0, dtype=pl.Int32).alias("missing")
@@ -303,6 +336,8 @@ def _ngram_hits(
         overlap = overlap | (pl.col("shared") >= ng.min_shared)
     # the same template with other numbers is another problem ("\binom{8}{4}" vs "\binom{9}{4}")
     rule = overlap & (pl.col("missing") == 0)
+    audited = pl.Series(np.flatnonzero(items["selected"].to_numpy()), dtype=pl.Int32).implode()
+    scored = scored.filter(pl.col("item").is_in(audited))
     flagged = scored.filter(rule)
     words = items["words"]
     spans = [
@@ -318,27 +353,24 @@ def _ngram_hits(
         pl.Series("evidence", spans, dtype=pl.String),
     )
     threshold = ng.min_coverage if ng.min_coverage is not None else 1.0
+    before = raw.select(
+        "row", "item", pl.col("coverage").alias("raw_coverage"), pl.col("shared").alias("raw_shared")
+    )
     near_pairs = (
-        scored.filter(~rule & (pl.col("coverage") >= ng.near_miss_from * threshold))
+        scored.join(before, on=["row", "item"], how="left")
+        .filter(~rule & (pl.max_horizontal("coverage", "raw_coverage") >= ng.near_miss_from * threshold))
         .join(flagged.select("row").unique(), on="row", how="anti")
-        .sort("coverage", descending=True)
+        .sort("coverage", "raw_coverage", descending=True)
         .group_by("row", maintain_order=True)
         .first()
     )
     near = {
         "metric": "coverage",
         "threshold": threshold,
+        "rule": _ngram_rule(config),
         "scores": near_pairs["coverage"].round(4).to_list(),
-        "examples": near_pairs.head(20)
-        .select(
-            "row",
-            "item",
-            pl.col("coverage").alias("score"),
-            pl.when(pl.col("missing") > 0)
-            .then(pl.format("overlap, but {} of the item's numbers missing", pl.col("missing")))
-            .otherwise(pl.lit("below threshold"))
-            .alias("reason"),
-        )
+        "examples": near_pairs.head(NEAR_EXAMPLES)
+        .select("row", "item", pl.col("coverage").alias("score"), "shared", *_kept_because(config, overlap))
         .to_dicts(),
     }
     other_numbers = scored.filter(overlap & (pl.col("missing") > 0))
@@ -350,6 +382,63 @@ def _ngram_hits(
         "number_mismatch_rows": int(other_numbers["row"].n_unique()),
     }
     return hits, near, boiler
+
+
+def _ngram_rule(config: DecontamConfig) -> str:
+    """The flag rule in words, as the report states it next to the near misses."""
+    ng = config.ngram
+    parts = []
+    if ng.min_coverage is not None:
+        parts.append(
+            f"coverage >= {ng.min_coverage} of the item's non-boilerplate {ng.n}-grams and >= {ng.min_ngrams} shared"
+        )
+    if ng.min_shared is not None:
+        parts.append(f">= {ng.min_shared} shared {ng.n}-grams")
+    rule = " or ".join(parts) + " (or the whole text equal)"
+    return rule + (", and the row has the item's numbers" if ng.match_numbers else "")
+
+
+def _kept_because(config: DecontamConfig, overlap: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(rule, reason) of an unflagged pair, most decisive first: the number check (`overlap` held),
+    too few shared n-grams, training boilerplate taking it under the threshold, or below the threshold."""
+    ng = config.ngram
+    cov, raw = pl.col("coverage").round(3), pl.col("raw_coverage").round(3)
+    min_cov = ng.min_coverage if ng.min_coverage is not None else 2.0  # 2.0: no coverage rule
+    numbers = overlap & (pl.col("missing") > 0)
+    few = (pl.col("coverage") >= min_cov) & (pl.col("shared") < ng.min_ngrams)
+    boiler = (pl.col("raw_coverage") >= min_cov) & (pl.col("raw_shared") >= ng.min_ngrams)
+    lacking = pl.col("lacking").list.head(8).list.join(", ")
+    if ng.min_coverage is not None:
+        below = pl.format("coverage {} < {}", cov, pl.lit(ng.min_coverage))
+    else:
+        below = pl.format("{} shared n-grams < {}", "shared", pl.lit(ng.min_shared))
+    return (
+        pl.when(numbers)
+        .then(pl.lit("number check"))
+        .when(few)
+        .then(pl.lit("too few n-grams"))
+        .when(boiler)
+        .then(pl.lit("boilerplate"))
+        .otherwise(pl.lit("below threshold"))
+        .alias("rule"),
+        pl.when(numbers)
+        .then(pl.format("overlap, but {} of the item's numbers missing from the row: {}", "missing", lacking))
+        .when(few)
+        .then(
+            pl.format("coverage {}, but only {} shared n-grams (< {})", cov, "shared", pl.lit(ng.min_ngrams))
+        )
+        .when(boiler)
+        .then(
+            pl.format(
+                "coverage {} counting {} training-boilerplate n-grams, {} without them",
+                raw,
+                pl.col("raw_shared") - pl.col("shared"),
+                cov,
+            )
+        )
+        .otherwise(below)
+        .alias("reason"),
+    )
 
 
 def _embedding_hits(
@@ -400,8 +489,17 @@ def _embedding_hits(
     near = {
         "metric": "cosine",
         "threshold": em.threshold,
+        "rule": f"cosine >= {em.threshold} ({em.model})",
         "scores": below["score"].round(4).to_list(),
-        "examples": below.head(20).select("row", "item", "score").to_dicts(),
+        "examples": below.head(NEAR_EXAMPLES)
+        .select(
+            "row",
+            "item",
+            "score",
+            pl.lit("below threshold").alias("rule"),
+            pl.format("cosine {} < {}", pl.col("score").round(3), pl.lit(em.threshold)).alias("reason"),
+        )
+        .to_dicts(),
     }
     frame = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
     return frame.select(list(HIT_SCHEMA)).cast(HIT_SCHEMA), near, judged  # type: ignore[arg-type]
@@ -453,32 +551,41 @@ def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(details, schema={"row": pl.Int64, "drop_detail": pl.String}, orient="row")
 
 
-def _pass_two(input_dir: Path, config: DecontamConfig, hits: pl.DataFrame, out: StageWriter) -> pl.DataFrame:
-    """Split rows into kept and dropped; returns uid and text of the flagged rows (for the report)."""
+def _pass_two(
+    input_dir: Path, config: DecontamConfig, hits: pl.DataFrame, out: StageWriter, shown: pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows into kept and dropped; returns (row, uid, text) of the flagged rows and of the kept
+    rows in `shown` (the near misses the report prints next to their benchmark item)."""
     decisions = (
         _drop_details(hits)
         if hits.height
         else pl.DataFrame(schema={"row": pl.Int64, "drop_detail": pl.String})
     )
-    flagged_frames, offset = [], 0
+    flagged_frames, shown_frames, offset = [], [], 0
+    uid = (
+        pl.col("uid")
+        if "uid" in _columns(input_dir, config.field, ("uid",))
+        else pl.lit(None, dtype=pl.String)
+    )
+    view = [pl.col("_row").alias("row"), uid.alias("uid"), pl.col(config.field).cast(pl.String).alias("text")]
     for batch in read_shards(input_dir, batch_rows=config.batch_rows):
         out.count_in(batch.height)
         numbered = batch.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
         offset += batch.height
         joined = numbered.join(decisions, left_on="_row", right_on="row", how="left")
         dropped = joined.filter(pl.col("drop_detail").is_not_null())
-        out.keep(joined.filter(pl.col("drop_detail").is_null()).select(batch.columns))
+        kept = joined.filter(pl.col("drop_detail").is_null())
+        out.keep(kept.select(batch.columns))
+        shown_frames.append(kept.filter(pl.col("_row").is_in(shown.implode())).select(view))
         if dropped.height:
             out.drop(
                 dropped.select(*batch.columns, pl.lit("contaminated").alias("drop_reason"), "drop_detail")
             )
-            uid = pl.col("uid") if "uid" in batch.columns else pl.lit(None, dtype=pl.String)
-            flagged_frames.append(
-                dropped.select(
-                    pl.col("_row").alias("row"),
-                    uid.alias("uid"),
-                    pl.col(config.field).cast(pl.String).str.slice(0, TEXT_CHARS).alias("text"),
-                )
-            )
+            flagged_frames.append(dropped.select(view))
     schema = {"row": pl.Int64, "uid": pl.String, "text": pl.String}
-    return pl.concat(flagged_frames) if flagged_frames else pl.DataFrame(schema=schema)
+    return tuple(  # type: ignore[return-value]
+        pl.concat(frames).with_columns(pl.col("text").str.slice(0, TEXT_CHARS))
+        if frames
+        else pl.DataFrame(schema=schema)
+        for frames in (flagged_frames, shown_frames)
+    )

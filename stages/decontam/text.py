@@ -3,9 +3,11 @@
 Words build on `stages.text.canonical_text` (NFKC, case, LaTeX spacing) and add what makes two copies
 of a benchmark problem differ without changing the problem: math delimiters, formatting-only LaTeX
 commands (`\\dfrac` vs `\\frac`, `\\left(`), `\\frac12` vs `\\frac{1}{2}`, thousands separators
-(`1,000`, `1{,}000`), `27.0` vs `27`, and whether `2x` is written `2 x`. Numbers are never changed
-otherwise: a problem with other numbers is another problem (`numbers_expr` is what the number check
-compares). Everything is a polars expression, so a million rows tokenise in seconds.
+(`1,000`, `1{,}000`), `27.0` vs `27`, whether `2x` is written `2 x`, and how a power of ten is written
+(`10^9`, `10^{9}`, `10**9`, `1e9`, `10⁹` are one word `10^9`). Numbers are never changed otherwise: a
+problem with other numbers is another problem (`numbers_expr` is what the number check compares, where
+a power of ten that lost its caret, `109` for `10^9` as scraped LeetCode constraints have it, counts as
+that power). Everything is a polars expression, so a million rows tokenise in seconds.
 """
 
 from __future__ import annotations
@@ -26,9 +28,21 @@ _SYNONYMS = (
     (r"\\neq?\b", " ne "),
     (r"\\dots|\\ldots|\\cdots", " "),
 )
-# A word: a run of letters, or a number (thousands separators removed first).
-WORD_PATTERN = r"[a-z]+|\d+(?:\.\d+)?"
-NUMBER_PATTERN = r"\d+(?:\.\d+)?"
+# Powers of ten, however written, become one word `10^k` (after NFKC has turned `10⁹` into `10^9`):
+# `10^{9}`, `10**9`, `1e9`, `1e+9`; a mantissa stays its own number (`2e5` -> `2 10^5`, as `2 \times 10^5`).
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+_POWERS = (
+    (r"\b10\s*(?:\^|\*\*)\s*\{\s*(\d{1,3})\s*\}", "10^$1"),
+    (r"\b10\s*(?:\^|\*\*)\s*(\d{1,3})\b", "10^$1"),
+    (r"\b1e\+?(\d{1,3})\b", "10^$1"),
+    (r"\b(\d+(?:\.\d+)?)e\+?(\d{1,3})\b", "$1 10^$2"),
+)
+# A word: a power of ten, a run of letters, or a number (thousands separators removed first).
+NUMBER_PATTERN = r"10\^\d+|\d+(?:\.\d+)?"
+WORD_PATTERN = rf"{NUMBER_PATTERN}|[a-z]+"
+# `10k` is read as `10^k` by the number check (k = 2..18): scraped constraints lose the caret
+# ("1 <= nums[i] <= 109"), so `109` on one side and `10^9` on the other are the same number.
+LOST_CARET = r"^10([2-9]|1[0-8])$"
 # Number words count as numbers ("three children" vs "two children"); "one" and "zero" do not, as
 # "one" is mostly a pronoun ("one of the roots").
 _NUMBER_NAMES = (
@@ -57,6 +71,8 @@ def normalised_expr(text: pl.Expr) -> pl.Expr:
     """Canonical text with formatting-only differences removed (the source of words and numbers)."""
     # list markers at line starts ("(1) ...", "2. ...") are layout, not numbers of the problem
     text = text.str.replace_all(r"(?m)^[ \t]*(?:\(\d{1,2}\)|\d{1,2}[.)])[ \t]+", "")
+    # a superscript exponent keeps its caret through NFKC (`10⁹` -> `10^9`, not `109`)
+    text = text.str.replace_all(rf"(\d)([{_SUPERSCRIPTS}]+)", "$1^$2")
     canon = canonical_text(text).str.replace_all(r"\\[dt]?frac\s*(\d)\s*(\d)", r"\frac{$1}{$2}")
     canon = canon.str.replace_all(_FORMAT_COMMANDS, " ")
     for pattern, replacement in _SYNONYMS:
@@ -65,7 +81,10 @@ def normalised_expr(text: pl.Expr) -> pl.Expr:
     canon = canon.str.replace_all(r"(\d),(\d{3})", "$1$2").str.replace_all(r"(\d),(\d{3})", "$1$2")
     # 27.0 == 27, 2.50 == 2.5 (AMC answers and reformatted copies write numbers both ways)
     canon = canon.str.replace_all(r"(\d\.\d*?[1-9])0+(\D|$)", "$1$2")
-    return canon.str.replace_all(r"(\d)\.0+(\D|$)", "$1$2")
+    canon = canon.str.replace_all(r"(\d)\.0+(\D|$)", "$1$2")
+    for pattern, replacement in _POWERS:
+        canon = canon.str.replace_all(pattern, replacement)
+    return canon
 
 
 def words_expr(text: pl.Expr) -> pl.Expr:
@@ -73,11 +92,16 @@ def words_expr(text: pl.Expr) -> pl.Expr:
     return normalised_expr(text).str.extract_all(WORD_PATTERN)
 
 
+def number_value(word: pl.Expr) -> pl.Expr:
+    """What the number check compares for a number word: number words as digits, and `10k` as `10^k`."""
+    return word.replace(NUMBER_WORDS).str.replace(LOST_CARET, "10^$1")
+
+
 def numbers_expr(text: pl.Expr) -> pl.Expr:
-    """The numbers of each text, in order, repeats kept (digits, and number words two..twenty as digits)."""
+    """The numbers of each text, in order, repeats kept, as `number_value`s."""
     words = "|".join(NUMBER_WORDS)
     found = normalised_expr(text).str.extract_all(rf"{NUMBER_PATTERN}|\b(?:{words})\b")
-    return found.list.eval(pl.element().replace(NUMBER_WORDS))
+    return found.list.eval(number_value(pl.element()))
 
 
 def statement_expr(text: pl.Expr) -> pl.Expr:
