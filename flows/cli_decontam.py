@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from flows.cli_common import console, guarded
 
@@ -52,15 +53,15 @@ def near_miss_tables(details: dict[str, Any]) -> list[Table]:
     for method, near in details["near_misses"].items():
         if not near["examples"]:
             continue
-        table = Table(title=near_heading(method, near), title_justify="left")
+        table = Table(title=Text(near_heading(method, near)), title_justify="left")
         for col in (near["metric"], "kept by", "training text", "benchmark item"):
             table.add_column(col, justify="right" if col == near["metric"] else "left", overflow="fold")
         for e in near["examples"][:NEAR_SHOWN]:
-            table.add_row(
+            table.add_row(  # Text: problem texts hold "[...]" that rich would read as markup
                 f"{e['score']:.3f}",
-                f"{e['rule']}: {e['reason']}",
-                f"row {e['row']}: {_clip(e['problem'])}",
-                f"{e['benchmark']}/{e['benchmark_id']}: {_clip(e['benchmark_problem'])}",
+                Text(f"{e['rule']}: {e['reason']}"),
+                Text(f"row {e['row']}: {_clip(e['problem'])}"),
+                Text(f"{e['benchmark']}/{e['benchmark_id']}: {_clip(e['benchmark_problem'])}"),
             )
         tables.append(table)
     return tables
