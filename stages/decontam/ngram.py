@@ -60,24 +60,19 @@ def ngram_keys(
         long_keys = np.empty(0, np.uint64)
         long_rows = long_pos = np.empty(0, np.int32)
 
-    # the whole text as one more key (position -1): verbatim copies match whatever the boilerplate
+    # the whole text as one more key (position -1): verbatim copies match whatever the boilerplate;
+    # a polynomial hash of all the row's word hashes (position-weighted), mixed with its length
     whole = np.flatnonzero(lengths > 0)
-    joined = words.list.join(" ") if not fold_letters else _folded(words)
-    whole_keys = joined.hash(WHOLE_SEED).to_numpy()[whole]
+    with np.errstate(over="ignore"):
+        weights = np.cumprod(np.full(max(int(lengths.max(initial=0)), 1), PRIME, dtype=np.uint64))
+        weighted = tokens * weights[pos_of]
+        sums = np.add.reduceat(weighted, starts[whole]) if len(whole) else np.empty(0, np.uint64)
+        whole_keys = (sums ^ np.uint64(WHOLE_SEED)) * PRIME + lengths[whole].astype(np.uint64)
     return (
         np.concatenate([long_keys, whole_keys]),
         np.concatenate([long_rows, whole.astype(np.int32)]),
         np.concatenate([long_pos, np.full(len(whole), -1, np.int32)]),
     )
-
-
-def _folded(words: pl.Series) -> pl.Series:
-    """Each row's words joined, one-letter words replaced as in the n-grams."""
-    return pl.select(
-        words.list.eval(
-            pl.when(pl.element().str.contains(LETTER)).then(pl.lit("_v")).otherwise(pl.element())
-        ).list.join(" ")
-    ).to_series()
 
 
 def _bitmap(keys: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from stages.decontam.ngram import NgramIndex, evidence_span, missing_numbers, sc
 from stages.decontam.registry import BenchmarkSet, load_benchmarks
 from stages.decontam.report import summarise
 from stages.decontam.text import NUMBER_WORDS, match_text_expr, number_value, numbers_expr, words_expr
-from stages.records import to_json
+from stages.records import detail_json
 from stages.store import StageWriter, read_shards, shard_paths
 from stages.text import canonical_text
 
@@ -518,37 +518,28 @@ def _scored_hits(frame: pl.DataFrame, method: str, evidence: pl.Expr | pl.Series
 
 
 def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
-    """One row per flagged training row: its best hit as `drop_detail` JSON, plus the other matches."""
+    """One row per flagged training row: its best hit as `drop_detail` JSON (method rank, then score),
+    with up to 20 other benchmark items it matches."""
     ranked = hits.with_columns(
-        pl.col("method").replace_strict(METHOD_RANK, return_dtype=pl.Int8).alias("rank")
+        pl.col("method").replace_strict(METHOD_RANK, return_dtype=pl.Int8).alias("rank"),
+        pl.format("{}/{}", "benchmark", "benchmark_id").alias("item_name"),
     ).sort(["row", "rank", "score"], descending=[False, False, True])
-    details = []
-    for row, group in ranked.group_by("row", maintain_order=True):
-        best = group.row(0, named=True)
-        others = [
-            f"{b}/{i}"
-            for b, i in group.slice(1)
-            .select("benchmark", "benchmark_id")
-            .unique(maintain_order=True)
-            .iter_rows()
-        ]
-        details.append(
-            (
-                row[0],
-                to_json(
-                    {
-                        "benchmark": best["benchmark"],
-                        "benchmark_id": best["benchmark_id"],
-                        "method": best["method"],
-                        "score": round(best["score"], 4),
-                        "shared_ngrams": best["shared"],
-                        "evidence": best["evidence"],
-                        "also_matches": others[:20],
-                    }
-                ),
-            )
-        )
-    return pl.DataFrame(details, schema={"row": pl.Int64, "drop_detail": pl.String}, orient="row")
+    best = ranked.group_by("row", maintain_order=True).agg(
+        pl.col("benchmark", "benchmark_id", "method", "score", "shared", "evidence").first(),
+        pl.col("item_name").slice(1).unique(maintain_order=True).head(20).alias("also_matches"),
+    )
+    return best.select(
+        "row",
+        detail_json(
+            also_matches=pl.col("also_matches"),
+            benchmark=pl.col("benchmark"),
+            benchmark_id=pl.col("benchmark_id"),
+            evidence=pl.col("evidence"),
+            method=pl.col("method"),
+            score=pl.col("score").round(4),
+            shared_ngrams=pl.col("shared"),
+        ).alias("drop_detail"),
+    )
 
 
 def _pass_two(
