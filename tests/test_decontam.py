@@ -19,9 +19,9 @@ from stages.decontam.judge import (
     resolve_backend,
 )
 from stages.decontam.ngram import NgramIndex, evidence_span, score_pairs
+from stages.decontam.reference import prepare_items
 from stages.decontam.registry import RegistryError, load_benchmarks, parse_benchmark_file, registry, select
 from stages.decontam.report import markdown_summary, render_section
-from stages.decontam.stage import prepare_items
 from stages.decontam.text import numbers_expr, statement_expr, words_expr
 from stages.records import PROBLEM_SCHEMA, conform
 from stages.store import StageWriter, read_shards
@@ -287,6 +287,29 @@ def test_near_miss_table_shows_rule_both_texts_and_why_kept(tmp_path, hub_offlin
     for text in (html, markdown):
         assert "coverage &gt;= 0.3" in text or "coverage >= 0.3" in text
         assert "number check" in text and "$7$-kilometer" in text and "$9$-kilometer" in text
+
+
+def test_benchmark_index_is_cached_by_content(tmp_path, hub_offline):
+    config = DecontamConfig(
+        benchmarks=["mini"], extra_benchmarks=_bench(tmp_path), cache_dir=tmp_path / "cache"
+    )
+    problems = [*POSITIVES.values(), *NEGATIVES.values()]
+    shards = _shards(tmp_path, problems)
+
+    def run(name: str) -> dict:
+        with StageWriter(tmp_path / name, "decontaminate") as out:
+            details = run_with(shards, config, out)
+            out.finish(details)
+        return details
+
+    first, second = run("first"), run("second")
+    assert (first["ngram_index"]["cached"], second["ngram_index"]["cached"]) == (False, True)
+    assert first["hits"] == second["hits"] and len(first["hits"]) == 3
+    # another benchmark file content is another index: the new item is found
+    bench = tmp_path / "mini.jsonl"
+    bench.write_text(bench.read_text() + json.dumps({"problem": NEGATIVES["same_topic"], "id": 99}) + "\n")
+    third = run("third")
+    assert third["ngram_index"]["cached"] is False and len(third["hits"]) == 4
 
 
 def test_min_shared_rule_flags_boilerplate_which_is_why_it_is_off(tmp_path, hub_offline):

@@ -120,4 +120,9 @@ class DecontamConfig(Strict):
     embedding: EmbeddingConfig = EmbeddingConfig()
     llm: LlmConfig = LlmConfig()
     batch_rows: int = Field(100_000, ge=1_000, description="rows per streamed batch")
+    cache_dir: Path | None = Field(
+        None,
+        description="benchmark n-gram index cache (default $LONGCOT_CACHE_DIR/decontam, else "
+        "~/.cache/longcot/decontam); keyed by content, safe to delete",
+    )
     max_report_hits: int = Field(10_000, ge=0, description="hits listed in report.json (all are in dropped/)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -132,6 +133,20 @@ class NgramIndex:
             bits=_bitmap(key_arr),
             key_df=kept["df"].to_numpy().astype(np.int32),
         )
+
+    ARRAYS = ("keys", "items", "positions", "item_total", "boilerplate", "key_df")
+
+    def save(self, path: Path) -> None:
+        """The index as one .npz (the bitmap is rebuilt on load: cheaper than reading 32 MiB)."""
+        arrays = {name: getattr(self, name) for name in self.ARRAYS}
+        np.savez(path, n=np.int64(self.n), fold_letters=np.bool_(self.fold_letters), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> NgramIndex:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in cls.ARRAYS}
+            n, fold = int(data["n"]), bool(data["fold_letters"])
+        return cls(n=n, fold_letters=fold, bits=_bitmap(arrays["keys"]), **arrays)
 
     def totals_without(self, keys: np.ndarray) -> np.ndarray:
         """Indexed n-grams per item once `keys` (sorted uint64; training boilerplate) are left out."""

@@ -172,12 +172,25 @@ class BenchmarkSet:
 
     items: pl.DataFrame
     origins: dict[str, dict[str, Any]] = field(default_factory=dict)
-    reference: dict[str, str] = field(default_factory=dict)  # name -> location, statistics only
+    reference: dict[str, dict[str, Any]] = field(default_factory=dict)  # loaded for the statistics only
     missing: dict[str, str] = field(default_factory=dict)  # name -> why it could not be loaded
 
     @property
     def names(self) -> list[str]:
         return list(self.origins)
+
+    def narrowed(self, names: set[str]) -> BenchmarkSet:
+        """The same items with `names` audited (`selected`) and every other one kept for the statistics."""
+        unloadable = sorted(names & set(self.missing))
+        if unloadable:
+            raise RegistryError(f"benchmark {unloadable[0]!r}: {self.missing[unloadable[0]]}")
+        every = {**self.origins, **self.reference}
+        return BenchmarkSet(
+            items=self.items.with_columns(pl.col("benchmark").is_in(list(names)).alias("selected")),
+            origins={n: o for n, o in every.items() if n in names},
+            reference={n: o for n, o in every.items() if n not in names},
+            missing=self.missing,
+        )
 
 
 def load_entry(entry: BenchmarkEntry, benchmark_dir: Path | None) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -257,12 +270,11 @@ def load_benchmarks(
     directory = resolve_dir(benchmark_dir)
     entries = registry(registry_file, extra)
     chosen = {e.name for e in select(entries, names)}
-    frames, origins, others, missing = [], {}, {}, {}
+    frames, origins, missing = [], {}, {}
     hub_down = _hub_offline()
     for entry in entries.values():
         if entry.name in chosen:
-            items, origin = load_entry(entry, directory)
-            origins[entry.name] = origin
+            items, origins[entry.name] = load_entry(entry, directory)
         elif not reference:
             continue
         else:
@@ -271,18 +283,16 @@ def load_benchmarks(
                 missing[entry.name] = hub_down
                 continue
             try:
-                items, origin = load_entry(entry, directory)
+                items, origins[entry.name] = load_entry(entry, directory)
             except RegistryError as exc:
                 missing[entry.name] = str(exc)
                 hub_down = hub_down or (
                     f"not tried: {entry.name} could not be loaded from the Hub" if from_hub else ""
                 )
                 continue
-            others[entry.name] = origin["location"]
-        frames.append(items.with_columns(pl.lit(entry.name in chosen).alias("selected")))
-    schema = {**ITEM_SCHEMA, "selected": pl.Boolean()}
-    items = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-    return BenchmarkSet(items=items, origins=origins, reference=others, missing=missing)
+        frames.append(items)
+    items = pl.concat(frames) if frames else pl.DataFrame(schema=ITEM_SCHEMA)
+    return BenchmarkSet(items=items, origins=origins, missing=missing).narrowed(chosen)
 
 
 def _hub_offline() -> str:
