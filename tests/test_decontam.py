@@ -163,6 +163,22 @@ def test_short_texts_are_compared_whole():
     assert scored.filter(pl.col("whole"))["row"].to_list() == [0]
 
 
+def test_a_problem_wrapped_in_an_instruction_is_found_whole():
+    """SFT sets wrap problems in instructions: a short item (fewer than n words, so no n-gram) or one
+    whose n-grams are mostly stock phrasing is found when its whole word sequence is inside the row."""
+    items = ["Compute $\\dbinom{31}{28}$.", "Write a python function to find the parity of a given number."]
+    index = _index(items, n=6)
+    wrap = "Solve the following problem step by step.\n\n{}\n\nPut your final answer in \\boxed{{}}."
+    rows = [
+        wrap.format(items[0]),
+        wrap.format(items[1]),
+        wrap.format("Compute $\\dbinom{31}{27}$."),
+        "Compute 31 28",
+    ]
+    scored = score_pairs(index.probe(_words(rows)), index)
+    assert set(scored.filter(pl.col("whole")).select("row", "item").iter_rows()) == {(0, 0), (1, 1)}
+
+
 def test_evidence_is_the_longest_shared_run():
     words = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
     assert evidence_span(words, [0, 2, 3, 4], 3) == "c d e f g"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,65 @@ WHOLE_SEED = 0x9E37
 # one-letter words are variable names; single digits are numbers and keep their identity
 LETTER = r"^[a-z]$"
 BITMAP_BITS = 28  # 2^28 bits = 32 MiB: ~1% false candidates for 3M indexed n-grams
+PRIME_INVERSE = np.uint64(pow(int(PRIME), -1, 1 << 64))
+# An item's whole word sequence found inside a row (a problem wrapped in an instruction) counts as a
+# whole-text match (position -2), for items of n..MAX_CONTAINED words, and of MIN_CONTAINED..n-1 words
+# when one of them is a number ("compute binom 8 6"; "add two numbers" is a phrase); longer items are
+# found by coverage anyway.
+CONTAINED = -2
+MIN_CONTAINED = 3
+MAX_CONTAINED = 64
+
+
+@dataclass
+class Tokens:
+    """Every row's words hashed, flat, with each word's row and position in it."""
+
+    tokens: np.ndarray  # uint64 word hashes, rows one after another
+    lengths: np.ndarray  # int64 words per row
+    starts: np.ndarray  # int64 flat index of each row's first word
+    row_of: np.ndarray  # int32
+    pos_of: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, words: pl.Series, fold_letters: bool) -> Tokens:
+        lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+        flat = words.list.explode(keep_nulls=False, empty_as_null=False)
+        if fold_letters:
+            flat = pl.select(
+                pl.when(flat.str.contains(LETTER)).then(pl.lit("_v")).otherwise(flat)
+            ).to_series()
+        tokens = flat.hash(WORD_SEED).to_numpy()
+        starts = np.cumsum(lengths) - lengths
+        row_of = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
+        return cls(tokens, lengths, starts, row_of, np.arange(len(tokens), dtype=np.int64) - starts[row_of])
+
+    @cached_property
+    def _prefix(self) -> tuple[np.ndarray, np.ndarray]:
+        longest = int(self.lengths.max(initial=0)) + 1
+        with np.errstate(over="ignore"):
+            weighted = self.tokens * _powers(PRIME, longest)[self.pos_of]
+            prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(weighted, dtype=np.uint64)])
+        return prefix, _powers(PRIME_INVERSE, longest)
+
+    def sequence_hashes(self, at: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Hash of the `length` words from flat index `at` on (same row), the same wherever the run
+        sits: sum of word hash * PRIME^offset. Prefix sums make every (start, length) one subtraction."""
+        prefix, inverse = self._prefix
+        with np.errstate(over="ignore"):
+            return (prefix[at + length] - prefix[at]) * inverse[self.pos_of[at]]
+
+
+def _powers(base: np.uint64, count: int) -> np.ndarray:
+    """base^0 .. base^(count-1), modulo 2^64."""
+    with np.errstate(over="ignore"):
+        return np.concatenate(
+            [np.ones(1, np.uint64), np.cumprod(np.full(max(count - 1, 0), base, np.uint64))]
+        )
 
 
 def ngram_keys(
-    words: pl.Series, n: int, fold_letters: bool = True
+    words: pl.Series | Tokens, n: int, fold_letters: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(key, row, position) of every word n-gram of every row, plus one key for the whole text
     (position -1): short problems (fewer than n words) are compared as a whole, and verbatim copies
@@ -39,15 +95,8 @@ def ngram_keys(
     `fold_letters` hashes every one-letter word (not digit) alike: variable names carry no identity ("m and n are
     relatively prime" is the same phrase as "p and q are relatively prime"), which both unifies
     boilerplate so that it is recognised as such and catches copies with renamed variables."""
-    lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = words.list.explode(keep_nulls=False, empty_as_null=False)
-    if fold_letters:
-        flat = pl.select(pl.when(flat.str.contains(LETTER)).then(pl.lit("_v")).otherwise(flat)).to_series()
-    tokens = flat.hash(WORD_SEED).to_numpy()
-    starts = np.cumsum(lengths) - lengths
-    row_of = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
-    pos_of = np.arange(len(tokens), dtype=np.int64) - np.repeat(starts, lengths)
-
+    t = words if isinstance(words, Tokens) else Tokens.of(words, fold_letters)
+    tokens, lengths, row_of, pos_of = t.tokens, t.lengths, t.row_of, t.pos_of
     m = len(tokens) - n + 1
     if m > 0:
         keys = tokens[:m].copy()
@@ -62,18 +111,27 @@ def ngram_keys(
         long_rows = long_pos = np.empty(0, np.int32)
 
     # the whole text as one more key (position -1): verbatim copies match whatever the boilerplate;
-    # a polynomial hash of all the row's word hashes (position-weighted), mixed with its length
+    # the row's sequence hash, mixed with its length
     whole = np.flatnonzero(lengths > 0)
     with np.errstate(over="ignore"):
-        weights = np.cumprod(np.full(max(int(lengths.max(initial=0)), 1), PRIME, dtype=np.uint64))
-        weighted = tokens * weights[pos_of]
-        sums = np.add.reduceat(weighted, starts[whole]) if len(whole) else np.empty(0, np.uint64)
+        sums = t.sequence_hashes(t.starts[whole], lengths[whole])
         whole_keys = (sums ^ np.uint64(WHOLE_SEED)) * PRIME + lengths[whole].astype(np.uint64)
     return (
         np.concatenate([long_keys, whole_keys]),
         np.concatenate([long_rows, whole.astype(np.int32)]),
         np.concatenate([long_pos, np.full(len(whole), -1, np.int32)]),
     )
+
+
+def _matches(sorted_keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, entry index) of every entry of `sorted_keys` equal to a query key."""
+    lo = np.searchsorted(sorted_keys, query, "left")
+    counts = np.searchsorted(sorted_keys, query, "right") - lo
+    hit = np.flatnonzero(counts > 0)
+    lo, counts = lo[hit], counts[hit]
+    # expand each query's run [lo, lo + count) of entries
+    at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    return np.repeat(hit, counts), at
 
 
 def _bitmap(keys: np.ndarray) -> np.ndarray:
@@ -101,6 +159,9 @@ class NgramIndex:
     boilerplate: np.ndarray  # uint64 sorted keys left out for being shared by too many items
     bits: np.ndarray
     key_df: np.ndarray  # int32 per entry: distinct benchmark problems (copy groups) holding the key
+    item_len: np.ndarray  # int32 words per item
+    item_sequence: np.ndarray  # uint64 per item: the hash of its whole word sequence (Tokens.sequence_hashes)
+    item_numeric: np.ndarray  # bool per item: it has a number word
 
     @classmethod
     def build(
@@ -110,7 +171,8 @@ class NgramIndex:
         test) so they count once towards an n-gram's item frequency. That frequency is always counted
         with one-letter words folded: "m and n are relatively prime" and "p and q are relatively prime"
         are one stock phrase, whether or not matching itself folds letters."""
-        keys, rows, pos = ngram_keys(words, n, fold_letters)
+        tokens = Tokens.of(words, fold_letters)
+        keys, rows, pos = ngram_keys(tokens, n, fold_letters)
         family = keys if fold_letters else ngram_keys(words, n, True)[0]
         frame = pl.DataFrame({"key": keys, "family": family, "item": rows, "pos": pos})
         frame = frame.unique(["key", "item"], keep="first")
@@ -132,9 +194,25 @@ class NgramIndex:
             boilerplate=common.to_numpy(),
             bits=_bitmap(key_arr),
             key_df=kept["df"].to_numpy().astype(np.int32),
+            item_len=tokens.lengths.astype(np.int32),
+            item_sequence=tokens.sequence_hashes(tokens.starts, tokens.lengths),
+            item_numeric=words.list.eval(pl.element().str.contains("^[0-9]"))
+            .list.any()
+            .fill_null(False)
+            .to_numpy(),
         )
 
-    ARRAYS = ("keys", "items", "positions", "item_total", "boilerplate", "key_df")
+    ARRAYS = (
+        "keys",
+        "items",
+        "positions",
+        "item_total",
+        "boilerplate",
+        "key_df",
+        "item_len",
+        "item_sequence",
+        "item_numeric",
+    )
 
     def save(self, path: Path) -> None:
         """The index as one .npz (the bitmap is rebuilt on load: cheaper than reading 32 MiB)."""
@@ -159,26 +237,51 @@ class NgramIndex:
         )
 
     def probe(self, words: pl.Series) -> pl.DataFrame:
-        """Every (row, item, key, item position) where a row's n-gram is an indexed item n-gram."""
-        keys, rows, _ = ngram_keys(words, self.n, self.fold_letters)
+        """Every (row, item, key, item position) where a row's n-gram is an indexed item n-gram, plus
+        (row, item, item sequence hash, CONTAINED) where the row holds the item's whole word sequence."""
+        tokens = Tokens.of(words, self.fold_letters)
+        keys, rows, row_pos = ngram_keys(tokens, self.n, self.fold_letters)
         maybe = _in_bitmap(self.bits, keys)
-        keys, rows = keys[maybe], rows[maybe]
-        lo = np.searchsorted(self.keys, keys, "left")
-        hi = np.searchsorted(self.keys, keys, "right")
-        counts = hi - lo
-        hit = counts > 0
-        keys, rows, lo, counts = keys[hit], rows[hit], lo[hit], counts[hit]
-        # expand each key's run [lo, hi) of index entries
-        at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        keys, rows, row_pos = keys[maybe], rows[maybe], row_pos[maybe]
+        query, at = _matches(self.keys, keys)
+        found = pl.DataFrame(
+            {"row": rows[query], "item": self.items[at], "key": keys[query], "pos": self.positions[at]},
+            schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32},
+        )
+        contained = self._contained(tokens, found, row_pos[query])
+        return pl.concat([found, contained]).unique(["row", "item", "key"])
+
+    def _contained(self, tokens: Tokens, found: pl.DataFrame, row_pos: np.ndarray) -> pl.DataFrame:
+        """(row, item) where the row holds the item's whole word sequence: for items of n words or
+        more, checked where a shared n-gram puts the item's start; shorter items by their hash."""
+        rows, items, item_pos = (found[c].to_numpy() for c in ("row", "item", "pos"))
+        length = self.item_len[items].astype(np.int64)
+        start = row_pos.astype(np.int64) - item_pos
+        ok = (item_pos >= 0) & (length <= MAX_CONTAINED) & (start >= 0)
+        ok &= start + length <= tokens.lengths[rows]
+        rows, items, start, length = rows[ok], items[ok], start[ok], length[ok]
+        same = tokens.sequence_hashes(tokens.starts[rows] + start, length) == self.item_sequence[items]
+        pairs = [(rows[same], items[same])]
+        short = np.flatnonzero(
+            (self.item_len >= MIN_CONTAINED) & (self.item_len < self.n) & self.item_numeric
+        )
+        order = np.argsort(self.item_sequence[short])
+        short_keys, short_items = self.item_sequence[short][order], short[order]
+        for size in np.unique(self.item_len[short]):
+            at = np.flatnonzero(tokens.pos_of <= tokens.lengths[tokens.row_of] - size)
+            query, entry = _matches(short_keys, tokens.sequence_hashes(at, np.full(len(at), size)))
+            pairs.append((tokens.row_of[at[query]], short_items[entry]))
+        rows = np.concatenate([p[0] for p in pairs]).astype(np.int64)
+        items = np.concatenate([p[1] for p in pairs]).astype(np.int32)
         return pl.DataFrame(
             {
-                "row": np.repeat(rows, counts),
-                "item": self.items[at],
-                "key": np.repeat(keys, counts),
-                "pos": self.positions[at],
+                "row": rows,
+                "item": items,
+                "key": self.item_sequence[items],
+                "pos": np.full(len(rows), CONTAINED, np.int32),
             },
             schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32},
-        ).unique(["row", "item", "key"])
+        )
 
     def boilerplate_starts(self, words: pl.Series) -> pl.DataFrame:
         """(item, pos) where each item (`words`: the items the index was built from) has a boilerplate n-gram."""

@@ -41,7 +41,7 @@ from stages.text import canonical_text
 CODE = sorted(Path(__file__).parent.glob("*.py")) + sorted(
     (Path(__file__).parents[1] / "collect").glob("*.py")
 )
-FORMAT = "1"
+FORMAT = "2"
 KEEP = 8  # newest cache entries kept
 
 
