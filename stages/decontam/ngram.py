@@ -99,11 +99,7 @@ def ngram_keys(
     tokens, lengths, row_of, pos_of = t.tokens, t.lengths, t.row_of, t.pos_of
     m = len(tokens) - n + 1
     if m > 0:
-        keys = tokens[:m].copy()
-        with np.errstate(over="ignore"):
-            for j in range(1, n):
-                keys *= PRIME
-                keys += tokens[j : j + m]
+        keys = _rolling(tokens, n)
         valid = pos_of[:m] <= (lengths[row_of[:m]] - n)
         long_keys, long_rows, long_pos = keys[valid], row_of[:m][valid], pos_of[:m][valid].astype(np.int32)
     else:
@@ -123,6 +119,20 @@ def ngram_keys(
     )
 
 
+def _rolling(tokens: np.ndarray, n: int) -> np.ndarray:
+    """The rolling hash of every run of n words from each flat position (runs may cross rows: callers
+    check that a run fits its row)."""
+    m = len(tokens) - n + 1
+    if m <= 0:
+        return np.empty(0, np.uint64)
+    keys = tokens[:m].copy()
+    with np.errstate(over="ignore"):
+        for j in range(1, n):
+            keys *= PRIME
+            keys += tokens[j : j + m]
+    return keys
+
+
 def _matches(sorted_keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(query index, entry index) of every entry of `sorted_keys` equal to a query key."""
     lo = np.searchsorted(sorted_keys, query, "left")
@@ -134,15 +144,17 @@ def _matches(sorted_keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np
     return np.repeat(hit, counts), at
 
 
-def _bitmap(keys: np.ndarray) -> np.ndarray:
-    bits = np.zeros(1 << (BITMAP_BITS - 6), dtype=np.uint64)
-    slots = keys >> np.uint64(64 - BITMAP_BITS)
+def _bitmap(keys: np.ndarray, size: int = BITMAP_BITS) -> np.ndarray:
+    """A 2^size-bit membership pre-filter over the keys' top bits (one gather per lookup)."""
+    bits = np.zeros(1 << (size - 6), dtype=np.uint64)
+    slots = keys >> np.uint64(64 - size)
     np.bitwise_or.at(bits, (slots >> np.uint64(6)).astype(np.int64), np.uint64(1) << (slots & np.uint64(63)))
     return bits
 
 
 def _in_bitmap(bits: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    slots = keys >> np.uint64(64 - BITMAP_BITS)
+    size = len(bits).bit_length() - 1 + 6
+    slots = keys >> np.uint64(64 - size)
     return (bits[(slots >> np.uint64(6)).astype(np.int64)] >> (slots & np.uint64(63))) & np.uint64(1) == 1
 
 
@@ -162,6 +174,7 @@ class NgramIndex:
     item_len: np.ndarray  # int32 words per item
     item_sequence: np.ndarray  # uint64 per item: the hash of its whole word sequence (Tokens.sequence_hashes)
     item_numeric: np.ndarray  # bool per item: it has a number word
+    item_anchor: np.ndarray  # uint64 per item: the rolling hash of its first MIN_CONTAINED words
 
     @classmethod
     def build(
@@ -196,6 +209,9 @@ class NgramIndex:
             key_df=kept["df"].to_numpy().astype(np.int32),
             item_len=tokens.lengths.astype(np.int32),
             item_sequence=tokens.sequence_hashes(tokens.starts, tokens.lengths),
+            item_anchor=np.concatenate(
+                [_rolling(tokens.tokens, MIN_CONTAINED), np.zeros(MIN_CONTAINED, np.uint64)]
+            )[tokens.starts],
             item_numeric=words.list.eval(pl.element().str.contains("^[0-9]"))
             .list.any()
             .fill_null(False)
@@ -212,6 +228,7 @@ class NgramIndex:
         "item_len",
         "item_sequence",
         "item_numeric",
+        "item_anchor",
     )
 
     def save(self, path: Path) -> None:
@@ -262,15 +279,22 @@ class NgramIndex:
         rows, items, start, length = rows[ok], items[ok], start[ok], length[ok]
         same = tokens.sequence_hashes(tokens.starts[rows] + start, length) == self.item_sequence[items]
         pairs = [(rows[same], items[same])]
+        # short items: where a row's 3-word window is a short item's first three words, compare the
+        # sequence hash of the item's length there
         short = np.flatnonzero(
             (self.item_len >= MIN_CONTAINED) & (self.item_len < self.n) & self.item_numeric
         )
-        order = np.argsort(self.item_sequence[short])
-        short_keys, short_items = self.item_sequence[short][order], short[order]
-        for size in np.unique(self.item_len[short]):
-            at = np.flatnonzero(tokens.pos_of <= tokens.lengths[tokens.row_of] - size)
-            query, entry = _matches(short_keys, tokens.sequence_hashes(at, np.full(len(at), size)))
-            pairs.append((tokens.row_of[at[query]], short_items[entry]))
+        order = np.argsort(self.item_anchor[short])
+        anchors, short = self.item_anchor[short][order], short[order]
+        windows = _rolling(tokens.tokens, MIN_CONTAINED)
+        maybe = np.flatnonzero(_in_bitmap(_bitmap(anchors, 16), windows))
+        query, entry = _matches(anchors, windows[maybe])
+        at, items = maybe[query], short[entry]
+        length = self.item_len[items].astype(np.int64)
+        fits = tokens.pos_of[at] + length <= tokens.lengths[tokens.row_of[at]]
+        at, items, length = at[fits], items[fits], length[fits]
+        same = tokens.sequence_hashes(at, length) == self.item_sequence[items]
+        pairs.append((tokens.row_of[at[same]], items[same]))
         rows = np.concatenate([p[0] for p in pairs]).astype(np.int64)
         items = np.concatenate([p[1] for p in pairs]).astype(np.int32)
         return pl.DataFrame(
