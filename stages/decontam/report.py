@@ -57,7 +57,7 @@ def summarise(
     listed = (
         hits.join(flagged_rows, on="row", how="left")
         .join(bench_text, on="item", how="left")
-        .sort(["benchmark", "row", "score"], descending=[False, False, True])
+        .sort(["benchmark", "row", "score", "item"], descending=[False, False, True, False])
     )
     hit_list = (
         listed.head(config.max_report_hits)

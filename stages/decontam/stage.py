@@ -123,7 +123,7 @@ def run_with(
         ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, numbers, index, items, config)
         hits.append(ngram_hits)
         boiler["statistics"] = {
-            "benchmarks": [*benchmarks.origins, *benchmarks.reference],
+            "benchmarks": sorted([*benchmarks.origins, *benchmarks.reference]),
             "items": items.height,
             "missing": benchmarks.missing,
         }
@@ -340,7 +340,9 @@ def _ngram_hits(
         scored.join(before, on=["row", "item"], how="left")
         .filter(~rule & (pl.max_horizontal("coverage", "raw_coverage") >= ng.near_miss_from * threshold))
         .join(flagged.select("row").unique(), on="row", how="anti")
-        .sort("coverage", "raw_coverage", descending=True)
+        .sort(
+            ["coverage", "raw_coverage", "row", "item"], descending=[True, True, False, False]
+        )  # ties: stable
         .group_by("row", maintain_order=True)
         .first()
     )
@@ -465,7 +467,11 @@ def _embedding_hits(
     below = neighbours.filter(
         pl.col("score").is_between(em.threshold - em.near_miss_margin, em.threshold, closed="left")
     )
-    below = below.sort("score", descending=True).group_by("row", maintain_order=True).first()
+    below = (
+        below.sort(["score", "row", "item"], descending=[True, False, False])  # ties in a stable order
+        .group_by("row", maintain_order=True)
+        .first()
+    )
     near = {
         "metric": "cosine",
         "threshold": em.threshold,
@@ -503,7 +509,7 @@ def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
     ranked = hits.with_columns(
         pl.col("method").replace_strict(METHOD_RANK, return_dtype=pl.Int8).alias("rank"),
         pl.format("{}/{}", "benchmark", "benchmark_id").alias("item_name"),
-    ).sort(["row", "rank", "score"], descending=[False, False, True])
+    ).sort(["row", "rank", "score", "item"], descending=[False, False, True, False])  # ties: stable
     best = ranked.group_by("row", maintain_order=True).agg(
         pl.col("benchmark", "benchmark_id", "method", "score", "shared", "evidence").first(),
         pl.col("item_name").slice(1).unique(maintain_order=True).head(20).alias("also_matches"),
