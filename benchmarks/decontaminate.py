@@ -25,8 +25,8 @@ benchmarks, same decisions) is faster than the script itself, which maps the dat
 benchmark through `datasets` and probes every n-gram in every benchmark's lookup; the ratio printed is
 therefore conservative.
 
-Each command runs as a child process; wall time is the child's, peak RSS the larger of psutil
-polling of its process tree (every 20 ms) and the kernel's max RSS of the waited-for child.
+Each command runs as a child process under /usr/bin/time: wall time is the child's, CPU time its user +
+system time, peak RSS the larger of its max RSS and psutil polling of its process tree (every 20 ms).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import os
 import platform
 import random
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -183,13 +182,20 @@ def open_r1(corpus: Path, out: Path, benchmark_dir: Path) -> None:
 # --- timing ------------------------------------------------------------------------------------------
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
-    """(wall seconds, CPU seconds, peak RSS GB, output) of a command run as a child process."""
+def timed(cmd: list[str], env: dict[str, str], work: Path) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS GB, output) of a command run as a child process, under
+    /usr/bin/time (CPU and max RSS of that child alone) and polled with psutil (RSS of its process tree)."""
     import psutil
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = work / "time.txt"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(
+        ["/usr/bin/time", "-f", "%U %S %M", "-o", str(stats), *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     watched = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -203,9 +209,8 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str
     output = proc.stdout.read() if proc.stdout else ""
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return wall, cpu, max(peak, after.ru_maxrss * 1024) / 1024**3, output
+    user, system, max_kb = stats.read_text().split()[-3:]
+    return wall, float(user) + float(system), max(peak, int(max_kb) * 1024) / 1024**3, output
 
 
 def flagged_ids(path: Path, meta: bool) -> set[int]:
@@ -269,7 +274,7 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float, float]]] = {"longcot": [], "open-r1": []}
     for _ in range(args.repeat):
         for name, cmd in (("open-r1", [*me, "--_open_r1"]), ("longcot", ours_cmd)):
-            wall, cpu, rss, _ = timed(cmd, env)
+            wall, cpu, rss, _ = timed(cmd, env, work)
             runs[name].append((wall, cpu, rss))
             print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.2f} GB", flush=True)
     results = {

@@ -18,7 +18,7 @@ from stages.decontam.judge import (
     parse_verdict,
     resolve_backend,
 )
-from stages.decontam.ngram import NgramIndex, evidence_span, score_pairs
+from stages.decontam.ngram import NgramIndex, evidence_spans, score_pairs
 from stages.decontam.reference import prepare_items
 from stages.decontam.registry import RegistryError, load_benchmarks, parse_benchmark_file, registry, select
 from stages.decontam.report import markdown_summary, render_section
@@ -181,8 +181,12 @@ def test_a_problem_wrapped_in_an_instruction_is_found_whole():
 
 def test_evidence_is_the_longest_shared_run():
     words = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
-    assert evidence_span(words, [0, 2, 3, 4], 3) == "c d e f g"
-    assert evidence_span(words, [], 3) == " ".join(words)
+    pairs = pl.DataFrame(
+        {"item": [0, 0, 0], "positions": [[0, 2, 3, 4], [], [1, 2, 5, 6]]},
+        schema={"item": pl.Int32, "positions": pl.List(pl.Int32)},
+    )
+    spans = evidence_spans(pairs, pl.Series([words]), 3).to_list()
+    assert spans == ["c d e f g", " ".join(words), "b c d e"]  # longest run; whole item; earliest of equal
 
 
 # --- registry ---------------------------------------------------------------------------------------

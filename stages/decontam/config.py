@@ -119,7 +119,13 @@ class DecontamConfig(Strict):
     ngram: NgramConfig = NgramConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     llm: LlmConfig = LlmConfig()
-    batch_rows: int = Field(100_000, ge=1_000, description="rows per streamed batch")
+    batch_rows: int = Field(50_000, ge=1_000, description="rows per streamed batch")
+    threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="batches matched at once (n-gram method; polars and numpy use a core each)",
+    )
     cache_dir: Path | None = Field(
         None,
         description="benchmark n-gram index cache (default $LONGCOT_CACHE_DIR/decontam, else "

@@ -14,7 +14,6 @@ words still is. Coverage is measured over an item's remaining (non-boilerplate) 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -433,16 +432,28 @@ def missing_numbers(
     )
 
 
-def evidence_span(words: list[str], positions: list[int], n: int) -> str:
-    """The longest run of consecutive shared n-grams, as the item's words it covers."""
-    if not positions:
-        return " ".join(words)
-    best_start, best_len, start, run = positions[0], 1, positions[0], 1
-    for prev, cur in itertools.pairwise(positions):
-        if cur == prev + 1:
-            run += 1
-        else:
-            start, run = cur, 1
-        if run > best_len:
-            best_start, best_len = start, run
-    return " ".join(words[best_start : best_start + best_len + n - 1])
+def evidence_spans(pairs: pl.DataFrame, words: pl.Series, n: int) -> pl.Series:
+    """Per (item, positions) pair: the longest run of consecutive shared n-grams (the earliest of equal
+    runs), as the item's words it covers; the whole item when no n-gram position is given (a
+    whole-text or contained match)."""
+    numbered = pairs.select(pl.int_range(pl.len()).alias("pair"), "item", "positions")
+    runs = (
+        numbered.explode("positions")
+        .drop_nulls("positions")
+        .with_columns((pl.col("positions") - pl.int_range(pl.len()).over("pair")).alias("run"))
+        .group_by("pair", "run")
+        .agg(pl.col("positions").min().alias("start"), pl.len().alias("length"))
+        .sort(["pair", "length", "start"], descending=[False, True, False])
+        .group_by("pair", maintain_order=True)
+        .first()
+    )
+    item_words = words.gather(numbered["item"]).alias("words")
+    spans = numbered.with_columns(item_words).join(runs, on="pair", how="left").sort("pair")
+    span = pl.col("words").list.slice(pl.col("start"), pl.col("length") + n - 1)
+    return spans.select(
+        pl.when(pl.col("start").is_null())
+        .then(pl.col("words"))
+        .otherwise(span)
+        .list.join(" ")
+        .alias("evidence")
+    ).to_series()

@@ -9,7 +9,10 @@ splits them into kept and dropped, with the evidence in `drop_detail`.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from stages.decontam.config import DecontamConfig
-from stages.decontam.ngram import NgramIndex, evidence_span, missing_numbers, score_pairs
+from stages.decontam.ngram import NgramIndex, evidence_spans, missing_numbers, score_pairs
 from stages.decontam.reference import load_reference
 from stages.decontam.report import summarise
 from stages.decontam.text import NUMBER_WORDS, match_text_expr, number_value, numbers_expr, words_expr
@@ -179,27 +182,35 @@ def _candidates(found: pl.DataFrame, config: DecontamConfig) -> pl.DataFrame:
     )
 
 
-def _pass_one(
-    input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any, items: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    """Candidate pairs of every row: n-gram (row, item, key, pos), the numbers each n-gram candidate
-    lacks (row, item, missing), and embedding (row, item, score, text)."""
-    columns = _columns(input_dir, config.field)
-    pair_frames, number_frames, neighbour_frames, offset = [], [], [], 0
-    if index is not None and config.ngram.match_numbers:
-        item_numbers = number_tokens(items["words"])
-        item_starts = index.boilerplate_starts(items["words"])
-        item_len = items["words"].list.len().fill_null(0).to_numpy()
-    floor = config.embedding.threshold - config.embedding.near_miss_margin
-    if "llm" in config.methods:
-        floor = min(floor, config.llm.min_score)
-    for batch in read_shards(input_dir, columns=columns, batch_rows=config.batch_rows):
+@dataclass
+class _Matcher:
+    """What matching one batch of training texts needs: the indexes and the items' number tokens."""
+
+    config: DecontamConfig
+    index: NgramIndex | None
+    emb_index: Any
+    items: pl.DataFrame
+
+    def __post_init__(self) -> None:
+        if self.index is not None and self.config.ngram.match_numbers:
+            words = self.items["words"]
+            self.item_numbers = number_tokens(words)
+            self.item_starts = self.index.boilerplate_starts(words)
+            self.item_len = words.list.len().fill_null(0).to_numpy()
+        self.floor = self.config.embedding.threshold - self.config.embedding.near_miss_margin
+        if "llm" in self.config.methods:
+            self.floor = min(self.floor, self.config.llm.min_score)
+
+    def __call__(self, batch: pl.DataFrame, offset: int) -> tuple[pl.DataFrame | None, ...]:
+        """(n-gram pairs, lacking numbers, embedding neighbours) of one batch, rows numbered from `offset`."""
+        config, index = self.config, self.index
         texts = _batch_texts(batch, config.field)
+        pairs = numbers = neighbours = None
         if index is not None:
             words = texts.select(words_expr(pl.col("text"))).to_series()
             doc = texts["text"].hash(DOC_SEED).alias("doc")
             found = index.probe(words)
-            pair_frames.append(found.with_columns(doc.gather(found["row"]), pl.col("row") + offset))
+            pairs = found.with_columns(doc.gather(found["row"]), pl.col("row") + offset)
             if config.ngram.match_numbers:
                 candidates = _candidates(found, config)
                 rows_at = candidates["row"].unique().sort()
@@ -212,40 +223,52 @@ def _pass_one(
                     candidates,
                     found,
                     row_numbers,
-                    item_numbers,
-                    item_starts,
-                    item_len,
+                    self.item_numbers,
+                    self.item_starts,
+                    self.item_len,
                     index.n,
                     config.ngram.number_slack,
                 )
-                number_frames.append(lacking.with_columns(pl.col("row") + offset))
-        if emb_index is not None:
+                numbers = lacking.with_columns(pl.col("row") + offset)
+        if self.emb_index is not None:
             match = texts.select(match_text_expr(pl.col("text"), pl.col("domain"))).to_series()
-            found = emb_index.nearest(match.to_list(), config.embedding.k, floor)
-            neighbour_frames.append(
-                found.with_columns(match.gather(found["row"]).alias("train_text"), pl.col("row") + offset)
+            found = self.emb_index.nearest(match.to_list(), config.embedding.k, self.floor)
+            neighbours = found.with_columns(
+                match.gather(found["row"]).alias("train_text"), pl.col("row") + offset
             )
-        offset += batch.height
-    pairs = (
-        pl.concat(pair_frames)
-        if pair_frames
-        else pl.DataFrame(
-            schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32, "doc": pl.UInt64}
-        )
+        return pairs, numbers, neighbours
+
+
+def _pass_one(
+    input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any, items: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """Candidate pairs of every row: n-gram (row, item, key, pos), the numbers each n-gram candidate
+    lacks (row, item, missing), and embedding (row, item, score, text).
+
+    Batches are matched `threads` at a time (polars and numpy release the GIL, so two cores work on
+    two batches); the embedding encoder gets one batch at a time."""
+    match = _Matcher(config, index, emb_index, items)
+    threads = config.threads if emb_index is None else 1
+    results, pending, offset = [], deque(), 0
+    with ThreadPoolExecutor(threads) as pool:
+        for batch in read_shards(
+            input_dir, columns=_columns(input_dir, config.field), batch_rows=config.batch_rows
+        ):
+            pending.append(pool.submit(match, batch, offset))
+            offset += batch.height
+            while len(pending) >= threads:
+                results.append(pending.popleft().result())
+        results += [future.result() for future in pending]
+    schemas = (
+        {"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32, "doc": pl.UInt64},
+        {"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32, "lacking": pl.List(pl.String)},
+        {"row": pl.Int64, "item": pl.Int32, "score": pl.Float64, "train_text": pl.String},
     )
-    numbers = (
-        pl.concat(number_frames)
-        if number_frames
-        else pl.DataFrame(
-            schema={"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32, "lacking": pl.List(pl.String)}
-        )
-    )
-    neighbours = (
-        pl.concat(neighbour_frames)
-        if neighbour_frames
-        else pl.DataFrame(
-            schema={"row": pl.Int64, "item": pl.Int32, "score": pl.Float64, "train_text": pl.String}
-        )
+    pairs, numbers, neighbours = (
+        pl.concat(frames)
+        if (frames := [r[k] for r in results if r[k] is not None])
+        else pl.DataFrame(schema=schema)
+        for k, schema in enumerate(schemas)
     )
     return pairs, numbers, neighbours, offset
 
@@ -319,18 +342,13 @@ def _ngram_hits(
     audited = pl.Series(np.flatnonzero(items["selected"].to_numpy()), dtype=pl.Int32).implode()
     scored = scored.filter(pl.col("item").is_in(audited))
     flagged = scored.filter(rule)
-    words = items["words"]
-    spans = [
-        evidence_span(words[item].to_list(), positions, index.n)
-        for item, positions in flagged.select("item", "positions").iter_rows()
-    ]
     hits = flagged.select(
         "row",
         "item",
         pl.lit("ngram").alias("method"),
         pl.col("coverage").cast(pl.Float64).alias("score"),
         pl.col("shared").cast(pl.Int64),
-        pl.Series("evidence", spans, dtype=pl.String),
+        evidence_spans(flagged, items["words"], index.n),
     )
     threshold = ng.min_coverage if ng.min_coverage is not None else 1.0
     before = raw.select(

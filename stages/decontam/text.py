@@ -84,7 +84,7 @@ def folded(texts: pl.Series) -> pl.Series:
 
 def normalised_expr(text: pl.Expr) -> pl.Expr:
     """Folded text (`folded`) with formatting-only differences removed (the source of words and numbers)."""
-    canon = text.map_batches(folded, return_dtype=pl.String)
+    canon = text.map_batches(folded, return_dtype=pl.String, is_elementwise=True)
     # list markers at line starts ("(1) ...", "2. ...") are layout, not numbers of the problem
     canon = canon.str.replace_all(r"(?m)^[ \t]*(?:\([0-9]{1,2}\)|[0-9]{1,2}[.)])[ \t]+", "")
     canon = canon.str.replace_all(r"\\[dt]?frac\s*([0-9])\s*([0-9])", r"\frac{$1}{$2}")
