@@ -119,7 +119,7 @@ class DecontamConfig(Strict):
     ngram: NgramConfig = NgramConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     llm: LlmConfig = LlmConfig()
-    batch_rows: int = Field(50_000, ge=1_000, description="rows per streamed batch")
+    batch_rows: int = Field(25_000, ge=1_000, description="rows per streamed batch (two in flight)")
     threads: int = Field(
         2,
         ge=1,
