@@ -117,13 +117,13 @@ def run_with(
     timings["embedding_index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    pairs, numbers, neighbours, rows = _pass_one(input_dir, config, index, emb_index, items)
+    pairs, phrases, numbers, neighbours, rows = _pass_one(input_dir, config, index, emb_index, items)
     timings["match"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     hits, near = [], {}
     if index is not None:
-        ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, numbers, index, items, config)
+        ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, phrases, numbers, index, items, config)
         hits.append(ngram_hits)
         boiler["statistics"] = {
             "benchmarks": sorted([*benchmarks.origins, *benchmarks.reference]),
@@ -169,16 +169,25 @@ def run_with(
     return details
 
 
-def _candidates(found: pl.DataFrame, config: DecontamConfig) -> pl.DataFrame:
-    """(row, item) pairs that could still be flagged once boilerplate is left out (which only removes
-    shared n-grams): a whole-text match, or enough shared n-grams before filtering."""
+def _groups(found: pl.DataFrame, index: NgramIndex, config: DecontamConfig) -> pl.DataFrame:
+    """Per (row, item) of a batch: `candidate` when it could still be flagged once boilerplate is left
+    out (which only removes shared n-grams): a whole-text match, or enough shared n-grams; `scored`
+    when it could also be a near miss or a near-copy for the statistics (coverage before filtering at
+    least the lower of the near-miss floor and COPY_COVERAGE). Other pairs only count for the
+    training statistics, so their positions need not be kept."""
     ng = config.ngram
     least = min(ng.min_ngrams if ng.min_coverage is not None else 1 << 30, ng.min_shared or 1 << 30)
-    return (
-        found.group_by("row", "item")
-        .agg((pl.col("pos") >= 0).sum().alias("n"), (pl.col("pos") < 0).any().alias("whole"))
-        .filter(pl.col("whole") | (pl.col("n") >= least))
-        .select("row", "item")
+    floor = min(ng.near_miss_from * (ng.min_coverage if ng.min_coverage is not None else 1.0), COPY_COVERAGE)
+    groups = found.group_by("row", "item").agg(
+        (pl.col("pos") >= 0).sum().alias("n"), (pl.col("pos") < 0).any().alias("whole")
+    )
+    total = pl.Series(index.item_total).gather(groups["item"]).clip(lower_bound=1)
+    candidate = pl.col("whole") | (pl.col("n") >= least)
+    return groups.select(
+        "row",
+        "item",
+        candidate.alias("candidate"),
+        (candidate | (pl.col("n") / total >= floor)).alias("scored"),
     )
 
 
@@ -202,17 +211,22 @@ class _Matcher:
             self.floor = min(self.floor, self.config.llm.min_score)
 
     def __call__(self, batch: pl.DataFrame, offset: int) -> tuple[pl.DataFrame | None, ...]:
-        """(n-gram pairs, lacking numbers, embedding neighbours) of one batch, rows numbered from `offset`."""
+        """(n-gram pairs worth scoring, (key, row, doc) phrase hits, lacking numbers, embedding
+        neighbours) of one batch, rows numbered from `offset`."""
         config, index = self.config, self.index
         texts = _batch_texts(batch, config.field)
-        pairs = numbers = neighbours = None
+        pairs = phrases = numbers = neighbours = None
         if index is not None:
             words = texts.select(words_expr(pl.col("text"))).to_series()
             doc = texts["text"].hash(DOC_SEED).alias("doc")
             found = index.probe(words)
-            pairs = found.with_columns(doc.gather(found["row"]), pl.col("row") + offset)
+            groups = _groups(found, index, config)
+            phrases = found.filter(pl.col("pos") >= 0).select("key", "row").unique()
+            phrases = phrases.with_columns(doc.gather(phrases["row"]), pl.col("row") + offset)
+            scored = groups.filter("scored").select("row", "item")
+            pairs = found.join(scored, on=["row", "item"], how="semi").with_columns(pl.col("row") + offset)
             if config.ngram.match_numbers:
-                candidates = _candidates(found, config)
+                candidates = groups.filter("candidate").select("row", "item")
                 rows_at = candidates["row"].unique().sort()
                 numbered = texts["text"].gather(rows_at).to_frame().select(numbers_expr(pl.col("text")))
                 row_numbers = hashed_numbers(numbered.to_series(), "row")
@@ -236,14 +250,15 @@ class _Matcher:
             neighbours = found.with_columns(
                 match.gather(found["row"]).alias("train_text"), pl.col("row") + offset
             )
-        return pairs, numbers, neighbours
+        return pairs, phrases, numbers, neighbours
 
 
 def _pass_one(
     input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any, items: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    """Candidate pairs of every row: n-gram (row, item, key, pos), the numbers each n-gram candidate
-    lacks (row, item, missing), and embedding (row, item, score, text).
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """Candidate pairs of every row: n-gram (row, item, key, pos) worth scoring, every phrase hit
+    (key, row, doc) for the training statistics, the numbers each n-gram candidate lacks (row, item,
+    missing, lacking), and embedding (row, item, score, text).
 
     Batches are matched `threads` at a time (polars and numpy release the GIL, so two cores work on
     two batches); the embedding encoder gets one batch at a time."""
@@ -260,21 +275,22 @@ def _pass_one(
                 results.append(pending.popleft().result())
         results += [future.result() for future in pending]
     schemas = (
-        {"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32, "doc": pl.UInt64},
+        {"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32},
+        {"key": pl.UInt64, "row": pl.Int64, "doc": pl.UInt64},
         {"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32, "lacking": pl.List(pl.String)},
         {"row": pl.Int64, "item": pl.Int32, "score": pl.Float64, "train_text": pl.String},
     )
-    pairs, numbers, neighbours = (
+    pairs, phrases, numbers, neighbours = (
         pl.concat(frames)
         if (frames := [r[k] for r in results if r[k] is not None])
         else pl.DataFrame(schema=schema)
         for k, schema in enumerate(schemas)
     )
-    return pairs, numbers, neighbours, offset
+    return pairs, phrases, numbers, neighbours, offset
 
 
 def training_boilerplate(
-    pairs: pl.DataFrame, raw: pl.DataFrame, index: NgramIndex, config: DecontamConfig
+    phrases: pl.DataFrame, raw: pl.DataFrame, index: NgramIndex, config: DecontamConfig
 ) -> pl.Series:
     """Indexed n-grams that the training data shows to be boilerplate. Texts are counted, not rows (a
     problem repeated per sampled response is one problem).
@@ -286,13 +302,13 @@ def training_boilerplate(
       training texts too (near-verbatim copies, coverage >= 0.95, left out): stock phrasing such as answer-format
       instructions or option lists, which may sit in only 2 or 3 benchmark items.
 
-    `raw` is `score_pairs(pairs, index)`: coverage before this filter. Every benchmark of the registry
-    is in the index, so the counts are the same whichever benchmarks are audited."""
+    `phrases` are the (key, row, doc) n-gram hits of every row, `raw` the scored pairs' coverage
+    before this filter (every near-copy among them). Every benchmark of the registry is in the index,
+    so the counts are the same whichever benchmarks are audited."""
     ng = config.ngram
     empty = pl.Series("key", [], dtype=pl.UInt64)
-    if (ng.common_train_rows is None and ng.common_total is None) or not pairs.height:
+    if (ng.common_train_rows is None and ng.common_total is None) or not phrases.height:
         return empty
-    phrases = pairs.filter(pl.col("pos") >= 0)
     verbatim = raw.filter(pl.col("whole") | (pl.col("coverage") >= VERBATIM_COVERAGE)).select("row").unique()
     counts = (
         phrases.join(verbatim, on="row", how="anti")
@@ -320,14 +336,19 @@ def training_boilerplate(
 
 
 def _ngram_hits(
-    pairs: pl.DataFrame, numbers: pl.DataFrame, index: NgramIndex, items: pl.DataFrame, config: DecontamConfig
+    pairs: pl.DataFrame,
+    phrases: pl.DataFrame,
+    numbers: pl.DataFrame,
+    index: NgramIndex,
+    items: pl.DataFrame,
+    config: DecontamConfig,
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
     """Flagged n-gram pairs of the audited benchmarks with their shared span, the near misses (with the
     rule that kept each), and what boilerplate was ignored. Decisions are made against every loaded
     benchmark; only then are they narrowed to the audited ones."""
     ng = config.ngram
     raw = score_pairs(pairs, index)
-    common = training_boilerplate(pairs, raw, index, config)
+    common = training_boilerplate(phrases, raw, index, config)
     scored = score_pairs(pairs, index, common)
     scored = scored.join(numbers, on=["row", "item"], how="left").with_columns(
         pl.col("missing").fill_null(0) if ng.match_numbers else pl.lit(0, dtype=pl.Int32).alias("missing")
