@@ -8,6 +8,8 @@ splits them into kept and dropped, with the evidence in `drop_detail`.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +39,7 @@ NUM_SEED = 0x4E55
 COPY_COVERAGE = 0.5  # rows this close to an item are its copies or variants, not evidence of boilerplate
 VERBATIM_COVERAGE = 0.95  # ... and rows this close are copies even for phrases of several items
 NEAR_EXAMPLES = 20
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 HIT_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),
     "item": pl.Int32(),
@@ -92,6 +95,7 @@ def run_with(
     input_dir: Path, config: DecontamConfig, out: StageWriter, judge: ChatCallable | None = None
 ) -> dict[str, Any]:
     """`run` with an explicit batch judge (tests pass a fake; `run` resolves the configured one)."""
+    _return_large_frees()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     # every registry benchmark is loaded and indexed (or read from the cache): the statistics that
@@ -167,6 +171,14 @@ def run_with(
         details["judge"] = judged
     details["seconds"] = {k: round(v, 3) for k, v in timings.items()}
     return details
+
+
+def _return_large_frees() -> None:
+    """Fix glibc's mmap threshold at 1 MiB. It rises after each large free, after which the per-batch
+    numpy temporaries come from heap arenas that are not given back: about 200 MB more peak RSS at a
+    million rows (measured: 1.02 vs 0.81 GB). Elsewhere than glibc this is a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 
 def _groups(found: pl.DataFrame, index: NgramIndex, config: DecontamConfig) -> pl.DataFrame:
@@ -567,6 +579,13 @@ def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _own(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame's texts clipped and copied out of the batch: polars string views would otherwise keep
+    every batch's buffers alive for as long as the report rows are held (hundreds of MB at 1M rows)."""
+    clipped = frame.with_columns(pl.col("text").str.slice(0, TEXT_CHARS))
+    return pl.from_arrow(clipped.to_arrow())  # type: ignore[return-value]
+
+
 def _pass_two(
     input_dir: Path, config: DecontamConfig, hits: pl.DataFrame, out: StageWriter, shown: pl.Series
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -592,16 +611,14 @@ def _pass_two(
         dropped = joined.filter(pl.col("drop_detail").is_not_null())
         kept = joined.filter(pl.col("drop_detail").is_null())
         out.keep(kept.select(batch.columns))
-        shown_frames.append(kept.filter(pl.col("_row").is_in(shown.implode())).select(view))
+        shown_frames.append(_own(kept.filter(pl.col("_row").is_in(shown.implode())).select(view)))
         if dropped.height:
             out.drop(
                 dropped.select(*batch.columns, pl.lit("contaminated").alias("drop_reason"), "drop_detail")
             )
-            flagged_frames.append(dropped.select(view))
+            flagged_frames.append(_own(dropped.select(view)))
     schema = {"row": pl.Int64, "uid": pl.String, "text": pl.String}
     return tuple(  # type: ignore[return-value]
-        pl.concat(frames).with_columns(pl.col("text").str.slice(0, TEXT_CHARS))
-        if frames
-        else pl.DataFrame(schema=schema)
+        pl.concat(frames) if frames else pl.DataFrame(schema=schema)
         for frames in (flagged_frames, shown_frames)
     )
