@@ -26,7 +26,7 @@ PRIME = np.uint64(0x100000001B3)  # FNV prime: odd, so the polynomial hash is a 
 WHOLE_SEED = 0x9E37
 # one-letter words are variable names; single digits are numbers and keep their identity
 LETTER = r"^[a-z]$"
-BITMAP_BITS = 28  # 2^28 bits = 32 MiB: ~1% false candidates for 3M indexed n-grams
+BITMAP_BITS = 24  # 16 MiB: ~3% false candidates for 431k indexed n-grams
 PRIME_INVERSE = np.uint64(pow(int(PRIME), -1, 1 << 64))
 # An item's whole word sequence found inside a row (a problem wrapped in an instruction) counts as a
 # whole-text match (position -2), for items of n..MAX_CONTAINED words, and of MIN_CONTAINED..n-1 words
@@ -64,8 +64,8 @@ class Tokens:
     def _prefix(self) -> tuple[np.ndarray, np.ndarray]:
         longest = int(self.lengths.max(initial=0)) + 1
         with np.errstate(over="ignore"):
-            weighted = self.tokens * _powers(PRIME, longest)[self.pos_of]
-            prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(weighted, dtype=np.uint64)])
+            prefix = np.zeros(len(self.tokens) + 1, np.uint64)
+            np.cumsum(self.tokens * _powers(PRIME, longest)[self.pos_of], out=prefix[1:])
         return prefix, _powers(PRIME_INVERSE, longest)
 
     def sequence_hashes(self, at: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -144,17 +144,15 @@ def _matches(sorted_keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _bitmap(keys: np.ndarray, size: int = BITMAP_BITS) -> np.ndarray:
-    """A 2^size-bit membership pre-filter over the keys' top bits (one gather per lookup)."""
-    bits = np.zeros(1 << (size - 6), dtype=np.uint64)
-    slots = keys >> np.uint64(64 - size)
-    np.bitwise_or.at(bits, (slots >> np.uint64(6)).astype(np.int64), np.uint64(1) << (slots & np.uint64(63)))
-    return bits
+    """A membership pre-filter over the keys' top `size` bits: one byte per slot, so a lookup is one
+    shift and one gather (measured faster than a packed bitmap's five passes)."""
+    present = np.zeros(1 << size, dtype=bool)
+    present[keys >> np.uint64(64 - size)] = True
+    return present
 
 
-def _in_bitmap(bits: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    size = len(bits).bit_length() - 1 + 6
-    slots = keys >> np.uint64(64 - size)
-    return (bits[(slots >> np.uint64(6)).astype(np.int64)] >> (slots & np.uint64(63))) & np.uint64(1) == 1
+def _in_bitmap(present: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    return present[keys >> np.uint64(64 - (len(present).bit_length() - 1))]
 
 
 @dataclass
@@ -231,7 +229,7 @@ class NgramIndex:
     )
 
     def save(self, path: Path) -> None:
-        """The index as one .npz (the bitmap is rebuilt on load: cheaper than reading 32 MiB)."""
+        """The index as one .npz (the pre-filter is rebuilt on load: cheaper than reading 16 MiB)."""
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
         np.savez(path, n=np.int64(self.n), fold_letters=np.bool_(self.fold_letters), **arrays)
 

@@ -35,6 +35,7 @@ _POWERS = (
     (rf"{_B}1e\+?([0-9]{{1,3}}){_B}", "10^$1"),
     (rf"{_B}([0-9]+(?:\.[0-9]+)?)e\+?([0-9]{{1,3}}){_B}", "$1 10^$2"),
 )
+_SUPERSCRIPT_CHARS = frozenset(_SUPERSCRIPTS)
 _SUPERSCRIPT_RUN = re.compile(rf"([0-9])([{_SUPERSCRIPTS}]+)")
 # A word: a power of ten, a run of letters, or a number (thousands separators removed first).
 NUMBER_PATTERN = r"10\^[0-9]+|[0-9]+(?:\.[0-9]+)?"
@@ -70,16 +71,20 @@ def folded(texts: pl.Series) -> pl.Series:
     """Lower case, and for the few texts that are not ASCII also NFKC (after giving a superscript
     exponent a caret, so that `10⁹` becomes `10^9` and not `109`). The Python pass runs on those texts
     only: on ASCII text NFKC changes nothing, and a per-row loop over a million rows costs seconds."""
-    lower = texts.str.to_lowercase()
-    odd = texts.str.contains(r"[^\x00-\x7f]").fill_null(False)
+    odd = (texts.str.len_bytes() != texts.str.len_chars()).fill_null(False)
     if not odd.any():
-        return lower
+        return texts.str.to_lowercase()
     at = odd.arg_true()
-    fixed = [
-        None if t is None else unicodedata.normalize("NFKC", _SUPERSCRIPT_RUN.sub(r"\1^\2", t)).lower()
-        for t in texts.gather(at).to_list()
-    ]
-    return lower.scatter(at, pl.Series(fixed, dtype=pl.String))
+    fixed = [_nfkc(t) for t in texts.gather(at).to_list()]
+    return texts.scatter(at, pl.Series(fixed, dtype=pl.String)).str.to_lowercase()
+
+
+def _nfkc(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not _SUPERSCRIPT_CHARS.isdisjoint(text):
+        text = _SUPERSCRIPT_RUN.sub(r"\1^\2", text)
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
 
 
 def normalised_expr(text: pl.Expr) -> pl.Expr:
