@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from flows.cli_common import guarded
 from flows.console import console
@@ -34,6 +35,37 @@ def benchmark_table(details: dict[str, Any]) -> Table:
             name, f"{b['items']:,}", f"{b['items_found']:,}", f"{b['rows_removed']:,}", methods, style=style
         )
     return table
+
+
+NEAR_SHOWN = 10
+CLIP = 90
+
+
+def _clip(text: str | None) -> str:
+    flat = " ".join((text or "").split())
+    return flat[:CLIP] + ("…" if len(flat) > CLIP else "")
+
+
+def near_miss_tables(details: dict[str, Any]) -> list[Table]:
+    """Per method, the best-scoring pairs that were kept: both texts and the rule that kept each."""
+    from stages.decontam.report import near_heading
+
+    tables = []
+    for method, near in details["near_misses"].items():
+        if not near["examples"]:
+            continue
+        table = Table(title=Text(near_heading(method, near)), title_justify="left")
+        for col in (near["metric"], "kept by", "training text", "benchmark item"):
+            table.add_column(col, justify="right" if col == near["metric"] else "left", overflow="fold")
+        for e in near["examples"][:NEAR_SHOWN]:
+            table.add_row(  # Text: problem texts hold "[...]" that rich would read as markup
+                f"{e['score']:.3f}",
+                Text(f"{e['rule']}: {e['reason']}"),
+                Text(f"row {e['row']}: {_clip(e['problem'])}"),
+                Text(f"{e['benchmark']}/{e['benchmark_id']}: {_clip(e['benchmark_problem'])}"),
+            )
+        tables.append(table)
+    return tables
 
 
 def audit(
@@ -154,7 +186,16 @@ def register(app: typer.Typer) -> None:
             chat = resolve_backend(config.judge)
         with console.status("decontaminating …"):
             report = audit(inputs, out, config, field=field, domain=domain, judge=chat)
-        console.print(benchmark_table(report["details"]))
+        details = report["details"]
+        console.print(benchmark_table(details))
+        for table in near_miss_tables(details):
+            console.print(table)
+        missing = details.get("ngram_index", {}).get("statistics", {}).get("missing", {})
+        if missing:
+            console.print(
+                f"[yellow]boilerplate statistics without {len(missing)} registry benchmark(s) that could not "
+                f"be loaded: {', '.join(missing)} (report.json: ngram_index.statistics.missing)[/yellow]"
+            )
         console.print(
             f"clean rows: {out / '01-decontaminate' / 'kept'}  flagged: {out / 'flagged.jsonl'}  "
             f"report: {out / 'report.html'}",

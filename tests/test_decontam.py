@@ -17,10 +17,11 @@ from stages.decontam.judge import (
     parse_verdict,
     resolve_backend,
 )
-from stages.decontam.ngram import NgramIndex, evidence_span, score_pairs
+from stages.decontam.ngram import NgramIndex, evidence_spans, score_pairs
+from stages.decontam.reference import prepare_items
 from stages.decontam.registry import RegistryError, load_benchmarks, parse_benchmark_file, registry, select
-from stages.decontam.stage import prepare_items
-from stages.decontam.text import statement_expr, words_expr
+from stages.decontam.report import markdown_summary, render_section
+from stages.decontam.text import numbers_expr, statement_expr, words_expr
 from stages.llm import LLMError
 from stages.records import PROBLEM_SCHEMA, conform
 from stages.store import StageWriter, read_shards
@@ -85,6 +86,36 @@ def test_words_ignore_formatting_only_differences():
     assert "1000000" in wa and "le" in wa
 
 
+@pytest.mark.parametrize(
+    ("written", "other"),
+    [
+        ("10^{9}", "10^9"),
+        ("$10^{9}$", "10^9"),
+        ("1e9", "10^9"),
+        ("1e+9", "10^9"),
+        ("10**9", "10^9"),
+        ("10⁹", "10^9"),
+        ("109", "10^9"),  # a lost caret, as scraped LeetCode constraints have it
+        ("105", "10^5"),
+        ("2 * 105", "2 \\times 10^{5}"),
+        ("2e5", "2 \\cdot 10^5"),
+    ],
+)
+def test_number_forms_normalise_equal(written, other):
+    texts = pl.DataFrame({"t": [f"y is less than {written}.", f"y is less than {other}."]})
+    mine, theirs = texts.select(numbers_expr(pl.col("t"))).to_series().to_list()
+    assert mine == theirs and mine
+
+
+@pytest.mark.parametrize(
+    ("written", "other"), [("10^9", "10^8"), ("1e9", "1e8"), ("108", "10^9"), ("100", "10^9")]
+)
+def test_other_numbers_stay_different(written, other):
+    texts = pl.DataFrame({"t": [f"y is less than {written}.", f"y is less than {other}."]})
+    mine, theirs = texts.select(numbers_expr(pl.col("t"))).to_series().to_list()
+    assert mine != theirs
+
+
 def test_statement_strips_wrappers_examples_and_io():
     text = (
         "Please solve the programming task below using a self-contained code snippet in a markdown code block.\n\n"
@@ -132,10 +163,30 @@ def test_short_texts_are_compared_whole():
     assert scored.filter(pl.col("whole"))["row"].to_list() == [0]
 
 
+def test_a_problem_wrapped_in_an_instruction_is_found_whole():
+    """SFT sets wrap problems in instructions: a short item (fewer than n words, so no n-gram) or one
+    whose n-grams are mostly stock phrasing is found when its whole word sequence is inside the row."""
+    items = ["Compute $\\dbinom{31}{28}$.", "Write a python function to find the parity of a given number."]
+    index = _index(items, n=6)
+    wrap = "Solve the following problem step by step.\n\n{}\n\nPut your final answer in \\boxed{{}}."
+    rows = [
+        wrap.format(items[0]),
+        wrap.format(items[1]),
+        wrap.format("Compute $\\dbinom{31}{27}$."),
+        "Compute 31 28",
+    ]
+    scored = score_pairs(index.probe(_words(rows)), index)
+    assert set(scored.filter(pl.col("whole")).select("row", "item").iter_rows()) == {(0, 0), (1, 1)}
+
+
 def test_evidence_is_the_longest_shared_run():
     words = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
-    assert evidence_span(words, [0, 2, 3, 4], 3) == "c d e f g"
-    assert evidence_span(words, [], 3) == " ".join(words)
+    pairs = pl.DataFrame(
+        {"item": [0, 0, 0], "positions": [[0, 2, 3, 4], [], [1, 2, 5, 6]]},
+        schema={"item": pl.Int32, "positions": pl.List(pl.Int32)},
+    )
+    spans = evidence_spans(pairs, pl.Series([words]), 3).to_list()
+    assert spans == ["c d e f g", " ".join(words), "b c d e"]  # longest run; whole item; earliest of equal
 
 
 # --- registry ---------------------------------------------------------------------------------------
@@ -209,7 +260,13 @@ def _bench(tmp_path: Path) -> list:
     return [parse_benchmark_file(f"mini={write_jsonl(tmp_path / 'mini.jsonl', rows)}")]
 
 
-def test_stage_drops_positives_keeps_negatives_with_evidence(tmp_path):
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """The stage loads every registry benchmark for its statistics; here they cannot come from the Hub."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_stage_drops_positives_keeps_negatives_with_evidence(tmp_path, hub_offline):
     problems = [*POSITIVES.values(), *NEGATIVES.values()]
     config = DecontamConfig(benchmarks=["mini"], extra_benchmarks=_bench(tmp_path))
     with StageWriter(tmp_path / "out", "decontaminate") as out:
@@ -226,9 +283,56 @@ def test_stage_drops_positives_keeps_negatives_with_evidence(tmp_path):
     assert {h["row"] for h in hits} == {0, 1, 2}
     assert all({"row", "uid", "benchmark", "benchmark_id", "method", "score"} <= set(h) for h in hits)
     assert report["details"]["benchmarks"]["mini"]["items_found"] == 1
+    # the registry benchmarks it could not load for its statistics are named, not silently left out
+    missing = report["details"]["ngram_index"]["statistics"]["missing"]
+    assert "math500" in missing and "HF_HUB_OFFLINE" in missing["math500"]
 
 
-def test_min_shared_rule_flags_boilerplate_which_is_why_it_is_off(tmp_path):
+def test_near_miss_table_shows_rule_both_texts_and_why_kept(tmp_path, hub_offline):
+    """A copy with one number changed is kept by the number check; the report says so, next to the
+    real flag rule, with the training text and the benchmark text side by side."""
+    changed = AIME_ITEM.replace("$9$-kilometer", "$7$-kilometer")
+    config = DecontamConfig(benchmarks=["mini"], extra_benchmarks=_bench(tmp_path))
+    with StageWriter(tmp_path / "out", "decontaminate") as out:
+        details = run_with(_shards(tmp_path, [changed, NEGATIVES["same_topic"]]), config, out)
+        out.finish(details)
+    near = details["near_misses"]["ngram"]
+    assert near["threshold"] == 0.3 and "coverage >= 0.3" in near["rule"] and "numbers" in near["rule"]
+    first = near["examples"][0]
+    assert first["rule"] == "number check" and first["score"] > 0.9
+    assert "9" in first["reason"].rsplit(":", 1)[1]
+    assert first["problem"].startswith("Every morning Aya goes for a $7$") and first["benchmark_problem"]
+    html = render_section(details)
+    markdown = markdown_summary(details)
+    for text in (html, markdown):
+        assert "coverage &gt;= 0.3" in text or "coverage >= 0.3" in text
+        assert "number check" in text and "$7$-kilometer" in text and "$9$-kilometer" in text
+
+
+def test_benchmark_index_is_cached_by_content(tmp_path, hub_offline):
+    config = DecontamConfig(
+        benchmarks=["mini"], extra_benchmarks=_bench(tmp_path), cache_dir=tmp_path / "cache"
+    )
+    problems = [*POSITIVES.values(), *NEGATIVES.values()]
+    shards = _shards(tmp_path, problems)
+
+    def run(name: str) -> dict:
+        with StageWriter(tmp_path / name, "decontaminate") as out:
+            details = run_with(shards, config, out)
+            out.finish(details)
+        return details
+
+    first, second = run("first"), run("second")
+    assert (first["ngram_index"]["cached"], second["ngram_index"]["cached"]) == (False, True)
+    assert first["hits"] == second["hits"] and len(first["hits"]) == 3
+    # another benchmark file content is another index: the new item is found
+    bench = tmp_path / "mini.jsonl"
+    bench.write_text(bench.read_text() + json.dumps({"problem": NEGATIVES["same_topic"], "id": 99}) + "\n")
+    third = run("third")
+    assert third["ngram_index"]["cached"] is False and len(third["hits"]) == 4
+
+
+def test_min_shared_rule_flags_boilerplate_which_is_why_it_is_off(tmp_path, hub_offline):
     # the classic rule alone: no boilerplate filters and no number check (which would reject this row,
     # as the boilerplate row lacks the items' numbers)
     config = DecontamConfig(

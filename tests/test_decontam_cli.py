@@ -29,6 +29,13 @@ def _aime24(shared_data) -> list[dict]:
     ]
 
 
+def _audit(app, inputs: list, out, benchmarks: str, shared_data, columns: int = 160):
+    """`longcot decontaminate INPUTS --out OUT --benchmarks B --benchmark-dir ../shared/data/benchmarks`."""
+    args = ["decontaminate", *map(str, inputs), "--out", str(out), "--benchmarks", benchmarks]
+    args += ["--benchmark-dir", str(shared_data / "benchmarks")]
+    return runner.invoke(app, args, env={"COLUMNS": str(columns)})
+
+
 def test_audit_of_a_chat_sft_set_picks_the_user_turn(app, shared_data, tmp_path):
     aime = _aime24(shared_data)
     clean = "A frog jumps 3 units right then 4 units up. How far is it from the start?"
@@ -55,21 +62,7 @@ def test_audit_of_a_chat_sft_set_picks_the_user_turn(app, shared_data, tmp_path)
         ],
     )
     out = tmp_path / "audit"
-    result = runner.invoke(
-        app,
-        [
-            "decontaminate",
-            str(sft),
-            str(convs),
-            "--out",
-            str(out),
-            "--benchmarks",
-            "aime24,aime25",
-            "--benchmark-dir",
-            str(shared_data / "benchmarks"),
-        ],
-        env={"COLUMNS": "160"},
-    )
+    result = _audit(app, [sft, convs], out, "aime24,aime25", shared_data)
     assert result.exit_code == 0, result.output
     assert "aime24" in result.output and "2 of 3 rows flagged" in result.output
     report = json.loads((out / "report.json").read_text())
@@ -124,3 +117,24 @@ def test_errors_are_one_clear_line(app, shared_data, tmp_path):
         ],
     )
     assert result.exit_code == 1 and "not configured" in result.output
+
+
+def test_a_lost_caret_does_not_hide_a_leak_and_near_misses_say_why(app, shared_data, tmp_path):
+    """DeepCoder's LiveCodeBench training file holds LeetCode's "equalindromic" problem with "less
+    than 10^9" where the test set's scrape says "less than 109": the same number (coverage 0.95). The
+    printed near-miss table states the flag rule and shows both texts and the rule that kept the pair."""
+    out = tmp_path / "audit"
+    source = shared_data / "sources" / "deepcoder_train_livecodebench.jsonl"
+    result = _audit(app, [source], out, "leetcode", shared_data, columns=400)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    hits = {(h["row"], h["benchmark_id"]): h for h in report["details"]["hits"]}
+    assert (142, "71") in hits and "equalindromic" in hits[(142, "71")]["evidence"]
+    output = " ".join(result.output.split())
+    assert (
+        "Near misses, ngram" in output and "coverage >= 0.3 of the item's non-boilerplate 6-grams" in output
+    )
+    # the next-best kept pair: the same LeetCode problem with one example number changed (5655)
+    assert "number check: overlap, but 1 of the item's numbers missing from the row: 5655" in output
+    assert "row 178: You are given two arrays with positive integers arr1" in output
+    assert "leetcode/119: Please solve the programming task below" in output

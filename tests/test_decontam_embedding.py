@@ -12,9 +12,10 @@ from stages.decontam.judge import one_at_a_time
 from stages.decontam.registry import parse_benchmark_file
 from stages.store import StageWriter, read_shards
 from tests.conftest import write_jsonl
-from tests.test_decontam import _shards
+from tests.test_decontam import _shards, hub_offline  # noqa: F401 (fixture)
 
 pytest.importorskip("sentence_transformers")
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 BENCH = [
     "Cities $A$ and $B$ are $45$ miles apart. Alicia lives in $A$ and Beth lives in $B$. Alicia bikes towards $B$ "
@@ -39,7 +40,7 @@ SAME_TOPIC = [
 ]
 
 
-def _run(tmp_path, methods, judge=None):
+def _run(tmp_path, methods, judge=None, benchmark_dir=None):
     bench = write_jsonl(
         tmp_path / "bench.jsonl", [{"problem": p, "id": f"b{i}"} for i, p in enumerate(BENCH)]
     )
@@ -48,14 +49,17 @@ def _run(tmp_path, methods, judge=None):
         benchmarks=["mini"],
         extra_benchmarks=[parse_benchmark_file(f"mini={bench}")],
         embedding={"cache_dir": tmp_path / "cache"},
+        benchmark_dir=benchmark_dir,
     )
     with StageWriter(tmp_path / "out", "decontaminate") as out:
         details = run_with(_shards(tmp_path, [*REWORDED, LOOSE, *SAME_TOPIC]), config, out, judge=judge)
         return out.finish(details)
 
 
-def test_embedding_flags_rewordings_not_same_topic(tmp_path):
-    report = _run(tmp_path, ["ngram", "embedding"])
+def test_embedding_flags_rewordings_not_same_topic(tmp_path, shared_data):
+    # the whole registry is loaded for the n-gram statistics: only the audited "mini" is embedded, and
+    # its hits still name its own items
+    report = _run(tmp_path, ["ngram", "embedding"], benchmark_dir=shared_data / "benchmarks")
     hits = report["details"]["hits"]
     assert {(h["row"], h["benchmark_id"], h["method"]) for h in hits} == {
         (0, "b0", "embedding"),
@@ -63,9 +67,10 @@ def test_embedding_flags_rewordings_not_same_topic(tmp_path):
     }
     assert all(h["score"] >= 0.85 for h in hits)
     near = report["details"]["near_misses"]["embedding"]
-    assert (
-        near["count"] == 1 and near["examples"][0]["benchmark_id"] == "b2"
-    )  # the loose paraphrase, just under
+    # the loose paraphrase, just under, shown with both texts
+    example = near["examples"][0]
+    assert near["count"] == 1 and example["benchmark_id"] == "b2" and example["rule"] == "below threshold"
+    assert example["problem"] == LOOSE and example["benchmark_problem"].startswith("Every morning Aya")
     dropped = pl.concat(read_shards(tmp_path / "out" / "dropped"))
     assert json.loads(dropped["drop_detail"][0])["evidence"].startswith("Cities")
     kept = pl.concat(read_shards(tmp_path / "out" / "kept"))["problem"].to_list()

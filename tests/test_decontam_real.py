@@ -80,3 +80,22 @@ def test_mbpp_full_contains_the_whole_test_split(shared_data, tmp_path):
     flagged = (tmp_path / "flagged.jsonl").read_text().split("\n")
     assert len([line for line in flagged if line]) == report["rows_dropped"]
     assert "Benchmark contamination" in (tmp_path / "report.html").read_text()
+
+
+def test_benchmark_selection_does_not_change_the_decisions(shared_data, tmp_path):
+    """MATH train audited against MATH-500 alone and against every benchmark flags the same MATH-500
+    rows: boilerplate statistics come from the whole registry. Before, MATH-500 alone flagged 21 rows
+    (13 of them different problems: RADII vs ELLIPSE, spherical vs cylindrical coordinates, another
+    cyclic sum) against 9 with every benchmark."""
+    source = [shared_data / "sources" / "deepscaler_train_math.jsonl"]
+    bench_dir = shared_data / "benchmarks"
+    alone = audit(source, tmp_path / "alone", DecontamConfig(benchmarks=["math500"], benchmark_dir=bench_dir))
+    every = audit(source, tmp_path / "all", DecontamConfig(benchmark_dir=bench_dir))
+    assert _hits(alone, "math500") == _hits(every, "math500")
+    assert len(_hits(every, "math500")) == 9
+    flagged_rows = {row for row, _ in _hits(alone, "math500")}
+    assert not flagged_rows & {1773, 7020, 3392}  # the three different problems named above
+    assert list(alone["details"]["benchmarks"]) == ["math500"]
+    stats = alone["details"]["ngram_index"]["statistics"]
+    assert stats == every["details"]["ngram_index"]["statistics"] and not stats["missing"]
+    assert len(stats["benchmarks"]) == 16

@@ -119,5 +119,16 @@ class DecontamConfig(Strict):
     ngram: NgramConfig = NgramConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     judge: JudgeConfig = JudgeConfig()
-    batch_rows: int = Field(100_000, ge=1_000, description="rows per streamed batch")
+    batch_rows: int = Field(25_000, ge=1_000, description="rows per streamed batch (two in flight)")
+    threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="batches matched at once (n-gram method; polars and numpy use a core each)",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="benchmark n-gram index cache (default $LONGCOT_CACHE_DIR/decontam, else "
+        "~/.cache/longcot/decontam); keyed by content, safe to delete",
+    )
     max_report_hits: int = Field(10_000, ge=0, description="hits listed in report.json (all are in dropped/)")

@@ -18,27 +18,40 @@ from stages.embed import Embedder, build_index, search
 
 @dataclass
 class EmbeddingIndex:
-    """A faiss index over the benchmark items' match texts."""
+    """A faiss index over the benchmark items' match texts; `ids` are the item numbers they stand for."""
 
     embedder: Embedder
     index: Any
-    size: int
+    ids: np.ndarray
 
     @classmethod
-    def build(cls, texts: list[str], model: str, cache_dir: Path | None, batch_size: int) -> EmbeddingIndex:
+    def build(
+        cls,
+        texts: list[str],
+        model: str,
+        cache_dir: Path | None,
+        batch_size: int,
+        ids: np.ndarray | None = None,
+    ) -> EmbeddingIndex:
         embedder = Embedder(model, cache_dir=cache_dir, batch_size=batch_size)
         vectors = embedder.encode(texts, progress=False)
-        return cls(embedder=embedder, index=build_index(vectors), size=len(texts))
+        ids = np.arange(len(texts), dtype=np.int32) if ids is None else ids.astype(np.int32)
+        return cls(embedder=embedder, index=build_index(vectors), ids=ids)
 
     def nearest(self, texts: list[str], k: int, floor: float) -> pl.DataFrame:
         """The top-k items (row, item, score) of each text with cosine >= floor."""
         schema = {"row": pl.Int64, "item": pl.Int32, "score": pl.Float64}
-        if not texts or self.size == 0:
+        if not texts or len(self.ids) == 0:
             return pl.DataFrame(schema=schema)
         scores, ids = search(self.index, self.embedder.encode(texts, progress=False), k)
         rows = np.repeat(np.arange(len(texts), dtype=np.int64), scores.shape[1])
-        frame = pl.DataFrame(
-            {"row": rows, "item": ids.ravel().astype(np.int32), "score": scores.ravel().astype(np.float64)},
+        found = ids.ravel()
+        keep = (found >= 0) & (scores.ravel() >= floor)
+        return pl.DataFrame(
+            {
+                "row": rows[keep],
+                "item": self.ids[found[keep]],
+                "score": scores.ravel()[keep].astype(np.float64),
+            },
             schema=schema,
         )
-        return frame.filter((pl.col("item") >= 0) & (pl.col("score") >= floor))

@@ -167,14 +167,30 @@ def select(entries: dict[str, BenchmarkEntry], names: list[str] | None) -> list[
 
 @dataclass
 class BenchmarkSet:
-    """The loaded items of several benchmarks, one row each, and where each benchmark came from."""
+    """The loaded items of several benchmarks, one row each (`selected`: audited, else loaded only for
+    the statistics), where each audited benchmark came from, and the statistics' other benchmarks."""
 
     items: pl.DataFrame
     origins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reference: dict[str, dict[str, Any]] = field(default_factory=dict)  # loaded for the statistics only
+    missing: dict[str, str] = field(default_factory=dict)  # name -> why it could not be loaded
 
     @property
     def names(self) -> list[str]:
         return list(self.origins)
+
+    def narrowed(self, names: set[str]) -> BenchmarkSet:
+        """The same items with `names` audited (`selected`) and every other one kept for the statistics."""
+        unloadable = sorted(names & set(self.missing))
+        if unloadable:
+            raise RegistryError(f"benchmark {unloadable[0]!r}: {self.missing[unloadable[0]]}")
+        every = {**self.origins, **self.reference}
+        return BenchmarkSet(
+            items=self.items.with_columns(pl.col("benchmark").is_in(list(names)).alias("selected")),
+            origins={n: o for n, o in every.items() if n in names},
+            reference={n: o for n, o in every.items() if n not in names},
+            missing=self.missing,
+        )
 
 
 def load_entry(entry: BenchmarkEntry, benchmark_dir: Path | None) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -242,16 +258,49 @@ def load_benchmarks(
     benchmark_dir: Path | None = None,
     registry_file: Path | None = None,
     extra: list[BenchmarkEntry] | None = None,
+    reference: bool = False,
 ) -> BenchmarkSet:
-    """Load the selected benchmarks (all by default) from the benchmark directory or the Hub."""
+    """Load the selected benchmarks (all by default) from the benchmark directory or the Hub.
+
+    With `reference`, every other registry entry is loaded too (items with `selected` false): the
+    decontamination statistics (which phrases are boilerplate) come from the whole registry, so that
+    selecting benchmarks only filters what is reported. An unselected entry that cannot be loaded is
+    skipped and named in `missing`; after one unselected Hub entry fails, or with HF_HUB_OFFLINE, the
+    other unselected Hub entries are not tried (each failure costs ~25 s of retries offline)."""
     directory = resolve_dir(benchmark_dir)
-    frames, origins = [], {}
-    for entry in select(registry(registry_file, extra), names):
-        items, origin = load_entry(entry, directory)
+    entries = registry(registry_file, extra)
+    chosen = {e.name for e in select(entries, names)}
+    frames, origins, missing = [], {}, {}
+    hub_down = _hub_offline()
+    for entry in entries.values():
+        if entry.name in chosen:
+            items, origins[entry.name] = load_entry(entry, directory)
+        elif not reference:
+            continue
+        else:
+            from_hub = directory is None and not _is_abs(entry)
+            if from_hub and hub_down:
+                missing[entry.name] = hub_down
+                continue
+            try:
+                items, origins[entry.name] = load_entry(entry, directory)
+            except RegistryError as exc:
+                missing[entry.name] = str(exc)
+                hub_down = hub_down or (
+                    f"not tried: {entry.name} could not be loaded from the Hub" if from_hub else ""
+                )
+                continue
         frames.append(items)
-        origins[entry.name] = origin
     items = pl.concat(frames) if frames else pl.DataFrame(schema=ITEM_SCHEMA)
-    return BenchmarkSet(items=items, origins=origins)
+    return BenchmarkSet(items=items, origins=origins, missing=missing).narrowed(chosen)
+
+
+def _hub_offline() -> str:
+    """Why unselected Hub benchmarks are not tried ("" when they are): HF_HUB_OFFLINE, read now."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    return "not tried: HF_HUB_OFFLINE is set" if flag or constants.HF_HUB_OFFLINE else ""
 
 
 def resource_files(
@@ -261,10 +310,17 @@ def resource_files(
     extra: list[BenchmarkEntry] | None = None,
 ) -> list[Path]:
     """The files whose content decides a decontamination result besides its input: the registry
-    YAMLs and the local benchmark files selected. Part of the stage's cache key."""
+    YAMLs, the local benchmark files selected, and the other local registry files (they decide the
+    boilerplate statistics). Part of the stage's cache key."""
     files = [REGISTRY_FILE, *([registry_file] if registry_file else [])]
     local_dir = resolve_dir(benchmark_dir)
-    for entry in select(registry(registry_file, extra), benchmarks):
-        if entry.file is not None and (local_dir is not None or Path(entry.file).is_absolute()):
+    entries = registry(registry_file, extra)
+    chosen = {e.name for e in select(entries, benchmarks)}
+    for entry in entries.values():
+        if entry.file is None or (local_dir is None and not Path(entry.file).is_absolute()):
+            continue
+        if entry.name in chosen:
             files.append(entry.local_spec(local_dir).path)  # type: ignore[arg-type]
+        elif (path := Path(entry.file) if local_dir is None else local_dir / entry.file).is_file():
+            files.append(path)
     return files

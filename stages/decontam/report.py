@@ -21,6 +21,8 @@ from stages.store import load_report
 
 TEXT_CHARS = 400
 PAIRS_SHOWN = 60
+MD_CHARS = 160  # text clipped in Markdown cells
+NEAR_SHOWN_MD = 10
 
 
 def summarise(
@@ -32,8 +34,10 @@ def summarise(
     flagged_rows: pl.DataFrame,
     near: dict[str, dict[str, Any]],
     rows_in: int,
+    texts: pl.DataFrame,
 ) -> dict[str, Any]:
-    """report.json details (schema in docs/decontamination.md)."""
+    """report.json details (schema in docs/decontamination.md). `texts` (row, uid, text) holds the
+    training text of every flagged row and of every near-miss example."""
     per_benchmark = {}
     for name, origin in benchmarks.origins.items():
         mine = hits.filter(pl.col("benchmark") == name)
@@ -79,7 +83,7 @@ def summarise(
         "hits": hit_list,
         "hits_total": hits.height,
         "hits_truncated": hits.height > len(hit_list),
-        "near_misses": {m: _near(v, items) for m, v in near.items()},
+        "near_misses": {m: _near(v, items, texts) for m, v in near.items()},
         "thresholds": _thresholds(config),
     }
 
@@ -95,17 +99,25 @@ def _thresholds(config: Any) -> dict[str, Any]:
     return out
 
 
-def _near(near: dict[str, Any], items: pl.DataFrame) -> dict[str, Any]:
+def _near(near: dict[str, Any], items: pl.DataFrame, texts: pl.DataFrame) -> dict[str, Any]:
+    """Near misses of one method: the flag rule, score quantiles, and the best-scoring kept pairs with
+    both texts and the rule that kept each."""
+    by_row = {r: (u, t) for r, u, t in texts.select("row", "uid", "text").iter_rows()}
     examples = []
     for ex in near["examples"]:
         item = items.row(ex["item"], named=True)
+        uid, text = by_row.get(ex["row"], (None, None))
         examples.append(
             {
                 "row": ex["row"],
+                "uid": uid,
                 "benchmark": item["benchmark"],
                 "benchmark_id": item["benchmark_id"],
                 "score": round(ex["score"], 4),
-                **({"reason": ex["reason"]} if "reason" in ex else {}),
+                **({"shared": ex["shared"]} if "shared" in ex else {}),
+                "rule": ex["rule"],
+                "reason": ex["reason"],
+                "problem": text,
                 "benchmark_problem": item["problem"][:TEXT_CHARS],
             }
         )
@@ -113,6 +125,7 @@ def _near(near: dict[str, Any], items: pl.DataFrame) -> dict[str, Any]:
     return {
         "metric": near["metric"],
         "threshold": near["threshold"],
+        "rule": near["rule"],
         "count": int(scores.size),
         "quantiles": {str(q): round(float(np.quantile(scores, q)), 4) for q in (0.5, 0.9, 0.99)}
         if scores.size
@@ -209,16 +222,24 @@ def render_section(details: dict[str, Any]) -> str:
     )
 
 
+def near_heading(method: str, near: dict[str, Any]) -> str:
+    """What the near-miss table holds, with the real flag rule (not a bare threshold)."""
+    return (
+        f"Near misses, {method}: {near['count']:,} rows kept whose best pair was not flagged "
+        f"(highest {near['metric']} first); a pair is flagged at {near['rule']}"
+    )
+
+
 def _near_table(method: str, near: dict[str, Any]) -> str:
     rows = "".join(
-        f"<tr><td>{e['score']}</td><td>row {e['row']}</td><td>{_esc(e['benchmark'])}/{_esc(e['benchmark_id'])}</td>"
-        f"<td>{_esc(e['benchmark_problem'])}</td></tr>"
+        f"<tr><td>{e['score']}</td><td><b>{_esc(e['rule'])}</b><br/><small>{_esc(e['reason'])}</small></td>"
+        f"<td>row {e['row']}<br/>{_esc(e['problem'])}</td>"
+        f"<td>{_esc(e['benchmark'])}/{_esc(e['benchmark_id'])}<br/>{_esc(e['benchmark_problem'])}</td></tr>"
         for e in near["examples"]
     )
     return (
-        f"<h3>Near misses: {method} ({near['count']:,} rows with {near['metric']} just under "
-        f"{near['threshold']}, kept)</h3><table><tr><th>score</th><th>training row</th>"
-        f"<th>closest item</th><th>its text</th></tr>{rows}</table>"
+        f"<h3>{_esc(near_heading(method, near))}</h3><table><tr><th>{_esc(near['metric'])}</th>"
+        f"<th>kept by</th><th>training text</th><th>benchmark item</th></tr>{rows}</table>"
     )
 
 
@@ -252,4 +273,23 @@ def markdown_summary(details: dict[str, Any]) -> str:
         f"| {n} | {b['items']} | {b['items_found']} | {b['rows_removed']} |"
         for n, b in details["benchmarks"].items()
     ]
+    for method, near in details["near_misses"].items():
+        lines += [
+            "",
+            f"**{near_heading(method, near)}**",
+            "",
+            f"| {near['metric']} | kept by | why | training text | benchmark item | benchmark text |",
+            "|---:|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {e['score']} | {e['rule']} | {_cell(e['reason'])} | {_cell(e['problem'], MD_CHARS)} | "
+            f"{e['benchmark']}/{e['benchmark_id']} | {_cell(e['benchmark_problem'], MD_CHARS)} |"
+            for e in near["examples"][:NEAR_SHOWN_MD]
+        ]
     return "\n".join(lines)
+
+
+def _cell(text: str | None, chars: int = 1_000) -> str:
+    """Text clipped for a Markdown table cell: one line, pipes escaped."""
+    flat = " ".join((text or "").split())
+    return (flat[:chars] + ("…" if len(flat) > chars else "")).replace("|", "\\|")

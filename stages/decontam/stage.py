@@ -8,22 +8,27 @@ splits them into kept and dropped, with the evidence in `drop_detail`.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
 from stages.decontam.config import DecontamConfig
-from stages.decontam.ngram import NgramIndex, evidence_span, missing_numbers, score_pairs
-from stages.decontam.registry import BenchmarkSet, load_benchmarks
+from stages.decontam.ngram import NgramIndex, evidence_spans, missing_numbers, score_pairs
+from stages.decontam.reference import load_reference
 from stages.decontam.report import summarise
-from stages.decontam.text import NUMBER_WORDS, match_text_expr, numbers_expr, words_expr
+from stages.decontam.text import NUMBER_WORDS, match_text_expr, number_value, numbers_expr, words_expr
 from stages.llm import Ask
-from stages.records import to_json
+from stages.records import detail_json
 from stages.store import StageWriter, read_shards, shard_paths
-from stages.text import canonical_text
 
 METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
 TEXT_CHARS = 400
@@ -31,6 +36,8 @@ DOC_SEED = 0xD0C
 NUM_SEED = 0x4E55
 COPY_COVERAGE = 0.5  # rows this close to an item are its copies or variants, not evidence of boilerplate
 VERBATIM_COVERAGE = 0.95  # ... and rows this close are copies even for phrases of several items
+NEAR_EXAMPLES = 20
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 HIT_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),
     "item": pl.Int32(),
@@ -41,22 +48,12 @@ HIT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def prepare_items(benchmarks: BenchmarkSet) -> pl.DataFrame:
-    """Benchmark items with their match text (code statements stripped), words and copy group."""
-    return benchmarks.items.with_columns(
-        match_text_expr(pl.col("problem"), pl.col("domain")).alias("match_text")
-    ).with_columns(
-        words_expr(pl.col("match_text")).alias("words"),
-        canonical_text(pl.col("match_text")).alias("group"),
-    )
-
-
 def number_tokens(words: pl.Series) -> pl.DataFrame:
-    """(item, pos, num): the number tokens of each item's words (number words as digits), hashed."""
+    """(item, pos, num, w): the number tokens of each item's words, `number_value` hashed, and the word."""
     flat = pl.DataFrame({"item": pl.int_range(words.len(), eager=True, dtype=pl.Int32), "w": words})
     flat = flat.explode("w").with_columns((pl.int_range(pl.len()).over("item")).cast(pl.Int32).alias("pos"))
     flat = flat.filter(pl.col("w").str.contains(r"^\d") | pl.col("w").is_in(list(NUMBER_WORDS)))
-    return flat.select("item", "pos", pl.col("w").replace(NUMBER_WORDS).hash(NUM_SEED).alias("num"))
+    return flat.select("item", "pos", number_value(pl.col("w")).hash(NUM_SEED).alias("num"), "w")
 
 
 def hashed_numbers(numbers: pl.Series, name: str) -> pl.DataFrame:
@@ -66,12 +63,13 @@ def hashed_numbers(numbers: pl.Series, name: str) -> pl.DataFrame:
     return flat.group_by(name, "num").len("count").with_columns(pl.col("count").cast(pl.Int32))
 
 
-def _columns(input_dir: Path, field: str) -> list[str]:
+def _columns(input_dir: Path, field: str, wanted: tuple[str, ...] = ("domain",)) -> list[str]:
+    """`field` and those of `wanted` that the input shards have (a clear error without `field`)."""
     paths = shard_paths(input_dir)
     names = pq.read_schema(paths[0]).names if paths else []
     if paths and field not in names:
         raise ValueError(f"decontaminate: input rows have no column {field!r} (columns: {', '.join(names)})")
-    return [c for c in (field, "domain") if c in names]
+    return [c for c in (field, *wanted) if c in names]
 
 
 def _batch_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
@@ -95,35 +93,45 @@ def run_with(
     input_dir: Path, config: DecontamConfig, out: StageWriter, judge: Ask | None = None
 ) -> dict[str, Any]:
     """`run` with an explicit batch judge (tests pass a fake; `run` resolves the configured one)."""
+    _return_large_frees()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    benchmarks = load_benchmarks(
-        config.benchmarks or None, config.benchmark_dir, config.registry_file, config.extra_benchmarks
-    )
-    items = prepare_items(benchmarks)
-    timings["load_benchmarks"] = time.perf_counter() - clock
+    # every registry benchmark is loaded and indexed (or read from the cache): the statistics that
+    # decide a match (boilerplate) must not depend on which are audited; `selected` marks those
+    benchmarks, items, index, cached = load_reference(config)
+    selected = items["selected"].to_numpy()
+    timings["benchmark_index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    index = emb_index = None
-    if "ngram" in config.methods:
-        ng = config.ngram
-        index = NgramIndex.build(items["words"], items["group"], ng.n, ng.max_item_df, ng.fold_letters)
+    emb_index = None
     if {"embedding", "llm"} & set(config.methods):
         from stages.decontam.embedding import EmbeddingIndex
 
         em = config.embedding
-        emb_index = EmbeddingIndex.build(items["match_text"].to_list(), em.model, em.cache_dir, em.batch_size)
-    timings["build_index"] = time.perf_counter() - clock
+        audited = items.filter(pl.col("selected"))
+        emb_index = EmbeddingIndex.build(
+            audited["match_text"].to_list(),
+            em.model,
+            em.cache_dir,
+            em.batch_size,
+            ids=np.flatnonzero(selected),
+        )
+    timings["embedding_index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    pairs, numbers, neighbours, rows = _pass_one(input_dir, config, index, emb_index, items)
+    pairs, phrases, numbers, neighbours, rows = _pass_one(input_dir, config, index, emb_index, items)
     timings["match"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     hits, near = [], {}
     if index is not None:
-        ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, numbers, index, items, config)
+        ngram_hits, near["ngram"], boiler = _ngram_hits(pairs, phrases, numbers, index, items, config)
         hits.append(ngram_hits)
+        boiler["statistics"] = {
+            "benchmarks": sorted([*benchmarks.origins, *benchmarks.reference]),
+            "items": items.height,
+            "missing": benchmarks.missing,
+        }
     if emb_index is not None:
         emb_hits, near["embedding"], judged = _embedding_hits(neighbours, items, config, judge, hits)
         hits.append(emb_hits)
@@ -135,7 +143,8 @@ def run_with(
     timings["decide"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    flagged_rows = _pass_two(input_dir, config, all_hits, out)
+    shown = pl.Series("row", [e["row"] for v in near.values() for e in v["examples"]], dtype=pl.Int64)
+    flagged_rows, shown_rows = _pass_two(input_dir, config, all_hits, out, shown)
     timings["split"] = time.perf_counter() - clock
 
     details = summarise(
@@ -145,6 +154,7 @@ def run_with(
         hits=all_hits,
         flagged_rows=flagged_rows,
         near=near,
+        texts=pl.concat([flagged_rows, shown_rows]).unique("row"),
         rows_in=rows,
     )
     if index is not None:
@@ -152,6 +162,7 @@ def run_with(
             "n": index.n,
             "indexed_ngrams": len(index.keys),
             "benchmark_boilerplate_ngrams": len(index.boilerplate),
+            "cached": cached,
             **boiler,
         }
     if emb_index is not None:
@@ -160,42 +171,72 @@ def run_with(
     return details
 
 
-def _candidates(found: pl.DataFrame, config: DecontamConfig) -> pl.DataFrame:
-    """(row, item) pairs that could still be flagged once boilerplate is left out (which only removes
-    shared n-grams): a whole-text match, or enough shared n-grams before filtering."""
+def _return_large_frees() -> None:
+    """Fix glibc's mmap threshold at 1 MiB. It rises after each large free, after which the per-batch
+    numpy temporaries come from heap arenas that are not given back: about 200 MB more peak RSS at a
+    million rows (measured: 1.02 vs 0.81 GB). Elsewhere than glibc this is a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+def _groups(found: pl.DataFrame, index: NgramIndex, config: DecontamConfig) -> pl.DataFrame:
+    """Per (row, item) of a batch: `candidate` when it could still be flagged once boilerplate is left
+    out (which only removes shared n-grams): a whole-text match, or enough shared n-grams; `scored`
+    when it could also be a near miss or a near-copy for the statistics (coverage before filtering at
+    least the lower of the near-miss floor and COPY_COVERAGE). Other pairs only count for the
+    training statistics, so their positions need not be kept."""
     ng = config.ngram
     least = min(ng.min_ngrams if ng.min_coverage is not None else 1 << 30, ng.min_shared or 1 << 30)
-    return (
-        found.group_by("row", "item")
-        .agg((pl.col("pos") >= 0).sum().alias("n"), (pl.col("pos") < 0).any().alias("whole"))
-        .filter(pl.col("whole") | (pl.col("n") >= least))
-        .select("row", "item")
+    floor = min(ng.near_miss_from * (ng.min_coverage if ng.min_coverage is not None else 1.0), COPY_COVERAGE)
+    groups = found.group_by("row", "item").agg(
+        (pl.col("pos") >= 0).sum().alias("n"), (pl.col("pos") < 0).any().alias("whole")
+    )
+    total = pl.Series(index.item_total).gather(groups["item"]).clip(lower_bound=1)
+    candidate = pl.col("whole") | (pl.col("n") >= least)
+    return groups.select(
+        "row",
+        "item",
+        candidate.alias("candidate"),
+        (candidate | (pl.col("n") / total >= floor)).alias("scored"),
     )
 
 
-def _pass_one(
-    input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any, items: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    """Candidate pairs of every row: n-gram (row, item, key, pos), the numbers each n-gram candidate
-    lacks (row, item, missing), and embedding (row, item, score, text)."""
-    columns = _columns(input_dir, config.field)
-    pair_frames, number_frames, neighbour_frames, offset = [], [], [], 0
-    if index is not None and config.ngram.match_numbers:
-        item_numbers = number_tokens(items["words"])
-        item_starts = index.boilerplate_starts(items["words"])
-        item_len = items["words"].list.len().fill_null(0).to_numpy()
-    floor = config.embedding.threshold - config.embedding.near_miss_margin
-    if "llm" in config.methods:
-        floor = min(floor, config.judge.min_score)
-    for batch in read_shards(input_dir, columns=columns, batch_rows=config.batch_rows):
+@dataclass
+class _Matcher:
+    """What matching one batch of training texts needs: the indexes and the items' number tokens."""
+
+    config: DecontamConfig
+    index: NgramIndex | None
+    emb_index: Any
+    items: pl.DataFrame
+
+    def __post_init__(self) -> None:
+        if self.index is not None and self.config.ngram.match_numbers:
+            words = self.items["words"]
+            self.item_numbers = number_tokens(words)
+            self.item_starts = self.index.boilerplate_starts(words)
+            self.item_len = words.list.len().fill_null(0).to_numpy()
+        self.floor = self.config.embedding.threshold - self.config.embedding.near_miss_margin
+        if "llm" in self.config.methods:
+            self.floor = min(self.floor, self.config.judge.min_score)
+
+    def __call__(self, batch: pl.DataFrame, offset: int) -> tuple[pl.DataFrame | None, ...]:
+        """(n-gram pairs worth scoring, (key, row, doc) phrase hits, lacking numbers, embedding
+        neighbours) of one batch, rows numbered from `offset`."""
+        config, index = self.config, self.index
         texts = _batch_texts(batch, config.field)
+        pairs = phrases = numbers = neighbours = None
         if index is not None:
             words = texts.select(words_expr(pl.col("text"))).to_series()
             doc = texts["text"].hash(DOC_SEED).alias("doc")
             found = index.probe(words)
-            pair_frames.append(found.with_columns(doc.gather(found["row"]), pl.col("row") + offset))
+            groups = _groups(found, index, config)
+            phrases = found.filter(pl.col("pos") >= 0).select("key", "row").unique()
+            phrases = phrases.with_columns(doc.gather(phrases["row"]), pl.col("row") + offset)
+            scored = groups.filter("scored").select("row", "item")
+            pairs = found.join(scored, on=["row", "item"], how="semi").with_columns(pl.col("row") + offset)
             if config.ngram.match_numbers:
-                candidates = _candidates(found, config)
+                candidates = groups.filter("candidate").select("row", "item")
                 rows_at = candidates["row"].unique().sort()
                 numbered = texts["text"].gather(rows_at).to_frame().select(numbers_expr(pl.col("text")))
                 row_numbers = hashed_numbers(numbered.to_series(), "row")
@@ -206,43 +247,61 @@ def _pass_one(
                     candidates,
                     found,
                     row_numbers,
-                    item_numbers,
-                    item_starts,
-                    item_len,
+                    self.item_numbers,
+                    self.item_starts,
+                    self.item_len,
                     index.n,
                     config.ngram.number_slack,
                 )
-                number_frames.append(lacking.with_columns(pl.col("row") + offset))
-        if emb_index is not None:
+                numbers = lacking.with_columns(pl.col("row") + offset)
+        if self.emb_index is not None:
             match = texts.select(match_text_expr(pl.col("text"), pl.col("domain"))).to_series()
-            found = emb_index.nearest(match.to_list(), config.embedding.k, floor)
-            neighbour_frames.append(
-                found.with_columns(match.gather(found["row"]).alias("train_text"), pl.col("row") + offset)
+            found = self.emb_index.nearest(match.to_list(), config.embedding.k, self.floor)
+            neighbours = found.with_columns(
+                match.gather(found["row"]).alias("train_text"), pl.col("row") + offset
             )
-        offset += batch.height
-    pairs = (
-        pl.concat(pair_frames)
-        if pair_frames
-        else pl.DataFrame(
-            schema={"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32, "doc": pl.UInt64}
-        )
-    )
-    numbers = (
-        pl.concat(number_frames)
-        if number_frames
-        else pl.DataFrame(schema={"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32})
-    )
-    neighbours = (
-        pl.concat(neighbour_frames)
-        if neighbour_frames
-        else pl.DataFrame(
-            schema={"row": pl.Int64, "item": pl.Int32, "score": pl.Float64, "train_text": pl.String}
-        )
-    )
-    return pairs, numbers, neighbours, offset
+        return pairs, phrases, numbers, neighbours
 
 
-def training_boilerplate(pairs: pl.DataFrame, index: NgramIndex, config: DecontamConfig) -> pl.Series:
+def _pass_one(
+    input_dir: Path, config: DecontamConfig, index: NgramIndex | None, emb_index: Any, items: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """Candidate pairs of every row: n-gram (row, item, key, pos) worth scoring, every phrase hit
+    (key, row, doc) for the training statistics, the numbers each n-gram candidate lacks (row, item,
+    missing, lacking), and embedding (row, item, score, text).
+
+    Batches are matched `threads` at a time (polars and numpy release the GIL, so two cores work on
+    two batches); the embedding encoder gets one batch at a time."""
+    match = _Matcher(config, index, emb_index, items)
+    threads = config.threads if emb_index is None else 1
+    results, pending, offset = [], deque(), 0
+    with ThreadPoolExecutor(threads) as pool:
+        for batch in read_shards(
+            input_dir, columns=_columns(input_dir, config.field), batch_rows=config.batch_rows
+        ):
+            pending.append(pool.submit(match, batch, offset))
+            offset += batch.height
+            while len(pending) >= threads:
+                results.append(pending.popleft().result())
+        results += [future.result() for future in pending]
+    schemas = (
+        {"row": pl.Int64, "item": pl.Int32, "key": pl.UInt64, "pos": pl.Int32},
+        {"key": pl.UInt64, "row": pl.Int64, "doc": pl.UInt64},
+        {"row": pl.Int64, "item": pl.Int32, "missing": pl.Int32, "lacking": pl.List(pl.String)},
+        {"row": pl.Int64, "item": pl.Int32, "score": pl.Float64, "train_text": pl.String},
+    )
+    pairs, phrases, numbers, neighbours = (
+        pl.concat(frames)
+        if (frames := [r[k] for r in results if r[k] is not None])
+        else pl.DataFrame(schema=schema)
+        for k, schema in enumerate(schemas)
+    )
+    return pairs, phrases, numbers, neighbours, offset
+
+
+def training_boilerplate(
+    phrases: pl.DataFrame, raw: pl.DataFrame, index: NgramIndex, config: DecontamConfig
+) -> pl.Series:
     """Indexed n-grams that the training data shows to be boilerplate. Texts are counted, not rows (a
     problem repeated per sampled response is one problem).
 
@@ -251,13 +310,15 @@ def training_boilerplate(pairs: pl.DataFrame, index: NgramIndex, config: Deconta
       variants with other numbers, is not boilerplate of its own.
     - `common_total`: found in at least 2 benchmark problems and in that many problems counting the
       training texts too (near-verbatim copies, coverage >= 0.95, left out): stock phrasing such as answer-format
-      instructions or option lists, which may sit in only 2 or 3 benchmark items."""
+      instructions or option lists, which may sit in only 2 or 3 benchmark items.
+
+    `phrases` are the (key, row, doc) n-gram hits of every row, `raw` the scored pairs' coverage
+    before this filter (every near-copy among them). Every benchmark of the registry is in the index,
+    so the counts are the same whichever benchmarks are audited."""
     ng = config.ngram
     empty = pl.Series("key", [], dtype=pl.UInt64)
-    if (ng.common_train_rows is None and ng.common_total is None) or not pairs.height:
+    if (ng.common_train_rows is None and ng.common_total is None) or not phrases.height:
         return empty
-    phrases = pairs.filter(pl.col("pos") >= 0)
-    raw = score_pairs(pairs, index)
     verbatim = raw.filter(pl.col("whole") | (pl.col("coverage") >= VERBATIM_COVERAGE)).select("row").unique()
     counts = (
         phrases.join(verbatim, on="row", how="anti")
@@ -285,11 +346,19 @@ def training_boilerplate(pairs: pl.DataFrame, index: NgramIndex, config: Deconta
 
 
 def _ngram_hits(
-    pairs: pl.DataFrame, numbers: pl.DataFrame, index: NgramIndex, items: pl.DataFrame, config: DecontamConfig
+    pairs: pl.DataFrame,
+    phrases: pl.DataFrame,
+    numbers: pl.DataFrame,
+    index: NgramIndex,
+    items: pl.DataFrame,
+    config: DecontamConfig,
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
-    """Flagged n-gram pairs with their shared span, the near misses, and what boilerplate was ignored."""
+    """Flagged n-gram pairs of the audited benchmarks with their shared span, the near misses (with the
+    rule that kept each), and what boilerplate was ignored. Decisions are made against every loaded
+    benchmark; only then are they narrowed to the audited ones."""
     ng = config.ngram
-    common = training_boilerplate(pairs, index, config)
+    raw = score_pairs(pairs, index)
+    common = training_boilerplate(phrases, raw, index, config)
     scored = score_pairs(pairs, index, common)
     scored = scored.join(numbers, on=["row", "item"], how="left").with_columns(
         pl.col("missing").fill_null(0) if ng.match_numbers else pl.lit(0, dtype=pl.Int32).alias("missing")
@@ -301,42 +370,38 @@ def _ngram_hits(
         overlap = overlap | (pl.col("shared") >= ng.min_shared)
     # the same template with other numbers is another problem ("\binom{8}{4}" vs "\binom{9}{4}")
     rule = overlap & (pl.col("missing") == 0)
+    audited = pl.Series(np.flatnonzero(items["selected"].to_numpy()), dtype=pl.Int32).implode()
+    scored = scored.filter(pl.col("item").is_in(audited))
     flagged = scored.filter(rule)
-    words = items["words"]
-    spans = [
-        evidence_span(words[item].to_list(), positions, index.n)
-        for item, positions in flagged.select("item", "positions").iter_rows()
-    ]
     hits = flagged.select(
         "row",
         "item",
         pl.lit("ngram").alias("method"),
         pl.col("coverage").cast(pl.Float64).alias("score"),
         pl.col("shared").cast(pl.Int64),
-        pl.Series("evidence", spans, dtype=pl.String),
+        evidence_spans(flagged, items["words"], index.n),
     )
     threshold = ng.min_coverage if ng.min_coverage is not None else 1.0
+    before = raw.select(
+        "row", "item", pl.col("coverage").alias("raw_coverage"), pl.col("shared").alias("raw_shared")
+    )
     near_pairs = (
-        scored.filter(~rule & (pl.col("coverage") >= ng.near_miss_from * threshold))
+        scored.join(before, on=["row", "item"], how="left")
+        .filter(~rule & (pl.max_horizontal("coverage", "raw_coverage") >= ng.near_miss_from * threshold))
         .join(flagged.select("row").unique(), on="row", how="anti")
-        .sort(["coverage", "row", "item"], descending=[True, False, False])  # ties in a stable order
+        .sort(
+            ["coverage", "raw_coverage", "row", "item"], descending=[True, True, False, False]
+        )  # ties: stable
         .group_by("row", maintain_order=True)
         .first()
     )
     near = {
         "metric": "coverage",
         "threshold": threshold,
+        "rule": _ngram_rule(config),
         "scores": near_pairs["coverage"].round(4).to_list(),
-        "examples": near_pairs.head(20)
-        .select(
-            "row",
-            "item",
-            pl.col("coverage").alias("score"),
-            pl.when(pl.col("missing") > 0)
-            .then(pl.format("overlap, but {} of the item's numbers missing", pl.col("missing")))
-            .otherwise(pl.lit("below threshold"))
-            .alias("reason"),
-        )
+        "examples": near_pairs.head(NEAR_EXAMPLES)
+        .select("row", "item", pl.col("coverage").alias("score"), "shared", *_kept_because(config, overlap))
         .to_dicts(),
     }
     other_numbers = scored.filter(overlap & (pl.col("missing") > 0))
@@ -348,6 +413,63 @@ def _ngram_hits(
         "number_mismatch_rows": int(other_numbers["row"].n_unique()),
     }
     return hits, near, boiler
+
+
+def _ngram_rule(config: DecontamConfig) -> str:
+    """The flag rule in words, as the report states it next to the near misses."""
+    ng = config.ngram
+    parts = []
+    if ng.min_coverage is not None:
+        parts.append(
+            f"coverage >= {ng.min_coverage} of the item's non-boilerplate {ng.n}-grams and >= {ng.min_ngrams} shared"
+        )
+    if ng.min_shared is not None:
+        parts.append(f">= {ng.min_shared} shared {ng.n}-grams")
+    rule = " or ".join(parts) + " (or the whole text equal)"
+    return rule + (", and the row has the item's numbers" if ng.match_numbers else "")
+
+
+def _kept_because(config: DecontamConfig, overlap: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(rule, reason) of an unflagged pair, most decisive first: the number check (`overlap` held),
+    too few shared n-grams, training boilerplate taking it under the threshold, or below the threshold."""
+    ng = config.ngram
+    cov, raw = pl.col("coverage").round(3), pl.col("raw_coverage").round(3)
+    min_cov = ng.min_coverage if ng.min_coverage is not None else 2.0  # 2.0: no coverage rule
+    numbers = overlap & (pl.col("missing") > 0)
+    few = (pl.col("coverage") >= min_cov) & (pl.col("shared") < ng.min_ngrams)
+    boiler = (pl.col("raw_coverage") >= min_cov) & (pl.col("raw_shared") >= ng.min_ngrams)
+    lacking = pl.col("lacking").list.head(8).list.join(", ")
+    if ng.min_coverage is not None:
+        below = pl.format("coverage {} < {}", cov, pl.lit(ng.min_coverage))
+    else:
+        below = pl.format("{} shared n-grams < {}", "shared", pl.lit(ng.min_shared))
+    return (
+        pl.when(numbers)
+        .then(pl.lit("number check"))
+        .when(few)
+        .then(pl.lit("too few n-grams"))
+        .when(boiler)
+        .then(pl.lit("boilerplate"))
+        .otherwise(pl.lit("below threshold"))
+        .alias("rule"),
+        pl.when(numbers)
+        .then(pl.format("overlap, but {} of the item's numbers missing from the row: {}", "missing", lacking))
+        .when(few)
+        .then(
+            pl.format("coverage {}, but only {} shared n-grams (< {})", cov, "shared", pl.lit(ng.min_ngrams))
+        )
+        .when(boiler)
+        .then(
+            pl.format(
+                "coverage {} counting {} training-boilerplate n-grams, {} without them",
+                raw,
+                pl.col("raw_shared") - pl.col("shared"),
+                cov,
+            )
+        )
+        .otherwise(below)
+        .alias("reason"),
+    )
 
 
 def _embedding_hits(
@@ -395,15 +517,24 @@ def _embedding_hits(
         pl.col("score").is_between(em.threshold - em.near_miss_margin, em.threshold, closed="left")
     )
     below = (
-        below.sort(["score", "row", "item"], descending=[True, False, False])
+        below.sort(["score", "row", "item"], descending=[True, False, False])  # ties in a stable order
         .group_by("row", maintain_order=True)
         .first()
     )
     near = {
         "metric": "cosine",
         "threshold": em.threshold,
+        "rule": f"cosine >= {em.threshold} ({em.model})",
         "scores": below["score"].round(4).to_list(),
-        "examples": below.head(20).select("row", "item", "score").to_dicts(),
+        "examples": below.head(NEAR_EXAMPLES)
+        .select(
+            "row",
+            "item",
+            "score",
+            pl.lit("below threshold").alias("rule"),
+            pl.format("cosine {} < {}", pl.col("score").round(3), pl.lit(em.threshold)).alias("reason"),
+        )
+        .to_dicts(),
     }
     frame = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
     return frame.select(list(HIT_SCHEMA)).cast(HIT_SCHEMA), near, judged  # type: ignore[arg-type]
@@ -422,65 +553,70 @@ def _scored_hits(frame: pl.DataFrame, method: str, evidence: pl.Expr | pl.Series
 
 
 def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
-    """One row per flagged training row: its best hit as `drop_detail` JSON, plus the other matches."""
+    """One row per flagged training row: its best hit as `drop_detail` JSON (method rank, then score),
+    with up to 20 other benchmark items it matches."""
     ranked = hits.with_columns(
-        pl.col("method").replace_strict(METHOD_RANK, return_dtype=pl.Int8).alias("rank")
+        pl.col("method").replace_strict(METHOD_RANK, return_dtype=pl.Int8).alias("rank"),
+        pl.format("{}/{}", "benchmark", "benchmark_id").alias("item_name"),
     ).sort(["row", "rank", "score", "item"], descending=[False, False, True, False])  # ties: stable
-    details = []
-    for row, group in ranked.group_by("row", maintain_order=True):
-        best = group.row(0, named=True)
-        others = [
-            f"{b}/{i}"
-            for b, i in group.slice(1)
-            .select("benchmark", "benchmark_id")
-            .unique(maintain_order=True)
-            .iter_rows()
-        ]
-        details.append(
-            (
-                row[0],
-                to_json(
-                    {
-                        "benchmark": best["benchmark"],
-                        "benchmark_id": best["benchmark_id"],
-                        "method": best["method"],
-                        "score": round(best["score"], 4),
-                        "shared_ngrams": best["shared"],
-                        "evidence": best["evidence"],
-                        "also_matches": others[:20],
-                    }
-                ),
-            )
-        )
-    return pl.DataFrame(details, schema={"row": pl.Int64, "drop_detail": pl.String}, orient="row")
+    best = ranked.group_by("row", maintain_order=True).agg(
+        pl.col("benchmark", "benchmark_id", "method", "score", "shared", "evidence").first(),
+        pl.col("item_name").slice(1).unique(maintain_order=True).head(20).alias("also_matches"),
+    )
+    return best.select(
+        "row",
+        detail_json(
+            also_matches=pl.col("also_matches"),
+            benchmark=pl.col("benchmark"),
+            benchmark_id=pl.col("benchmark_id"),
+            evidence=pl.col("evidence"),
+            method=pl.col("method"),
+            score=pl.col("score").round(4),
+            shared_ngrams=pl.col("shared"),
+        ).alias("drop_detail"),
+    )
 
 
-def _pass_two(input_dir: Path, config: DecontamConfig, hits: pl.DataFrame, out: StageWriter) -> pl.DataFrame:
-    """Split rows into kept and dropped; returns uid and text of the flagged rows (for the report)."""
+def _own(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame's texts clipped and copied out of the batch: polars string views would otherwise keep
+    every batch's buffers alive for as long as the report rows are held (hundreds of MB at 1M rows)."""
+    clipped = frame.with_columns(pl.col("text").str.slice(0, TEXT_CHARS))
+    return pl.from_arrow(clipped.to_arrow())  # type: ignore[return-value]
+
+
+def _pass_two(
+    input_dir: Path, config: DecontamConfig, hits: pl.DataFrame, out: StageWriter, shown: pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split rows into kept and dropped; returns (row, uid, text) of the flagged rows and of the kept
+    rows in `shown` (the near misses the report prints next to their benchmark item)."""
     decisions = (
         _drop_details(hits)
         if hits.height
         else pl.DataFrame(schema={"row": pl.Int64, "drop_detail": pl.String})
     )
-    flagged_frames, offset = [], 0
+    flagged_frames, shown_frames, offset = [], [], 0
+    uid = (
+        pl.col("uid")
+        if "uid" in _columns(input_dir, config.field, ("uid",))
+        else pl.lit(None, dtype=pl.String)
+    )
+    view = [pl.col("_row").alias("row"), uid.alias("uid"), pl.col(config.field).cast(pl.String).alias("text")]
     for batch in read_shards(input_dir, batch_rows=config.batch_rows):
         out.count_in(batch.height)
         numbered = batch.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
         offset += batch.height
         joined = numbered.join(decisions, left_on="_row", right_on="row", how="left")
         dropped = joined.filter(pl.col("drop_detail").is_not_null())
-        out.keep(joined.filter(pl.col("drop_detail").is_null()).select(batch.columns))
+        kept = joined.filter(pl.col("drop_detail").is_null())
+        out.keep(kept.select(batch.columns))
+        shown_frames.append(_own(kept.filter(pl.col("_row").is_in(shown.implode())).select(view)))
         if dropped.height:
             out.drop(
                 dropped.select(*batch.columns, pl.lit("contaminated").alias("drop_reason"), "drop_detail")
             )
-            uid = pl.col("uid") if "uid" in batch.columns else pl.lit(None, dtype=pl.String)
-            flagged_frames.append(
-                dropped.select(
-                    pl.col("_row").alias("row"),
-                    uid.alias("uid"),
-                    pl.col(config.field).cast(pl.String).str.slice(0, TEXT_CHARS).alias("text"),
-                )
-            )
+            flagged_frames.append(_own(dropped.select(view)))
     schema = {"row": pl.Int64, "uid": pl.String, "text": pl.String}
-    return pl.concat(flagged_frames) if flagged_frames else pl.DataFrame(schema=schema)
+    return tuple(  # type: ignore[return-value]
+        pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+        for frames in (flagged_frames, shown_frames)
+    )

@@ -1,34 +1,48 @@
 """Text views for matching: normalised words (for n-grams) and code statements (I/O text stripped).
 
-Words build on `stages.text.canonical_text` (NFKC, case, LaTeX spacing) and add what makes two copies
+Words build on the canonical form of `stages.text` (NFKC, lower case; `folded` here) and add what makes two copies
 of a benchmark problem differ without changing the problem: math delimiters, formatting-only LaTeX
 commands (`\\dfrac` vs `\\frac`, `\\left(`), `\\frac12` vs `\\frac{1}{2}`, thousands separators
-(`1,000`, `1{,}000`), `27.0` vs `27`, and whether `2x` is written `2 x`. Numbers are never changed
-otherwise: a problem with other numbers is another problem (`numbers_expr` is what the number check
-compares). Everything is a polars expression, so a million rows tokenise in seconds.
+(`1,000`, `1{,}000`), `27.0` vs `27`, whether `2x` is written `2 x`, and how a power of ten is written
+(`10^9`, `10^{9}`, `10**9`, `1e9`, `10⁹` are one word `10^9`). Numbers are never changed otherwise: a
+problem with other numbers is another problem (`numbers_expr` is what the number check compares, where
+a power of ten that lost its caret, `109` for `10^9` as scraped LeetCode constraints have it, counts as
+that power). Everything is a polars expression, so a million rows tokenise in seconds.
 """
 
 from __future__ import annotations
 
-import polars as pl
+import re
+import unicodedata
 
-from stages.text import canonical_text
+import polars as pl
 
 # LaTeX commands that only format: dropping them makes `\dfrac{1}{2}`, `\frac12` and `1/2` closer,
 # and `\left( x \right)` equal to `(x)`.
 _FORMAT_COMMANDS = (
     r"\\(?:[dt]?frac|left|right|big+l?r?|displaystyle|textstyle|text(?:bf|it|rm)?|math(?:rm|bf|it|cal|bb)"
-    r"|operatorname|boxed|mbox|hbox|limits|nolimits|cdot|times|[,;:! ]|q?quad)"
+    r"|operatorname|boxed|mbox|hbox|limits|nolimits|cdot|times|[,;:! ]|q?quad|l?dots|cdots)"
 )
-_SYNONYMS = (
-    (r"\\leq?\b", " le "),
-    (r"\\geq?\b", " ge "),
-    (r"\\neq?\b", " ne "),
-    (r"\\dots|\\ldots|\\cdots", " "),
+# `\le`, `\leq` -> le (likewise ge, ne). Patterns use ASCII classes (`[0-9]`, `(?-u:\b)`): the
+# Unicode ones cost several times more per pass over a million texts, and NFKC already made digits ASCII.
+_SYNONYMS = r"\\([lgn]e)q?(?-u:\b)"
+# Powers of ten, however written, become one word `10^k` (after NFKC has turned `10⁹` into `10^9`):
+# `10^{9}`, `10**9`, `1e9`, `1e+9`; a mantissa stays its own number (`2e5` -> `2 10^5`, as `2 \times 10^5`).
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+_B = r"(?-u:\b)"
+_POWERS = (
+    (rf"{_B}10\s*(?:\^|\*\*)\s*(?:\{{\s*([0-9]{{1,3}})\s*\}}|([0-9]{{1,3}}){_B})", "10^$1$2"),
+    (rf"{_B}1e\+?([0-9]{{1,3}}){_B}", "10^$1"),
+    (rf"{_B}([0-9]+(?:\.[0-9]+)?)e\+?([0-9]{{1,3}}){_B}", "$1 10^$2"),
 )
-# A word: a run of letters, or a number (thousands separators removed first).
-WORD_PATTERN = r"[a-z]+|\d+(?:\.\d+)?"
-NUMBER_PATTERN = r"\d+(?:\.\d+)?"
+_SUPERSCRIPT_CHARS = frozenset(_SUPERSCRIPTS)
+_SUPERSCRIPT_RUN = re.compile(rf"([0-9])([{_SUPERSCRIPTS}]+)")
+# A word: a power of ten, a run of letters, or a number (thousands separators removed first).
+NUMBER_PATTERN = r"10\^[0-9]+|[0-9]+(?:\.[0-9]+)?"
+WORD_PATTERN = rf"{NUMBER_PATTERN}|[a-z]+"
+# `10k` is read as `10^k` by the number check (k = 2..18): scraped constraints lose the caret
+# ("1 <= nums[i] <= 109"), so `109` on one side and `10^9` on the other are the same number.
+LOST_CARET = r"^10([2-9]|1[0-8])$"
 # Number words count as numbers ("three children" vs "two children"); "one" and "zero" do not, as
 # "one" is mostly a pronoun ("one of the roots").
 _NUMBER_NAMES = (
@@ -53,19 +67,43 @@ _CODE_SECTION = (
 MIN_STATEMENT_CHARS = 40
 
 
+def folded(texts: pl.Series) -> pl.Series:
+    """Lower case, and for the few texts that are not ASCII also NFKC (after giving a superscript
+    exponent a caret, so that `10⁹` becomes `10^9` and not `109`). The Python pass runs on those texts
+    only: on ASCII text NFKC changes nothing, and a per-row loop over a million rows costs seconds."""
+    odd = (texts.str.len_bytes() != texts.str.len_chars()).fill_null(False)
+    if not odd.any():
+        return texts.str.to_lowercase()
+    at = odd.arg_true()
+    fixed = [_nfkc(t) for t in texts.gather(at).to_list()]
+    return texts.scatter(at, pl.Series(fixed, dtype=pl.String)).str.to_lowercase()
+
+
+def _nfkc(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not _SUPERSCRIPT_CHARS.isdisjoint(text):
+        text = _SUPERSCRIPT_RUN.sub(r"\1^\2", text)
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+
+
 def normalised_expr(text: pl.Expr) -> pl.Expr:
-    """Canonical text with formatting-only differences removed (the source of words and numbers)."""
+    """Folded text (`folded`) with formatting-only differences removed (the source of words and numbers)."""
+    canon = text.map_batches(folded, return_dtype=pl.String, is_elementwise=True)
     # list markers at line starts ("(1) ...", "2. ...") are layout, not numbers of the problem
-    text = text.str.replace_all(r"(?m)^[ \t]*(?:\(\d{1,2}\)|\d{1,2}[.)])[ \t]+", "")
-    canon = canonical_text(text).str.replace_all(r"\\[dt]?frac\s*(\d)\s*(\d)", r"\frac{$1}{$2}")
-    canon = canon.str.replace_all(_FORMAT_COMMANDS, " ")
-    for pattern, replacement in _SYNONYMS:
-        canon = canon.str.replace_all(pattern, replacement)
-    canon = canon.str.replace_all(r"(\d)\{,\}(\d)", "$1$2")
-    canon = canon.str.replace_all(r"(\d),(\d{3})", "$1$2").str.replace_all(r"(\d),(\d{3})", "$1$2")
+    canon = canon.str.replace_all(r"(?m)^[ \t]*(?:\([0-9]{1,2}\)|[0-9]{1,2}[.)])[ \t]+", "")
+    canon = canon.str.replace_all(r"\\[dt]?frac\s*([0-9])\s*([0-9])", r"\frac{$1}{$2}")
+    canon = canon.str.replace_all(_FORMAT_COMMANDS, " ").str.replace_all(_SYNONYMS, " $1 ")
+    canon = canon.str.replace_all(r"([0-9])\{,\}([0-9])", "$1$2")
+    canon = canon.str.replace_all(r"([0-9]),([0-9]{3})", "$1$2").str.replace_all(
+        r"([0-9]),([0-9]{3})", "$1$2"
+    )
     # 27.0 == 27, 2.50 == 2.5 (AMC answers and reformatted copies write numbers both ways)
-    canon = canon.str.replace_all(r"(\d\.\d*?[1-9])0+(\D|$)", "$1$2")
-    return canon.str.replace_all(r"(\d)\.0+(\D|$)", "$1$2")
+    canon = canon.str.replace_all(r"([0-9]\.[0-9]*?[1-9])0+([^0-9]|$)", "$1$2")
+    canon = canon.str.replace_all(r"([0-9])\.0+([^0-9]|$)", "$1$2")
+    for pattern, replacement in _POWERS:
+        canon = canon.str.replace_all(pattern, replacement)
+    return canon
 
 
 def words_expr(text: pl.Expr) -> pl.Expr:
@@ -73,11 +111,16 @@ def words_expr(text: pl.Expr) -> pl.Expr:
     return normalised_expr(text).str.extract_all(WORD_PATTERN)
 
 
+def number_value(word: pl.Expr) -> pl.Expr:
+    """What the number check compares for a number word: number words as digits, and `10k` as `10^k`."""
+    return word.replace(NUMBER_WORDS).str.replace(LOST_CARET, "10^$1")
+
+
 def numbers_expr(text: pl.Expr) -> pl.Expr:
-    """The numbers of each text, in order, repeats kept (digits, and number words two..twenty as digits)."""
+    """The numbers of each text, in order, repeats kept, as `number_value`s."""
     words = "|".join(NUMBER_WORDS)
     found = normalised_expr(text).str.extract_all(rf"{NUMBER_PATTERN}|\b(?:{words})\b")
-    return found.list.eval(pl.element().replace(NUMBER_WORDS))
+    return found.list.eval(number_value(pl.element()))
 
 
 def statement_expr(text: pl.Expr) -> pl.Expr:
