@@ -77,11 +77,13 @@ def audit(
     judge: Any = None,
 ) -> dict[str, Any]:
     """Collect the input files, decontaminate them, and write report.json, report.html, flagged.jsonl."""
-    from flows.steps import run_collect, run_stage
     from stages.collect import CollectConfig, FieldMap, SourceSpec
-    from stages.decontam import run_with
+    from stages.decontam import Decontaminate
     from stages.decontam.inputs import prepare_input
     from stages.decontam.report import render_page
+    from stages.engine import LocalEngine
+    from stages.registry import COLLECT
+    from stages.runner import run_steps
     from stages.store import read_shards, write_json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -91,15 +93,11 @@ def audit(
         fields = FieldMap(problem=source_field, answer=None, solution=None, tests=None)
         sources.append(SourceSpec(name=path.stem, path=source, fields=fields, domain=domain))  # type: ignore[arg-type]
     collect_cfg = CollectConfig(sources=sources, drop_image_problems=False, drop_url_problems=False)
-    collected = run_collect(collect_cfg, out / "00-collect")
     stage_dir = out / "01-decontaminate"
-    report = run_stage(
-        lambda i, c, w: run_with(i, c, w, judge=judge),
-        out / "00-collect" / "kept",
-        config,
-        stage_dir,
-        "decontaminate",
-    )
+    steps = [(COLLECT, collect_cfg), (Decontaminate(judge), config)]
+    with LocalEngine() as engine:
+        results = run_steps(steps, out, engine, first_index=0)
+    collected, report = (r.report.model_dump(mode="json") for r in results)
     shutil.rmtree(out / "_inputs", ignore_errors=True)
     details = report["details"]
     write_json(

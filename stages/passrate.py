@@ -166,7 +166,7 @@ class PassRateDetails(Details):
 
 def verifier_drops_dir(rated_dir: Path | None) -> Path | None:
     """The verifier's dropped rows next to its kept rows, when `rated_dir` is a verify stage's kept/."""
-    # read as plain JSON: a `longcot verify` output (stages.store.StageWriter) counts as well
+    # read as plain JSON: any directory a verify stage published counts, a `longcot verify` output too
     report = load_report(rated_dir.parent) if rated_dir is not None and rated_dir.name == "kept" else None
     return rated_dir.parent / "dropped" if rated_dir and report and report.get("stage") == "verify" else None
 

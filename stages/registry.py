@@ -7,16 +7,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from stages.collect.stage import Collect
-from stages.decontam import DecontamConfig
-from stages.decontam import run as decontam_run
-from stages.decontam.registry import resource_files
+from stages.decontam import Decontaminate
 from stages.dedup.embedding import EmbeddingDedup
 from stages.dedup.exact import ExactDedup
 from stages.dedup.minhash import MinhashDedup
 from stages.engine import Engine
 from stages.export import Export
 from stages.generate import Generate
-from stages.legacy import legacy_stage
 from stages.passrate import PassRate
 from stages.runner import Step, load_report, run_step
 from stages.stage import Stage, StageReport
@@ -30,12 +27,7 @@ STAGES: dict[str, Stage] = {
         ExactDedup(),
         MinhashDedup(),
         EmbeddingDedup(),
-        legacy_stage(
-            "decontaminate",
-            DecontamConfig,
-            decontam_run,
-            lambda c: resource_files(c.benchmarks, c.benchmark_dir, c.registry_file, c.extra_benchmarks),
-        ),
+        Decontaminate(),
         Generate(),
         Verify(),
         PassRate(),

@@ -331,8 +331,6 @@ def run_step(step: Step, engine: Engine | None = None, force: bool = False) -> S
 def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult], Any, int]:
     """The stage's phases; returns the per-unit results of the writing phase, the details, workers used."""
     stage, config = step.stage, step.config
-    if hasattr(stage, "legacy"):
-        return _execute_legacy(step, partial)
     units = stage_units(step, engine.unit_rows)
     (partial / WORK_DIR).mkdir(exist_ok=True)
 
@@ -396,28 +394,3 @@ def run_steps(
             listener(results[-1])
         input_dir = step.out_dir / "kept"
     return results
-
-
-def _execute_legacy(step: Step, partial: Path) -> tuple[list[UnitResult], Any, int]:
-    from stages.store import StageWriter
-
-    class _Writer(StageWriter):
-        def __init__(self) -> None:
-            self.stage, self.partial, self.rows_in = step.stage.name, partial, 0
-            self.kept = ShardWriter(partial / "kept", prefix="00000-")
-            self.dropped = ShardWriter(partial / "dropped", prefix="00000-")
-            self.drop_reasons = Counter()
-            self._outputs = []
-
-    out = _Writer()
-    try:
-        details = type(step.stage).legacy(step.input_dir, step.config, out)
-        kept, dropped = out.kept.close(), out.dropped.close()
-        for w in out._outputs:
-            w.close()
-    except BaseException:
-        for w in (out.kept, out.dropped, *out._outputs):
-            w.abort()
-        raise
-    result = UnitResult(out.rows_in, kept, dropped, out.drop_reasons)
-    return [result], step.stage.Details.model_validate(details), 1

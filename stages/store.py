@@ -4,9 +4,9 @@
     <stage_dir>/dropped/part-00000.parquet ...   rows set aside, with `drop_reason` and `drop_detail`
     <stage_dir>/report.json                      counts, reasons, timings, stage details
 
-A stage writes into `<stage_dir>.partial/` and the directory is renamed into place only when the
-invariant rows_in == kept + dropped holds, so a killed stage never leaves a half-written result that
-looks finished.
+The runner (stages/runner.py) writes a stage into `<stage_dir>.partial/` and renames the directory
+into place only when the invariant rows_in == kept + dropped holds, so a killed stage never leaves a
+half-written result that looks finished.
 """
 
 from __future__ import annotations
@@ -14,18 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-
-from stages.records import DROP_SCHEMA
 
 DEFAULT_SHARD_ROWS = 100_000
 READ_BATCH_ROWS = 200_000
@@ -158,84 +154,18 @@ def fingerprint(directory: Path) -> str:
     return digest.hexdigest()
 
 
-class StageWriter:
-    """Collects one stage's kept and dropped rows, then checks the invariant and publishes the result.
-
-    Use as a context manager; call `count_in` for every input row read, `keep` and `drop` for every
-    row written, and `finish` once. If the block raises, nothing is published.
-    """
-
-    def __init__(self, stage_dir: Path, stage: str, rows_per_shard: int = DEFAULT_SHARD_ROWS):
-        self.stage_dir = stage_dir
-        self.stage = stage
-        self.partial = stage_dir.with_name(stage_dir.name + ".partial")
-        shutil.rmtree(self.partial, ignore_errors=True)
-        self.kept = ShardWriter(self.partial / "kept", rows_per_shard)
-        self.dropped = ShardWriter(self.partial / "dropped", rows_per_shard)
-        self.rows_in = 0
-        self.drop_reasons: Counter[str] = Counter()
-        self._started = time.perf_counter()
-        self._finished = False
-        self._outputs: list[ShardWriter] = []
-
-    def __enter__(self) -> StageWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None or not self._finished:
-            for writer in (self.kept, self.dropped, *self._outputs):
-                writer.abort()
-            shutil.rmtree(self.partial, ignore_errors=True)
-
-    def output(self, name: str) -> ShardWriter:
-        """An extra shard directory published with the stage (e.g. an export's `sft/` and `rl/`)."""
-        writer = ShardWriter(self.partial / name, self.kept.rows_per_shard)
-        self._outputs.append(writer)
-        return writer
-
-    def count_in(self, rows: int) -> None:
-        self.rows_in += rows
-
-    def keep(self, df: pl.DataFrame) -> None:
-        self.kept.write(df.drop([c for c in DROP_SCHEMA if c in df.columns]))
-
-    def drop(self, df: pl.DataFrame) -> None:
-        """Set rows aside; each must carry a non-null `drop_reason` and a `drop_detail` (JSON text)."""
-        if df.height == 0:
-            return
-        missing = [c for c in DROP_SCHEMA if c not in df.columns]
-        if missing:
-            raise ValueError(f"{self.stage}: dropped rows lack {missing}")
-        if df["drop_reason"].null_count():
-            raise ValueError(f"{self.stage}: dropped rows with a null drop_reason")
-        self.drop_reasons.update(dict(df["drop_reason"].value_counts().iter_rows()))
-        self.dropped.write(df)
-
-    def finish(self, details: dict[str, Any] | None = None, **header: Any) -> dict[str, Any]:
-        """Check rows in = kept + dropped, write report.json and move the stage into place."""
-        kept, dropped = self.kept.close(), self.dropped.close()
-        if self.rows_in != kept + dropped:
-            raise InvariantError(
-                f"stage {self.stage!r}: {self.rows_in} rows in but {kept} kept + {dropped} dropped "
-                f"= {kept + dropped}; {self.rows_in - kept - dropped:+d} rows unaccounted for"
-            )
-        report = {
-            "stage": self.stage,
-            **header,
-            "rows_in": self.rows_in,
-            "rows_kept": kept,
-            "rows_dropped": dropped,
-            "drop_reasons": dict(self.drop_reasons.most_common()),
-            "seconds": round(time.perf_counter() - self._started, 3),
-            "details": details or {},
-        }
-        write_json(self.partial / "report.json", report)
-        shutil.rmtree(self.stage_dir, ignore_errors=True)
-        os.replace(self.partial, self.stage_dir)
-        self._finished = True
-        return report
-
-
 def load_report(stage_dir: Path) -> dict[str, Any] | None:
     path = stage_dir / "report.json"
     return read_json(path) if path.is_file() else None
+
+
+def take_rows(input_dir: Path, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+    """`idx` plus `columns` of the given row indices, in the order given, in one streaming pass."""
+    wanted = pl.Series("idx", np.asarray(rows, dtype=np.int64))
+    parts, offset = [], 0
+    for batch in read_shards(input_dir, columns=columns):
+        numbered = batch.with_row_index("idx", offset=offset).with_columns(pl.col("idx").cast(pl.Int64))
+        parts.append(numbered.filter(pl.col("idx").is_in(wanted.implode())))
+        offset += batch.height
+    found = pl.concat(parts) if parts else pl.DataFrame(schema={"idx": pl.Int64})
+    return wanted.to_frame().join(found, on="idx", how="left", maintain_order="left")

@@ -50,3 +50,11 @@ def collect_files(paths: list[Path], fields, out_dir: Path, domain: str = "math"
     from stages.collect import file_sources
 
     return run_collect(file_sources(paths, fields, domain), out_dir)
+
+
+def decontaminated(input_dir: Path, config, out_dir: Path, judge=None) -> dict:
+    """The decontaminate stage on `input_dir` (a fake `judge` in place of the configured one); its report."""
+    from stages.decontam import Decontaminate
+    from stages.registry import run_stage
+
+    return run_stage(Decontaminate(judge), input_dir, config, out_dir, force=True).model_dump(mode="json")

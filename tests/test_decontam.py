@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from stages.decontam import DecontamConfig, run_with
+from stages.decontam import DecontamConfig
 from stages.decontam.config import JudgeConfig
 from stages.decontam.judge import (
     judge_pairs,
@@ -24,9 +24,9 @@ from stages.decontam.report import markdown_summary, render_section
 from stages.decontam.text import numbers_expr, statement_expr, words_expr
 from stages.llm import LLMError
 from stages.records import PROBLEM_SCHEMA, conform
-from stages.store import StageWriter, read_shards
+from stages.store import read_shards
 from stages.text import uid_expr
-from tests.conftest import write_jsonl
+from tests.conftest import decontaminated, write_jsonl
 
 AIME_ITEM = (
     "Every morning Aya goes for a $9$-kilometer-long walk and stops at a coffee shop afterwards. When she walks "
@@ -269,9 +269,7 @@ def hub_offline(monkeypatch):
 def test_stage_drops_positives_keeps_negatives_with_evidence(tmp_path, hub_offline):
     problems = [*POSITIVES.values(), *NEGATIVES.values()]
     config = DecontamConfig(benchmarks=["mini"], extra_benchmarks=_bench(tmp_path))
-    with StageWriter(tmp_path / "out", "decontaminate") as out:
-        details = run_with(_shards(tmp_path, problems), config, out)
-        report = out.finish(details)
+    report = decontaminated(_shards(tmp_path, problems), config, tmp_path / "out")
     assert report["rows_in"] == 5 and report["rows_dropped"] == 3
     dropped = pl.concat(read_shards(tmp_path / "out" / "dropped"))
     assert set(dropped["problem"]) == set(POSITIVES.values())
@@ -293,9 +291,9 @@ def test_near_miss_table_shows_rule_both_texts_and_why_kept(tmp_path, hub_offlin
     real flag rule, with the training text and the benchmark text side by side."""
     changed = AIME_ITEM.replace("$9$-kilometer", "$7$-kilometer")
     config = DecontamConfig(benchmarks=["mini"], extra_benchmarks=_bench(tmp_path))
-    with StageWriter(tmp_path / "out", "decontaminate") as out:
-        details = run_with(_shards(tmp_path, [changed, NEGATIVES["same_topic"]]), config, out)
-        out.finish(details)
+    details = decontaminated(_shards(tmp_path, [changed, NEGATIVES["same_topic"]]), config, tmp_path / "out")[
+        "details"
+    ]
     near = details["near_misses"]["ngram"]
     assert near["threshold"] == 0.3 and "coverage >= 0.3" in near["rule"] and "numbers" in near["rule"]
     first = near["examples"][0]
@@ -317,9 +315,7 @@ def test_benchmark_index_is_cached_by_content(tmp_path, hub_offline):
     shards = _shards(tmp_path, problems)
 
     def run(name: str) -> dict:
-        with StageWriter(tmp_path / name, "decontaminate") as out:
-            details = run_with(shards, config, out)
-            out.finish(details)
+        details = decontaminated(shards, config, tmp_path / name)["details"]
         return details
 
     first, second = run("first"), run("second")
@@ -346,9 +342,7 @@ def test_min_shared_rule_flags_boilerplate_which_is_why_it_is_off(tmp_path, hub_
             "match_numbers": False,
         },
     )
-    with StageWriter(tmp_path / "out", "decontaminate") as out:
-        details = run_with(_shards(tmp_path, [NEGATIVES["boilerplate"]]), config, out)
-        report = out.finish(details)
+    report = decontaminated(_shards(tmp_path, [NEGATIVES["boilerplate"]]), config, tmp_path / "out")
     assert report["rows_dropped"] == 1
 
 

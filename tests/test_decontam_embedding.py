@@ -7,11 +7,11 @@ import json
 import polars as pl
 import pytest
 
-from stages.decontam import DecontamConfig, run_with
+from stages.decontam import DecontamConfig
 from stages.decontam.judge import one_at_a_time
 from stages.decontam.registry import parse_benchmark_file
-from stages.store import StageWriter, read_shards
-from tests.conftest import write_jsonl
+from stages.store import read_shards
+from tests.conftest import decontaminated, write_jsonl
 from tests.test_decontam import _shards, hub_offline  # noqa: F401 (fixture)
 
 pytest.importorskip("sentence_transformers")
@@ -51,9 +51,9 @@ def _run(tmp_path, methods, judge=None, benchmark_dir=None):
         embedding={"cache_dir": tmp_path / "cache"},
         benchmark_dir=benchmark_dir,
     )
-    with StageWriter(tmp_path / "out", "decontaminate") as out:
-        details = run_with(_shards(tmp_path, [*REWORDED, LOOSE, *SAME_TOPIC]), config, out, judge=judge)
-        return out.finish(details)
+    return decontaminated(
+        _shards(tmp_path, [*REWORDED, LOOSE, *SAME_TOPIC]), config, tmp_path / "out", judge=judge
+    )
 
 
 def test_embedding_flags_rewordings_not_same_topic(tmp_path, shared_data):

@@ -16,9 +16,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from stages.decontam import DecontamConfig, run_with
+from stages.decontam import DecontamConfig
 from stages.records import PROBLEM_SCHEMA, conform
-from stages.store import StageWriter
+from tests.conftest import decontaminated
 
 LABELS = Path(__file__).with_name("decontam_labels.json")
 MIN_PRECISION = 0.85
@@ -47,9 +47,7 @@ def flagged_pairs(shared_data: Path, work: Path, config: DecontamConfig | None =
     )
     conform(frame, PROBLEM_SCHEMA).write_parquet(shard / "part-00000.parquet")
     config = config or DecontamConfig(benchmark_dir=shared_data / "benchmarks", max_report_hits=100_000)
-    with StageWriter(work / "out", "decontaminate") as out:
-        details = run_with(shard, config, out)
-        out.finish(details)
+    details = decontaminated(shard, config, work / "out")["details"]
     assert not details["hits_truncated"]
     where = train.select("source", "line").rows()
     hits = {(*where[h["row"]], h["benchmark"], h["benchmark_id"]) for h in details["hits"]}

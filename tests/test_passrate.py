@@ -14,7 +14,7 @@ from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_genera
 from stages.passrate import LostProblem, PassRateConfig, ProblemFates, RateCount, rate_values
 from stages.registry import run_stage, stage
 from stages.runner import Step, run_step
-from stages.store import StageWriter
+from stages.store import write_json
 from stages.verify import VerifyConfig, verify_rows
 
 QWEN = "generations/qwen25math_math_cot_100_samples.jsonl"
@@ -97,11 +97,10 @@ def verify_stage(directory: Path) -> Path:
         schema=["uid", "sample", "drop_reason", "drop_detail"],
         orient="row",
     )
-    with StageWriter(directory, "verify") as out:
-        out.count_in(len(rows))
-        out.keep(kept)
-        out.drop(dropped)
-        out.finish()
+    for part, frame in (("kept", kept), ("dropped", dropped)):  # a verify stage's published directory
+        (directory / part).mkdir(parents=True)
+        frame.write_parquet(directory / part / "part-00000-00000.parquet")
+    write_json(directory / "report.json", {"stage": "verify", "rows_in": len(rows)})
     return directory / "kept"
 
 

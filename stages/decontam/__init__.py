@@ -3,16 +3,17 @@ and the stage that drops contaminated rows with evidence (docs/decontamination.m
 
 from stages.decontam.config import DecontamConfig, EmbeddingConfig, JudgeConfig, NgramConfig
 from stages.decontam.report import markdown_summary, render_section, stage_html
-from stages.decontam.stage import run, run_with
+from stages.decontam.stage import DecontamDetails, Decontaminate, decontaminate
 
 __all__ = [
     "DecontamConfig",
+    "DecontamDetails",
+    "Decontaminate",
     "EmbeddingConfig",
     "JudgeConfig",
     "NgramConfig",
+    "decontaminate",
     "markdown_summary",
     "render_section",
-    "run",
-    "run_with",
     "stage_html",
 ]

@@ -24,11 +24,13 @@ import pyarrow.parquet as pq
 from stages.decontam.config import DecontamConfig
 from stages.decontam.ngram import NgramIndex, evidence_spans, missing_numbers, score_pairs
 from stages.decontam.reference import load_reference
+from stages.decontam.registry import resource_files
 from stages.decontam.report import summarise
 from stages.decontam.text import NUMBER_WORDS, match_text_expr, number_value, numbers_expr, words_expr
 from stages.llm import Ask
 from stages.records import detail_json
-from stages.store import StageWriter, read_shards, shard_paths
+from stages.stage import Context, Details, GlobalStage, Plan, ReduceContext
+from stages.store import read_shards, shard_columns, shard_paths, take_rows
 
 METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
 TEXT_CHARS = 400
@@ -79,20 +81,68 @@ def _batch_texts(batch: pl.DataFrame, field: str) -> pl.DataFrame:
     )
 
 
-def run(input_dir: Path, config: DecontamConfig, out: StageWriter) -> dict[str, Any]:
-    """Stage entry point: the judge backend (if the `llm` method is on) comes from the config."""
-    judge = None
-    if "llm" in config.methods:
-        from stages.decontam.judge import resolve_backend
+class DecontamDetails(Details):
+    """report.json details of the decontaminate stage (schema in docs/decontamination.md)."""
 
-        judge = resolve_backend(config.judge)
-    return run_with(input_dir, config, out, judge=judge)
+    methods: list[str]
+    rows_in: int
+    rows_flagged: int
+    benchmarks: dict[str, dict[str, Any]]
+    hits: list[dict[str, Any]]
+    hits_total: int
+    hits_truncated: bool
+    near_misses: dict[str, dict[str, Any]]
+    thresholds: dict[str, Any]
+    ngram_index: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None
+    seconds: dict[str, float]
 
 
-def run_with(
-    input_dir: Path, config: DecontamConfig, out: StageWriter, judge: Ask | None = None
-) -> dict[str, Any]:
-    """`run` with an explicit batch judge (tests pass a fake; `run` resolves the configured one)."""
+class Decontaminate(GlobalStage[DecontamConfig]):
+    """Drop rows that overlap a registered benchmark, with the matched item as evidence.
+
+    The matching streams the input in the reduce (batches matched `threads` at a time against an
+    index loaded once, from its on-disk cache), because what decides a match (training boilerplate)
+    is a statistic over every row; the plan then drops the flagged rows unit by unit. `judge`
+    replaces the configured LLM judge (tests pass a fake)."""
+
+    name = "decontaminate"
+    Config = DecontamConfig
+    Details = DecontamDetails
+    summary_columns = ("uid",)
+
+    def __init__(self, judge: Ask | None = None):
+        self.judge = judge
+
+    def resources(self, config: DecontamConfig) -> list[Path]:
+        return resource_files(
+            config.benchmarks, config.benchmark_dir, config.registry_file, config.extra_benchmarks
+        )
+
+    def summarize(self, batch: pl.DataFrame, config: DecontamConfig, ctx: Context) -> int:
+        return batch.height
+
+    def reduce(self, parts: list[Any], config: DecontamConfig, ctx: ReduceContext) -> Plan:
+        assert ctx.input_dir is not None
+        judge = self.judge
+        if judge is None and "llm" in config.methods:
+            from stages.decontam.judge import resolve_backend
+
+            judge = resolve_backend(config.judge)
+        decisions, details = decontaminate(ctx.input_dir, config, judge)
+        plan = (
+            pl.int_range(ctx.rows, dtype=pl.Int64, eager=True)
+            .to_frame("row")
+            .join(decisions, on="row", how="left", maintain_order="left")
+        )
+        reason = pl.when(pl.col("drop_detail").is_not_null()).then(pl.lit("contaminated"))
+        return Plan(plan.select(reason.alias("drop_reason"), "drop_detail"), DecontamDetails(**details))
+
+
+def decontaminate(
+    input_dir: Path, config: DecontamConfig, judge: Ask | None = None
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """(row, drop_detail) of every contaminated input row, and the report details."""
     _return_large_frees()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -140,13 +190,15 @@ def run_with(
         items.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("item"), "benchmark", "benchmark_id"),
         on="item",
     )
+    decisions = (
+        _drop_details(all_hits)
+        if all_hits.height
+        else pl.DataFrame(schema={"row": pl.Int64, "drop_detail": pl.String})
+    )
     timings["decide"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    shown = pl.Series("row", [e["row"] for v in near.values() for e in v["examples"]], dtype=pl.Int64)
-    flagged_rows, shown_rows = _pass_two(input_dir, config, all_hits, out, shown)
-    timings["split"] = time.perf_counter() - clock
-
+    shown = {e["row"] for v in near.values() for e in v["examples"]}
+    flagged_rows, shown_rows = _report_rows(input_dir, config, decisions["row"], shown)
     details = summarise(
         config=config,
         benchmarks=benchmarks,
@@ -168,7 +220,22 @@ def run_with(
     if emb_index is not None:
         details["judge"] = judged
     details["seconds"] = {k: round(v, 3) for k, v in timings.items()}
-    return details
+    return decisions, details
+
+
+def _report_rows(
+    input_dir: Path, config: DecontamConfig, flagged: pl.Series, shown: set[int]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(row, uid, text) of the flagged rows and of the near misses the report prints, texts clipped."""
+    wanted = np.unique(np.r_[flagged.to_numpy(), np.fromiter(shown, dtype=np.int64, count=len(shown))])
+    columns = [c for c in ("uid", config.field) if c in shard_columns(input_dir)]
+    rows = take_rows(input_dir, wanted.astype(np.int64), columns).select(
+        pl.col("idx").alias("row"),
+        (pl.col("uid") if "uid" in columns else pl.lit(None, pl.String)).alias("uid"),
+        pl.col(config.field).cast(pl.String).str.slice(0, TEXT_CHARS).alias("text"),
+    )
+    is_flagged = pl.col("row").is_in(flagged.implode())
+    return rows.filter(is_flagged), rows.filter(~is_flagged)
 
 
 def _return_large_frees() -> None:
@@ -574,49 +641,4 @@ def _drop_details(hits: pl.DataFrame) -> pl.DataFrame:
             score=pl.col("score").round(4),
             shared_ngrams=pl.col("shared"),
         ).alias("drop_detail"),
-    )
-
-
-def _own(frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame's texts clipped and copied out of the batch: polars string views would otherwise keep
-    every batch's buffers alive for as long as the report rows are held (hundreds of MB at 1M rows)."""
-    clipped = frame.with_columns(pl.col("text").str.slice(0, TEXT_CHARS))
-    return pl.from_arrow(clipped.to_arrow())  # type: ignore[return-value]
-
-
-def _pass_two(
-    input_dir: Path, config: DecontamConfig, hits: pl.DataFrame, out: StageWriter, shown: pl.Series
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split rows into kept and dropped; returns (row, uid, text) of the flagged rows and of the kept
-    rows in `shown` (the near misses the report prints next to their benchmark item)."""
-    decisions = (
-        _drop_details(hits)
-        if hits.height
-        else pl.DataFrame(schema={"row": pl.Int64, "drop_detail": pl.String})
-    )
-    flagged_frames, shown_frames, offset = [], [], 0
-    uid = (
-        pl.col("uid")
-        if "uid" in _columns(input_dir, config.field, ("uid",))
-        else pl.lit(None, dtype=pl.String)
-    )
-    view = [pl.col("_row").alias("row"), uid.alias("uid"), pl.col(config.field).cast(pl.String).alias("text")]
-    for batch in read_shards(input_dir, batch_rows=config.batch_rows):
-        out.count_in(batch.height)
-        numbered = batch.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
-        offset += batch.height
-        joined = numbered.join(decisions, left_on="_row", right_on="row", how="left")
-        dropped = joined.filter(pl.col("drop_detail").is_not_null())
-        kept = joined.filter(pl.col("drop_detail").is_null())
-        out.keep(kept.select(batch.columns))
-        shown_frames.append(_own(kept.filter(pl.col("_row").is_in(shown.implode())).select(view)))
-        if dropped.height:
-            out.drop(
-                dropped.select(*batch.columns, pl.lit("contaminated").alias("drop_reason"), "drop_detail")
-            )
-            flagged_frames.append(_own(dropped.select(view)))
-    schema = {"row": pl.Int64, "uid": pl.String, "text": pl.String}
-    return tuple(  # type: ignore[return-value]
-        pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-        for frames in (flagged_frames, shown_frames)
     )

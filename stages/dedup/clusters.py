@@ -17,7 +17,7 @@ import polars as pl
 
 from stages.dedup import pair_check
 from stages.dedup.policy import choose_keepers, dedup_plan
-from stages.store import read_shards
+from stages.store import read_shards, take_rows
 from stages.text import math_text, number_key
 
 
@@ -75,18 +75,6 @@ def iter_texts(
     """The text compared for similarity, batch by batch in input order (math-normalised if asked)."""
     for batch in read_shards(input_dir, columns=[field], batch_rows=batch_rows):
         yield batch.select(_text_expr(field, normalize_math)).to_series()
-
-
-def take_rows(input_dir: Path, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
-    """`idx` plus `columns` of the given row indices, in the order given, in one streaming pass."""
-    wanted = pl.Series("idx", np.asarray(rows, dtype=np.int64))
-    parts, offset = [], 0
-    for batch in read_shards(input_dir, columns=columns):
-        numbered = batch.with_row_index("idx", offset=offset).with_columns(pl.col("idx").cast(pl.Int64))
-        parts.append(numbered.filter(pl.col("idx").is_in(wanted.implode())))
-        offset += batch.height
-    found = pl.concat(parts) if parts else pl.DataFrame(schema={"idx": pl.Int64})
-    return wanted.to_frame().join(found, on="idx", how="left", maintain_order="left")
 
 
 def read_rows(input_dir: Path, field: str, rows: np.ndarray, normalize_math: bool = False) -> pl.Series:
