@@ -21,7 +21,8 @@ from stages.runner import StepResult, run_steps
 from stages.store import read_shards
 
 REPO = Path(__file__).resolve().parents[1]
-TIMING_KEYS = {"seconds", "workers"}
+# what differs from run to run without changing the result: timings, workers, whether an index came from its cache
+TIMING_KEYS = {"seconds", "workers", "cached"}
 
 
 def rows(directory: Path) -> pl.DataFrame:
@@ -30,7 +31,7 @@ def rows(directory: Path) -> pl.DataFrame:
 
 
 def without_timings(value):
-    """A report with its timings (which differ from run to run) left out."""
+    """A report with its timings and cache states (which differ from run to run) left out."""
     if isinstance(value, dict):
         return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
     if isinstance(value, list):
