@@ -60,9 +60,11 @@ def build_dataset(
     data_dir: str | None = None,
     engine: str = "local",
     workers: int | None = None,
+    teacher: str | None = None,
 ) -> dict[str, Any]:
-    """Validate the recipe, collect its sources, run its stages in order; returns the manifest."""
-    recipe = load_recipe(Path(recipe_file), data_dir)
+    """Validate the recipe, collect its sources, run its stages in order; returns the manifest.
+    `teacher` (`cpu`, `openai:MODEL`) replaces every model the recipe names (Recipe.with_teacher)."""
+    recipe = load_recipe(Path(recipe_file), data_dir).with_teacher(teacher)
     validate_recipe(recipe)
     target = Path(run_dir) if run_dir else Path("runs") / recipe.name
     return run_recipe(recipe, target, limit=limit, recipe_file=recipe_file, engine=engine, workers=workers)

@@ -51,6 +51,10 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="validate and print the plan; run nothing")
     ] = False,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="every teacher, judge and student: `cpu` or `openai:MODEL` (OPENAI_BASE_URL/KEY)"),
+    ] = None,
 ) -> None:
     """Run a recipe end to end and print the stage summary (and runs/<run>/run.log)."""
     from flows.build import build_dataset
@@ -58,7 +62,7 @@ def run(
     from flows.recipe import load_recipe, validate_recipe
     from flows.summary import print_summary
 
-    loaded = load_recipe(recipe, data_dir)
+    loaded = load_recipe(recipe, data_dir).with_teacher(teacher)
     validate_recipe(loaded)
     target = run_dir or Path("runs") / loaded.name
     if dry_run:
@@ -71,7 +75,13 @@ def run(
         say(f"[bold]longcot run[/bold] {recipe} → {target} (engine {engine})")
         with console.status(f"running {recipe} into {target} …"):
             manifest = build_dataset(
-                str(recipe), str(target), limit=limit, data_dir=data_dir, engine=engine, workers=workers
+                str(recipe),
+                str(target),
+                limit=limit,
+                data_dir=data_dir,
+                engine=engine,
+                workers=workers,
+                teacher=teacher,
             )
         print_summary(manifest, target)
 
