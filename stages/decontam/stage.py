@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from stages.decontam.config import DecontamConfig
+from stages.decontam.fuzzy import string_hits
 from stages.decontam.ngram import NgramIndex, evidence_span, missing_numbers, score_pairs
 from stages.decontam.registry import BenchmarkSet, load_benchmarks
 from stages.decontam.report import summarise
@@ -25,7 +26,7 @@ from stages.records import to_json
 from stages.store import StageWriter, read_shards, shard_paths
 from stages.text import canonical_text
 
-METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
+METHOD_RANK = {"ngram": 0, "digitless": 1, "fuzzy": 2, "embedding": 3, "llm": 4}
 TEXT_CHARS = 400
 DOC_SEED = 0xD0C
 NUM_SEED = 0x4E55
@@ -127,6 +128,11 @@ def run_with(
     if emb_index is not None:
         emb_hits, near["embedding"], judged = _embedding_hits(neighbours, items, config, judge, hits)
         hits.append(emb_hits)
+    if {"fuzzy", "digitless"} & set(config.methods):
+        problems = items["problem"].to_list()
+        hits.append(
+            string_hits(input_dir, config.field, config.methods, problems, config.fuzzy, config.batch_rows)
+        )
     all_hits = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
     all_hits = all_hits.join(
         items.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("item"), "benchmark", "benchmark_id"),
