@@ -48,6 +48,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.export.layout import SETS, Sets, SplitCounts, write_export_readme
+from stages.export.markers import Markers, assistant_turn
 from stages.export.select import SelectConfig, choose, has_reasoning, trace_length, unit_interval
 from stages.export.tokens import TokenCounter, TokenSummary, length_stats, token_counter
 from stages.stage import Context, Decision, Details, GlobalStage, Plan, ReduceContext, Unit, apply_plan
@@ -79,6 +80,9 @@ class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["messages", "sharegpt"] = Field("messages", description="layout of the SFT set")
+    markers: Markers = Field(
+        "think", description="reasoning markers: think (<think>) or thought_solution (OpenThoughts/Sky-T1)"
+    )
     system: str | None = Field(None, description="system prompt of every SFT conversation")
     instructions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_INSTRUCTIONS),
@@ -117,16 +121,6 @@ def sharegpt_turn(speaker: str, value: pl.Expr) -> pl.Expr:
     return pl.struct(pl.lit(speaker).alias("from"), value.alias("value"))
 
 
-def assistant_turn() -> pl.Expr:
-    """R1-style: the reasoning inside <think> tags, then the final response."""
-    return pl.concat_str(
-        pl.lit("<think>\n"),
-        pl.col("reasoning").fill_null(""),
-        pl.lit("\n</think>\n\n"),
-        pl.col("response").fill_null(""),
-    )
-
-
 def ground_truth() -> pl.Expr:
     return pl.coalesce(pl.col("answer"), pl.when(pl.col("domain") == "code").then(pl.col("tests")))
 
@@ -135,20 +129,27 @@ def conversation(config: ExportConfig, traces: bool) -> list[pl.Expr]:
     """The SFT conversation column(s) in the configured layout."""
     user = pl.col("prompt_text")
     if config.format == "sharegpt":
-        turns = [sharegpt_turn("human", user), *([sharegpt_turn("gpt", assistant_turn())] if traces else [])]
+        turns = [
+            sharegpt_turn("human", user),
+            *([sharegpt_turn("gpt", assistant_turn(config.markers))] if traces else []),
+        ]
         return [
             pl.concat_list(turns).alias("conversations"),
             pl.lit(config.system, pl.String).alias("system"),
         ]
     system = [message("system", pl.lit(config.system))] if config.system else []
-    turns = [*system, message("user", user), *([message("assistant", assistant_turn())] if traces else [])]
+    turns = [
+        *system,
+        message("user", user),
+        *([message("assistant", assistant_turn(config.markers))] if traces else []),
+    ]
     return [pl.concat_list(turns).alias("messages")]
 
 
 def conversation_text(config: ExportConfig, traces: bool) -> pl.Expr:
     """Every turn's text, for token counting (no chat template: that is the trainer's)."""
     parts = [pl.lit(config.system or ""), pl.col("prompt_text")]
-    return pl.concat_str([*parts, assistant_turn()] if traces else parts, separator="\n")
+    return pl.concat_str([*parts, assistant_turn(config.markers)] if traces else parts, separator="\n")
 
 
 def sft_rows(batch: pl.DataFrame, config: ExportConfig, traces: bool) -> pl.DataFrame:
