@@ -171,6 +171,22 @@ def load_recipe(path: Path, data_dir: str | None = None) -> Recipe:
         raise RecipeError(format_errors(path, exc)) from None
 
 
+def label_problems(steps: list[tuple[str, BaseModel]]) -> list[str]:
+    """An export that balances its budget by a label column (s1: msc) needs a `classify` step that adds
+    that column before it."""
+    problems, labels = [], set()
+    for index, (name, config) in enumerate(steps):
+        if name == "classify":
+            labels.add(config.column)  # type: ignore[attr-defined]
+        budget = config.select.budget if name == "export" else None  # type: ignore[attr-defined]
+        if budget is not None and budget.balance_by not in {"domain", "source", *labels}:
+            problems.append(
+                f"stages.{index} (export): select.budget.balance_by is {budget.balance_by!r}, a column no "
+                f"earlier step adds: put a `classify` step with `column: {budget.balance_by}` before it"
+            )
+    return problems
+
+
 def validate_recipe(recipe: Recipe) -> None:
     """Everything that can be checked before any work, all at once: missing source files, field paths
     that match nothing, and what each stage checks of its config (unknown benchmarks, a missing
@@ -186,6 +202,7 @@ def validate_recipe(recipe: Recipe) -> None:
                 check_fields(spec)
             except (SourceError, ValueError, OSError) as exc:
                 problems.append(str(exc))
+    problems += label_problems(recipe.steps())
     for index, (name, config) in enumerate(recipe.steps()):
         try:
             STAGES[name].check(config)

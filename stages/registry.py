@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from stages.classify import Classify
 from stages.collect.stage import Collect
 from stages.decontam import DecontamConfig
 from stages.decontam import run as decontam_run
@@ -39,6 +40,7 @@ STAGES: dict[str, Stage] = {
         Generate(),
         Verify(),
         PassRate(),
+        Classify(),
         Export(),
     ]
 }

@@ -197,9 +197,9 @@ def with_optional(batch: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def lean_index(batch: pl.DataFrame) -> pl.DataFrame:
+def lean_index(batch: pl.DataFrame, config: ExportConfig | None = None) -> pl.DataFrame:
     """What the reduce decides on, per row: uid, has_truth; and for traces sample, correct, length,
-    has_reasoning, domain, source (never the texts)."""
+    has_reasoning, domain, source and the budget's balance column (never the texts)."""
     truth = ground_truth().is_not_null().alias("has_truth")
     if "response" not in batch.columns:
         return batch.select("uid", truth)
@@ -213,7 +213,21 @@ def lean_index(batch: pl.DataFrame) -> pl.DataFrame:
         has_reasoning().alias("has_reasoning"),
         "domain",
         "source",
+        *balance_columns(batch, config),
     )
+
+
+def balance_columns(batch: pl.DataFrame, config: ExportConfig | None) -> list[str]:
+    """The budget's balance column when it is not domain/source (a label a `classify` step added)."""
+    budget = config.select.budget if config is not None else None
+    if budget is None or budget.balance_by in ("domain", "source"):
+        return []
+    if budget.balance_by not in batch.columns:
+        raise ValueError(
+            f"export: select.budget.balance_by is {budget.balance_by!r} but the input rows have no such "
+            "column (add a `classify` step with that `column:` before the export)"
+        )
+    return [budget.balance_by]
 
 
 def row_plan(index: pl.DataFrame, config: ExportConfig) -> pl.DataFrame:
@@ -290,7 +304,7 @@ class Export(GlobalStage[ExportConfig]):
             yield with_optional(batch)
 
     def summarize(self, batch: pl.DataFrame, config: ExportConfig, ctx: Context) -> pl.DataFrame:
-        return lean_index(batch)
+        return lean_index(batch, config)
 
     def reduce(self, parts: list[Any], config: ExportConfig, ctx: ReduceContext) -> Plan:
         index = (
