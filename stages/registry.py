@@ -17,6 +17,7 @@ from stages.dedup.minhash import MinhashDedup
 from stages.engine import Engine
 from stages.export import Export
 from stages.generate import Generate
+from stages.gradable import Gradable
 from stages.legacy import legacy_stage
 from stages.passrate import PassRate
 from stages.runner import Step, load_report, run_step
@@ -28,6 +29,7 @@ COLLECT = Collect()
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in [
+        Gradable(),
         ExactDedup(),
         MinhashDedup(),
         EmbeddingDedup(),
