@@ -38,7 +38,10 @@ def resolve(steps: list, path: str) -> Any:
     assert head == "stages", f"only stages.* paths are cited: {path}"
     value: Any = steps[int(index)][1]
     for part in rest:
-        value = value[int(part)] if isinstance(value, list) else getattr(value, part, None)
+        if isinstance(value, list):
+            value = value[int(part)]
+        else:
+            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
     return value
 
 
