@@ -106,10 +106,28 @@ def test_recipe_runs_end_to_end_against_the_fake_server(name, shared_data, tmp_p
         result = CliRunner().invoke(app, [*args, "--data-dir", str(shared_data), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     sets = outputs(run_dir)
-    assert sets, f"{name}: no SFT or RL set written ({sorted(p.name for p in run_dir.iterdir())})"
+    filled = sorted(path.split("/")[0] + "/" + path.split("/")[1] for path, rows in sets.items() if rows)
+    assert filled == EXPECTED[name], f"{name}: non-empty sets {filled}, all sets {sets}"
     for path in sets:
         frame = pl.read_parquet(run_dir / path)
         if "/sft/" in path and frame.height:
             assert {"messages"} <= set(frame.columns) or {"conversations"} <= set(frame.columns)
         if "/rl/" in path and frame.height:
             assert {"data_source", "prompt", "reward_model", "extra_info"} <= set(frame.columns)
+    if name == "openthoughts":
+        turn = pl.read_parquet(run_dir / "07-export/sft/train")["conversations"][0][1]["value"]
+        assert turn.startswith("<|begin_of_thought|>") and turn.endswith("<|end_of_solution|>")
+    if name == "skywork_or1":
+        rates = pl.read_parquet(run_dir / "06-export/rl/train")["extra_info"].struct.field("pass_rate")
+        assert rates.is_not_null().all() and rates.is_between(0.0625, 0.9375).all()
+
+
+# the export stages of each recipe; each writes an SFT and an RL set, both non-empty when the oracle's
+# teacher is right and students are right half the time (s1's short-budget students never)
+EXPECTED = {
+    "openthoughts": ["07-export/rl", "07-export/sft"],
+    "light_r1": ["07-export/rl", "07-export/sft", "09-export/rl", "09-export/sft"],
+    "deepscaler": ["06-export/rl", "06-export/sft"],
+    "skywork_or1": ["06-export/rl", "06-export/sft"],
+    "s1": ["09-export/rl", "09-export/sft"],
+}
