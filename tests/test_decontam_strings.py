@@ -45,7 +45,6 @@ def test_digitless_flags_changed_numbers_and_formatting_only(math500):
     hits = digitless_hits([renumbered, spaced, other, "123 + 456 = ?"], math500, offset=10)
     assert {(r, i) for r, i in zip(hits["row"], hits["item"], strict=True)} >= {(10, index), (11, index)}
     assert not {12, 13} & set(hits["row"]), "an extra sentence is another text; digits alone never match"
-    assert set(hits["method"]) == {"digitless"}
     # Light-R1's key is blind to short texts: "What is 2+2?" and MATH-500's "What is $1^{(2^{235423523})}$?"
     # both reduce to "whatis" (why the recipes run it with the n-gram check, never alone on short rows)
     assert digitless_hits(["What is 2+2?"], math500).height >= 1

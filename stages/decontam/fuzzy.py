@@ -9,8 +9,8 @@
   Light-R1 does (Qihoo360/Light-R1, decontaminate/character_matching.py `clean_text`): the same
   problem with other numbers is caught; a text that is only digits and punctuation never matches.
 
-Both return hits in the decontamination stage's hit schema (row, item, method, score, shared,
-evidence), so the stage merges them with its n-gram and embedding hits.
+Both return (row, item, score) pairs; the stage turns them into hits with the item's text as evidence,
+as it does for its embedding and LLM methods.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from rapidfuzz import fuzz, process
 
 from stages.store import read_shards
 
-EVIDENCE_CHARS = 400
 BLOCK_ROWS = 2_000  # training rows scored against every item at once (BLOCK_ROWS x items floats)
+EMPTY = pl.DataFrame(schema={"row": pl.Int64, "item": pl.Int32, "score": pl.Float64})
 
 
 class FuzzyConfig(BaseModel):
@@ -38,8 +38,8 @@ class FuzzyConfig(BaseModel):
 
 
 def fuzzy_hits(texts: list[str], items: list[str], config: FuzzyConfig, offset: int = 0) -> pl.DataFrame:
-    """(row, item, score, ...) for every pair with fuzz.ratio >= threshold; rows numbered from `offset`."""
-    frames = []
+    """(row, item, score in [0, 1]) for every pair with fuzz.ratio >= threshold; rows from `offset`."""
+    frames = [EMPTY]
     for start in range(0, len(texts), BLOCK_ROWS):
         block = texts[start : start + BLOCK_ROWS]
         scores = process.cdist(
@@ -55,12 +55,7 @@ def fuzzy_hits(texts: list[str], items: list[str], config: FuzzyConfig, offset: 
                 }
             )
         )
-    found = (
-        pl.concat(frames)
-        if frames
-        else pl.DataFrame(schema={"row": pl.Int64, "item": pl.Int32, "score": pl.Float64})
-    )
-    return _as_hits(found, "fuzzy", pl.Series(items, dtype=pl.String))
+    return pl.concat(frames)
 
 
 def digitless_key(text: pl.Expr) -> pl.Expr:
@@ -69,55 +64,34 @@ def digitless_key(text: pl.Expr) -> pl.Expr:
 
 
 def digitless_hits(texts: list[str], items: list[str], offset: int = 0) -> pl.DataFrame:
-    """Every (row, item) whose digit-stripped keys are equal (and not empty)."""
+    """(row, item, score 1.0) for every pair whose digit-stripped keys are equal (and not empty)."""
     train = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_row_index("row")
     bench = pl.DataFrame({"text": items}, schema={"text": pl.String}).with_row_index("item")
     keyed = [
         f.with_columns(digitless_key(pl.col("text")).alias("key")).filter(pl.col("key") != "")
         for f in (train, bench)
     ]
-    found = (
-        keyed[0]
-        .select("row", "key")
-        .join(keyed[1].select("item", "key"), on="key")
-        .select(
-            (pl.col("row").cast(pl.Int64) + offset).alias("row"),
-            pl.col("item").cast(pl.Int32),
-            pl.lit(1.0).alias("score"),
-        )
-    )
-    return _as_hits(found, "digitless", pl.Series(items, dtype=pl.String))
-
-
-def _as_hits(found: pl.DataFrame, method: str, items: pl.Series) -> pl.DataFrame:
+    found = keyed[0].select("row", "key").join(keyed[1].select("item", "key"), on="key")
     return found.select(
-        "row",
-        "item",
-        pl.lit(method).alias("method"),
-        "score",
-        pl.lit(None, dtype=pl.Int64).alias("shared"),
-        items.gather(found["item"]).str.slice(0, EVIDENCE_CHARS).alias("evidence"),
+        (pl.col("row").cast(pl.Int64) + offset).alias("row"),
+        pl.col("item").cast(pl.Int32),
+        pl.lit(1.0).alias("score"),
     )
 
 
 def string_hits(
-    input_dir: Path, field: str, methods: list[str], items: list[str], config: FuzzyConfig, batch_rows: int
+    input_dir: Path, field: str, method: str, items: list[str], config: FuzzyConfig, batch_rows: int
 ) -> pl.DataFrame:
-    """The fuzzy and digitless hits of a stage input (rows numbered in read order, as the stage does)."""
-    frames, offset = [], 0
+    """(row, item, score) of one method (`fuzzy` or `digitless`) over a stage input, rows numbered in
+    read order as the stage numbers them."""
+    frames, offset = [EMPTY], 0
     for batch in read_shards(input_dir, columns=[field], batch_rows=batch_rows):
         texts = batch[field].cast(pl.String).fill_null("").to_list()
-        if "fuzzy" in methods:
-            frames.append(fuzzy_hits(texts, items, config, offset))
-        if "digitless" in methods:
-            frames.append(digitless_hits(texts, items, offset))
-        offset += batch.height
-    return (
-        pl.concat(frames)
-        if frames
-        else _as_hits(
-            pl.DataFrame(schema={"row": pl.Int64, "item": pl.Int32, "score": pl.Float64}),
-            "fuzzy",
-            pl.Series([], dtype=pl.String),
+        found = (
+            fuzzy_hits(texts, items, config, offset)
+            if method == "fuzzy"
+            else digitless_hits(texts, items, offset)
         )
-    )
+        frames.append(found)
+        offset += batch.height
+    return pl.concat(frames)

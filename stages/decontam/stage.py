@@ -128,10 +128,12 @@ def run_with(
     if emb_index is not None:
         emb_hits, near["embedding"], judged = _embedding_hits(neighbours, items, config, judge, hits)
         hits.append(emb_hits)
-    if {"fuzzy", "digitless"} & set(config.methods):
-        problems = items["problem"].to_list()
+    for method in [m for m in config.methods if m in ("fuzzy", "digitless")]:
+        found = string_hits(
+            input_dir, config.field, method, items["problem"].to_list(), config.fuzzy, config.batch_rows
+        )
         hits.append(
-            string_hits(input_dir, config.field, config.methods, problems, config.fuzzy, config.batch_rows)
+            _scored_hits(found, method, items["problem"].gather(found["item"]).str.slice(0, TEXT_CHARS))
         )
     all_hits = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
     all_hits = all_hits.join(
