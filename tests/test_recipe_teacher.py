@@ -87,3 +87,18 @@ def test_no_teacher_is_the_recipe_itself(shared_data):
     assert recipe.with_teacher("cpu").model_dump() == recipe.model_dump(), (
         "quickstart already runs on the CPU"
     )
+
+
+def test_cli_teacher_option_reaches_the_plan(shared_data):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    recipe = RECIPES / "s1.yaml"
+    args = ["run", str(recipe), "--dry-run", "--data-dir", str(shared_data), "--teacher", "openai:my-teacher"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "my-teacher" in out and "gemini" not in out and "Qwen2.5-7B" not in out
+    bad = CliRunner().invoke(app, [*args[:-1], "gpu"])
+    assert bad.exit_code != 0 and "--teacher" in bad.output
