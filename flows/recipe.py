@@ -74,7 +74,8 @@ class Recipe(BaseModel):
 
     def with_teacher(self, spec: str | None) -> Recipe:
         """This recipe with every model it names (generate's teacher, verify's and decontaminate's
-        judges, pass_rate's students) replaced by `spec`: `cpu` or `openai:MODEL` (see teacher_llm)."""
+        judges, pass_rate's students, classify's labeller) replaced by `spec`: `cpu` or `openai:MODEL`
+        (see teacher_llm)."""
         if spec is None:
             return self
         raw = self.model_dump(mode="json", exclude_unset=True)
