@@ -61,10 +61,12 @@ def build_dataset(
     engine: str | None = None,
     workers: int | None = None,
     address: str | None = None,
+    teacher: str | None = None,
 ) -> dict[str, Any]:
     """Validate the recipe, collect its sources, run its stages in order; returns the manifest.
-    `engine`, `workers`, `address` override the recipe's `engine:` block."""
-    recipe = load_recipe(Path(recipe_file), data_dir)
+    `engine`, `workers`, `address` override the recipe's `engine:` block; `teacher` (`cpu`,
+    `openai:MODEL`) replaces every model the recipe names (Recipe.with_teacher)."""
+    recipe = load_recipe(Path(recipe_file), data_dir).with_teacher(teacher)
     validate_recipe(recipe)
     target = Path(run_dir) if run_dir else Path("runs") / recipe.name
     return run_recipe(recipe, target, limit, recipe_file, engine=engine, workers=workers, address=address)

@@ -58,6 +58,10 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="validate and print the plan; run nothing")
     ] = False,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="every teacher, judge and student: `cpu` or `openai:MODEL` (OPENAI_BASE_URL/KEY)"),
+    ] = None,
 ) -> None:
     """Run a recipe end to end and print the stage summary (and runs/<run>/run.log)."""
     from flows.build import build_dataset
@@ -65,7 +69,7 @@ def run(
     from flows.recipe import load_recipe, validate_recipe
     from flows.summary import print_summary
 
-    loaded = load_recipe(recipe, data_dir)
+    loaded = load_recipe(recipe, data_dir).with_teacher(teacher)
     validate_recipe(loaded)
     target = run_dir or Path("runs") / loaded.name
     if dry_run:
@@ -90,6 +94,7 @@ def run(
                 engine=engine,
                 workers=workers,
                 address=address,
+                teacher=teacher,
             )
         print_summary(manifest, target)
 

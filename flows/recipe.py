@@ -89,12 +89,55 @@ class Recipe(BaseModel):
         ]
         return CollectConfig(sources=sources, **self.collect.model_dump())
 
+    def with_teacher(self, spec: str | None) -> Recipe:
+        """This recipe with every model it names (generate's teacher, verify's and decontaminate's
+        judges, pass_rate's students, classify's labeller) replaced by `spec`: `cpu` or `openai:MODEL`
+        (see teacher_llm)."""
+        if spec is None:
+            return self
+        raw = self.model_dump(mode="json", exclude_unset=True)
+        for step in raw.get("stages", []):
+            for block in (step, step.get("judge"), step.get("student")):
+                if isinstance(block, dict) and isinstance(block.get("llm"), dict):
+                    block["llm"] = teacher_llm(spec, block["llm"])
+        return Recipe.model_validate(raw)
+
     def steps(self) -> list[tuple[str, BaseModel]]:
         """(kind, stage config) per step, the config as the stage's own model (no `stage` key)."""
         return [
             (step.stage, STAGES[step.stage].Config.model_validate(step.model_dump(exclude={"stage"})))
             for step in self.stages
         ]
+
+
+# `--teacher cpu`: the quickstart's CPU model and its small settings (flows/recipes/quickstart.yaml)
+CPU_TEACHER: dict[str, Any] = {
+    "backend": "local",
+    "model": "qwen2.5-coder-0.5b",
+    "max_tokens": 512,
+    "temperature": 0.7,
+    "local_parallel": 4,
+}
+# what the recipe's own model had that belongs to that model only, not to the replacement
+_MODEL_OWN = ("base_url", "prices", "extra_body", "max_tokens_param", "mode", "vllm_engine_args")
+
+
+def teacher_llm(spec: str, llm: dict[str, Any]) -> dict[str, Any]:
+    """One `llm:` block with its model replaced: `cpu` (the quickstart's CPU model) or `openai:MODEL`
+    (OPENAI_BASE_URL / OPENAI_API_KEY from the environment). The recipe's sampling plan stays (n,
+    and for openai temperature, top_p and max_tokens); what was specific to the old model goes."""
+    kept = {k: v for k, v in llm.items() if k not in _MODEL_OWN}
+    if spec == "cpu":
+        return kept | CPU_TEACHER
+    backend, _, model = spec.partition(":")
+    if backend != "openai" or not model:
+        raise RecipeError(f"--teacher: expected `cpu` or `openai:MODEL`, got {spec!r}")
+    return kept | {
+        "backend": "openai",
+        "model": model,
+        "base_url_env": "OPENAI_BASE_URL",
+        "api_key_env": "OPENAI_API_KEY",
+    }
 
 
 def _substitute(value: Any, variables: dict[str, str], where: str) -> Any:
@@ -146,6 +189,22 @@ def load_recipe(path: Path, data_dir: str | None = None) -> Recipe:
         raise RecipeError(format_errors(path, exc)) from None
 
 
+def label_problems(steps: list[tuple[str, BaseModel]]) -> list[str]:
+    """An export that balances its budget by a label column (s1: msc) needs a `classify` step that adds
+    that column before it."""
+    problems, labels = [], set()
+    for index, (name, config) in enumerate(steps):
+        if name == "classify":
+            labels.add(config.column)  # type: ignore[attr-defined]
+        budget = config.select.budget if name == "export" else None  # type: ignore[attr-defined]
+        if budget is not None and budget.balance_by not in {"domain", "source", *labels}:
+            problems.append(
+                f"stages.{index} (export): select.budget.balance_by is {budget.balance_by!r}, a column no "
+                f"earlier step adds: put a `classify` step with `column: {budget.balance_by}` before it"
+            )
+    return problems
+
+
 def validate_recipe(recipe: Recipe) -> None:
     """Everything that can be checked before any work, all at once: missing source files, field paths
     that match nothing, and what each stage checks of its config (unknown benchmarks, a missing
@@ -161,6 +220,7 @@ def validate_recipe(recipe: Recipe) -> None:
                 check_fields(spec)
             except (SourceError, ValueError, OSError) as exc:
                 problems.append(str(exc))
+    problems += label_problems(recipe.steps())
     for index, (name, config) in enumerate(recipe.steps()):
         try:
             STAGES[name].check(config)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from stages.classify import Classify
 from stages.collect.stage import Collect
 from stages.decontam import Decontaminate
 from stages.dedup.embedding import EmbeddingDedup
@@ -14,6 +15,7 @@ from stages.dedup.minhash import MinhashDedup
 from stages.engine import Engine
 from stages.export import Export
 from stages.generate import Generate
+from stages.gradable import Gradable
 from stages.passrate import PassRate
 from stages.runner import Step, load_report, run_step
 from stages.stage import Stage, StageReport
@@ -24,6 +26,7 @@ COLLECT = Collect()
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in [
+        Gradable(),
         ExactDedup(),
         MinhashDedup(),
         EmbeddingDedup(),
@@ -31,6 +34,7 @@ STAGES: dict[str, Stage] = {
         Generate(),
         Verify(),
         PassRate(),
+        Classify(),
         Export(),
     ]
 }

@@ -60,6 +60,8 @@ class FakeOpenAI:
     answer_fn: Callable[[str], str] | None = None  # the final answer for a prompt (a judge's reply)
     # the final answer for (prompt, sample index): a student whose samples disagree
     sample_answer_fn: Callable[[str, int], str] | None = None
+    # the final answer for (request body, prompt, sample index): a server whose models differ (by body)
+    request_answer_fn: Callable[[dict, str, int], str] | None = None
     attempts: Counter = field(default_factory=Counter)
     answered: Counter = field(default_factory=Counter)
     faults_sent: Counter = field(default_factory=Counter)
@@ -271,7 +273,9 @@ class FakeOpenAI:
 
     def _choice(self, index: int, prompt: str, truncated: bool, body: dict, sample: int = 0) -> dict:
         thinking = f"Let me think about: {prompt[:60]!r}. Step one, step two."
-        if self.sample_answer_fn is not None:
+        if self.request_answer_fn is not None:
+            answer = self.request_answer_fn(body, prompt, sample)
+        elif self.sample_answer_fn is not None:
             answer = self.sample_answer_fn(prompt, sample)
         elif self.answer_fn is not None:
             answer = self.answer_fn(prompt)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows.cli_verify import LABELLED_GENERATION_FIELDS, read_records, to_generation_rows
-from flows.recipe import load_recipe
+from flows.recipe import load_recipe, validate_recipe
 from stages.collect import CollectConfig, SourceSpec
 from stages.engine import LocalEngine
 from stages.export import ExportConfig
@@ -272,16 +272,17 @@ def test_export_root_loads_with_datasets_one_config_per_set(tmp_path):
     assert "messages" in default.column_names, "sft is the default config"
 
 
-def test_msc_budget_fails_at_recipe_validation(tmp_path):
-    with pytest.raises(ValidationError, match="classifier"):
-        ExportConfig(select={"budget": {"problems": 10, "balance_by": "msc"}})
+def test_msc_budget_fails_at_recipe_validation_without_a_classify_step(tmp_path, shared_data):
     recipe = tmp_path / "r.yaml"
+    source = shared_data / "sources/gsm8k_train.jsonl"
     recipe.write_text(
-        "name: r\nsources: [{name: s, path: x.jsonl}]\n"
+        f"name: r\nsources: [{{name: s, path: {source}, preset: gsm8k_train}}]\n"
         "stages: [{stage: export, select: {budget: {problems: 10, balance_by: msc}}}]\n"
     )
-    with pytest.raises(ValueError, match=r"balance_by.*classifier"):
-        load_recipe(recipe)
+    with pytest.raises(ValueError, match=r"balance_by is 'msc'.*classify"):
+        validate_recipe(load_recipe(recipe))
+    with pytest.raises(ValidationError, match="balance_by"):
+        ExportConfig(select={"budget": {"problems": 10, "balance_by": "Not A Column"}})
 
 
 def stage_outputs(stage_dir: Path) -> dict[str, pl.DataFrame]:

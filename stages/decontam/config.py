@@ -11,10 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stages.decontam.fuzzy import FuzzyConfig
 from stages.decontam.registry import BenchmarkEntry
 from stages.llm import LLMConfig
 
-Method = Literal["ngram", "embedding", "llm"]
+Method = Literal["ngram", "embedding", "llm", "fuzzy", "digitless"]
 
 
 class Strict(BaseModel):
@@ -103,7 +104,7 @@ class JudgeConfig(Strict):
 
 class DecontamConfig(Strict):
     methods: list[Method] = Field(
-        ["ngram"], min_length=1, description="ngram, embedding, llm; combined with OR"
+        ["ngram"], min_length=1, description="ngram, embedding, llm, fuzzy, digitless; combined with OR"
     )
     benchmarks: list[str] = Field(default_factory=list, description="registry names; empty = all")
     benchmark_dir: Path | None = Field(
@@ -119,6 +120,7 @@ class DecontamConfig(Strict):
     ngram: NgramConfig = NgramConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     judge: JudgeConfig = JudgeConfig()
+    fuzzy: FuzzyConfig = FuzzyConfig()
     batch_rows: int = Field(25_000, ge=1_000, description="rows per streamed batch (two in flight)")
     threads: int = Field(
         2,

@@ -96,6 +96,8 @@ def _thresholds(config: Any) -> dict[str, Any]:
         out["embedding"] = {"model": config.embedding.model, "threshold": config.embedding.threshold}
     if "llm" in config.methods:
         out["llm"] = {"min_score": config.judge.min_score, "max_pairs": config.judge.max_pairs}
+    if "fuzzy" in config.methods:
+        out["fuzzy"] = {"threshold": config.fuzzy.threshold}
     return out
 
 

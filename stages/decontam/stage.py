@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from stages.decontam.config import DecontamConfig
+from stages.decontam.fuzzy import string_hits
 from stages.decontam.ngram import NgramIndex, evidence_spans, missing_numbers, score_pairs
 from stages.decontam.reference import load_reference
 from stages.decontam.registry import resource_files
@@ -32,7 +33,7 @@ from stages.records import detail_json
 from stages.stage import Context, Details, GlobalStage, Plan, ReduceContext
 from stages.store import read_shards, shard_columns, shard_paths, take_rows
 
-METHOD_RANK = {"ngram": 0, "embedding": 1, "llm": 2}
+METHOD_RANK = {"ngram": 0, "digitless": 1, "fuzzy": 2, "embedding": 3, "llm": 4}
 TEXT_CHARS = 400
 DOC_SEED = 0xD0C
 NUM_SEED = 0x4E55
@@ -185,6 +186,13 @@ def decontaminate(
     if emb_index is not None:
         emb_hits, near["embedding"], judged = _embedding_hits(neighbours, items, config, judge, hits)
         hits.append(emb_hits)
+    for method in [m for m in config.methods if m in ("fuzzy", "digitless")]:
+        found = string_hits(
+            input_dir, config.field, method, items["problem"].to_list(), config.fuzzy, config.batch_rows
+        ).filter(pl.col("item").is_in(np.flatnonzero(selected).tolist()))  # the audited benchmarks only
+        hits.append(
+            _scored_hits(found, method, items["problem"].gather(found["item"]).str.slice(0, TEXT_CHARS))
+        )
     all_hits = pl.concat(hits) if hits else pl.DataFrame(schema=HIT_SCHEMA)
     all_hits = all_hits.join(
         items.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("item"), "benchmark", "benchmark_id"),

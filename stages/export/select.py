@@ -6,9 +6,10 @@ Per problem (policy):
     all               every correct trace (m is ignored)
 Budget (s1-style, optional): N problems balanced over groups (domain or source) and weighted to longer
 reasoning: within each group problems are drawn without replacement with probability proportional to
-length ** length_weight (Efraimidis-Spirakis keys), and groups take turns, so every group gets the same share until it runs out. s1 balanced over MSC labels
-that an LLM assigned; `balance_by: msc` is refused at recipe validation until a recipe can configure
-that classifier.
+length ** length_weight (Efraimidis-Spirakis keys), and groups take turns, so every group gets the same
+share until it runs out. s1 balanced over MSC labels that an LLM assigned: a `classify` step (stages/
+classify.py) adds that label column, and `balance_by: msc` names it; a recipe that balances by a column
+no earlier step adds is refused at validation (flows.recipe.validate_recipe).
 
 With `require_reasoning` (the export's default for long-CoT sets) a correct trace whose reasoning is
 empty or whitespace is not eligible: it is dropped as `empty_reasoning` and the m traces are chosen
@@ -26,7 +27,7 @@ import hashlib
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from stages.records import detail_json
 
@@ -35,18 +36,12 @@ class BudgetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     problems: int = Field(gt=0, description="how many problems to keep")
-    balance_by: Literal["domain", "source"] = "domain"
+    balance_by: str = Field(
+        "domain",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="domain, source, or a label column a `classify` step added (s1: msc)",
+    )
     length_weight: float = Field(1.0, ge=0, description="selection weight = length ** this; 0 = uniform")
-
-    @field_validator("balance_by", mode="before")
-    @classmethod
-    def _no_msc(cls, value: object) -> object:
-        if value == "msc":
-            raise ValueError(
-                "`msc` (s1's Mathematics Subject Classification labels) needs an LLM classifier, which a "
-                "recipe cannot configure yet: balance by `domain` or `source`"
-            )
-        return value
 
 
 class SelectConfig(BaseModel):

@@ -48,6 +48,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.export.layout import SETS, Sets, SplitCounts, write_export_readme
+from stages.export.markers import Markers, assistant_turn
 from stages.export.select import SelectConfig, choose, has_reasoning, trace_length, unit_interval
 from stages.export.tokens import TokenCounter, TokenSummary, length_stats, token_counter
 from stages.stage import Context, Decision, Details, GlobalStage, Plan, ReduceContext, Unit, apply_plan
@@ -79,6 +80,9 @@ class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["messages", "sharegpt"] = Field("messages", description="layout of the SFT set")
+    markers: Markers = Field(
+        "think", description="reasoning markers: think (<think>) or thought_solution (OpenThoughts/Sky-T1)"
+    )
     system: str | None = Field(None, description="system prompt of every SFT conversation")
     instructions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_INSTRUCTIONS),
@@ -117,16 +121,6 @@ def sharegpt_turn(speaker: str, value: pl.Expr) -> pl.Expr:
     return pl.struct(pl.lit(speaker).alias("from"), value.alias("value"))
 
 
-def assistant_turn() -> pl.Expr:
-    """R1-style: the reasoning inside <think> tags, then the final response."""
-    return pl.concat_str(
-        pl.lit("<think>\n"),
-        pl.col("reasoning").fill_null(""),
-        pl.lit("\n</think>\n\n"),
-        pl.col("response").fill_null(""),
-    )
-
-
 def ground_truth() -> pl.Expr:
     return pl.coalesce(pl.col("answer"), pl.when(pl.col("domain") == "code").then(pl.col("tests")))
 
@@ -135,20 +129,27 @@ def conversation(config: ExportConfig, traces: bool) -> list[pl.Expr]:
     """The SFT conversation column(s) in the configured layout."""
     user = pl.col("prompt_text")
     if config.format == "sharegpt":
-        turns = [sharegpt_turn("human", user), *([sharegpt_turn("gpt", assistant_turn())] if traces else [])]
+        turns = [
+            sharegpt_turn("human", user),
+            *([sharegpt_turn("gpt", assistant_turn(config.markers))] if traces else []),
+        ]
         return [
             pl.concat_list(turns).alias("conversations"),
             pl.lit(config.system, pl.String).alias("system"),
         ]
     system = [message("system", pl.lit(config.system))] if config.system else []
-    turns = [*system, message("user", user), *([message("assistant", assistant_turn())] if traces else [])]
+    turns = [
+        *system,
+        message("user", user),
+        *([message("assistant", assistant_turn(config.markers))] if traces else []),
+    ]
     return [pl.concat_list(turns).alias("messages")]
 
 
 def conversation_text(config: ExportConfig, traces: bool) -> pl.Expr:
     """Every turn's text, for token counting (no chat template: that is the trainer's)."""
     parts = [pl.lit(config.system or ""), pl.col("prompt_text")]
-    return pl.concat_str([*parts, assistant_turn()] if traces else parts, separator="\n")
+    return pl.concat_str([*parts, assistant_turn(config.markers)] if traces else parts, separator="\n")
 
 
 def sft_rows(batch: pl.DataFrame, config: ExportConfig, traces: bool) -> pl.DataFrame:
@@ -196,9 +197,9 @@ def with_optional(batch: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def lean_index(batch: pl.DataFrame) -> pl.DataFrame:
+def lean_index(batch: pl.DataFrame, config: ExportConfig | None = None) -> pl.DataFrame:
     """What the reduce decides on, per row: uid, has_truth; and for traces sample, correct, length,
-    has_reasoning, domain, source (never the texts)."""
+    has_reasoning, domain, source and the budget's balance column (never the texts)."""
     truth = ground_truth().is_not_null().alias("has_truth")
     if "response" not in batch.columns:
         return batch.select("uid", truth)
@@ -212,7 +213,21 @@ def lean_index(batch: pl.DataFrame) -> pl.DataFrame:
         has_reasoning().alias("has_reasoning"),
         "domain",
         "source",
+        *balance_columns(batch, config),
     )
+
+
+def balance_columns(batch: pl.DataFrame, config: ExportConfig | None) -> list[str]:
+    """The budget's balance column when it is not domain/source (a label a `classify` step added)."""
+    budget = config.select.budget if config is not None else None
+    if budget is None or budget.balance_by in ("domain", "source"):
+        return []
+    if budget.balance_by not in batch.columns:
+        raise ValueError(
+            f"export: select.budget.balance_by is {budget.balance_by!r} but the input rows have no such "
+            "column (add a `classify` step with that `column:` before the export)"
+        )
+    return [budget.balance_by]
 
 
 def row_plan(index: pl.DataFrame, config: ExportConfig) -> pl.DataFrame:
@@ -289,7 +304,7 @@ class Export(GlobalStage[ExportConfig]):
             yield with_optional(batch)
 
     def summarize(self, batch: pl.DataFrame, config: ExportConfig, ctx: Context) -> pl.DataFrame:
-        return lean_index(batch)
+        return lean_index(batch, config)
 
     def reduce(self, parts: list[Any], config: ExportConfig, ctx: ReduceContext) -> Plan:
         index = (
