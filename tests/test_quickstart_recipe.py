@@ -1,0 +1,59 @@
+"""The quickstart recipe promises a long-CoT SFT set: checked on its resolved configs, no teacher run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.recipe import load_recipe
+from prompts.templates import load_template
+from stages.export import ExportConfig
+from stages.registry import run_stage
+
+RECIPE = Path(__file__).parents[1] / "flows" / "recipes" / "quickstart.yaml"
+
+
+def quickstart_export() -> ExportConfig:
+    configs = [config for kind, config in load_recipe(RECIPE).steps() if kind == "export"]
+    assert len(configs) == 1
+    return configs[0]
+
+
+def test_quickstart_export_refuses_empty_and_stub_reasoning(tmp_path):
+    config = quickstart_export()
+    assert config.require_reasoning, "the quickstart's SFT set is long-CoT"
+    assert config.min_reasoning_words > 1, "one echoed word is not reasoning"
+    stub, thought = "and", "48 / 2 = 24 clips in May, so 48 + 24 = 72 clips in all."
+    rows = pl.DataFrame(
+        {
+            "uid": ["p1", "p1", "p1"],
+            "sample": [0, 1, 2],
+            "model": ["t"] * 3,
+            "source": ["gsm8k_train"] * 3,
+            "domain": ["math"] * 3,
+            "problem": ["How many clips?"] * 3,
+            "answer": ["72"] * 3,
+            "reasoning": [None, stub, thought],
+            "response": [r"\boxed{72}"] * 3,
+            "correct": [True] * 3,
+        },
+        schema_overrides={"sample": pl.Int32},
+    )
+    (tmp_path / "in").mkdir()
+    rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
+    report = run_stage(
+        "export", tmp_path / "in", config.model_copy(update={"tokenizer": None}), tmp_path / "out"
+    )
+    assert report.drop_reasons == {"empty_reasoning": 2}
+    assert pl.read_parquet(tmp_path / "out" / "sft" / "train")["sample"].to_list() == [2]
+
+
+@pytest.mark.parametrize("name", ["teacher_math", "teacher_code"])
+def test_teacher_prompts_show_the_think_block_as_a_template(name):
+    """Named in a sentence ("inside <think> and </think> tags") a 0.5B model echoed the words as its
+    whole reasoning; shown as a block of its own lines, it writes its reasoning inside it."""
+    lines = load_template(name).text.splitlines()
+    assert "<think>" in lines and "</think>" in lines
+    assert lines.index("<think>") < lines.index("</think>") < lines.index("{problem}")
