@@ -53,7 +53,9 @@ def test_quickstart_export_refuses_empty_and_stub_reasoning(tmp_path):
 @pytest.mark.parametrize("name", ["teacher_math", "teacher_code"])
 def test_teacher_prompts_show_the_think_block_as_a_template(name):
     """Named in a sentence ("inside <think> and </think> tags") a 0.5B model echoed the words as its
-    whole reasoning; shown as a block of its own lines, it writes its reasoning inside it."""
+    whole reasoning; with a one-shot example whose reasoning sits in a block of its own lines, 7 of 8
+    samples reasoned inside the tags. The example comes before the problem, whole."""
     lines = load_template(name).text.splitlines()
-    assert "<think>" in lines and "</think>" in lines
-    assert lines.index("<think>") < lines.index("</think>") < lines.index("{problem}")
+    opened, closed = lines.index("<think>"), lines.index("</think>")
+    problem = next(i for i, line in enumerate(lines) if "{problem}" in line)
+    assert opened + 1 < closed < problem, "a non-empty example reasoning, then the problem"
