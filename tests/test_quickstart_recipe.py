@@ -11,6 +11,7 @@ from flows.recipe import load_recipe
 from prompts.templates import load_template
 from stages.export import ExportConfig
 from stages.registry import run_stage
+from tests.test_export import reasoning_traces
 
 RECIPE = Path(__file__).parents[1] / "flows" / "recipes" / "quickstart.yaml"
 
@@ -25,29 +26,15 @@ def test_quickstart_export_refuses_empty_and_stub_reasoning(tmp_path):
     config = quickstart_export()
     assert config.require_reasoning, "the quickstart's SFT set is long-CoT"
     assert config.min_reasoning_words > 1, "one echoed word is not reasoning"
-    stub, thought = "and", "48 / 2 = 24 clips in May, so 48 + 24 = 72 clips in all."
-    rows = pl.DataFrame(
-        {
-            "uid": ["p1", "p1", "p1"],
-            "sample": [0, 1, 2],
-            "model": ["t"] * 3,
-            "source": ["gsm8k_train"] * 3,
-            "domain": ["math"] * 3,
-            "problem": ["How many clips?"] * 3,
-            "answer": ["72"] * 3,
-            "reasoning": [None, stub, thought],
-            "response": [r"\boxed{72}"] * 3,
-            "correct": [True] * 3,
-        },
-        schema_overrides={"sample": pl.Int32},
-    )
+    rows = reasoning_traces()  # p1: empty, whitespace, the stub "and", then a real thought
     (tmp_path / "in").mkdir()
     rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
     report = run_stage(
         "export", tmp_path / "in", config.model_copy(update={"tokenizer": None}), tmp_path / "out"
     )
-    assert report.drop_reasons == {"empty_reasoning": 2}
-    assert pl.read_parquet(tmp_path / "out" / "sft" / "train")["sample"].to_list() == [2]
+    assert report.drop_reasons == {"empty_reasoning": 4, "incorrect": 1}
+    sft = pl.read_parquet(tmp_path / "out" / "sft" / "train")
+    assert sft.select("uid", "sample").rows() == [("p1", 3)], "not the stub, though it is shorter"
 
 
 @pytest.mark.parametrize("name", ["teacher_math", "teacher_code"])
