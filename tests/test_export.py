@@ -76,7 +76,7 @@ def test_verified_traces_become_think_messages_and_one_rl_row_per_problem(tmp_pa
             "domain": ["math"] * 3,
             "problem": ["What is 2+3?", "What is 2+3?", "Prove it."],
             "answer": ["5", "5", None],
-            "reasoning": ["2 plus 3 is 5.", "Maybe 6.", "Hmm."],
+            "reasoning": ["2 plus 3 is 5: two and three more make five.", "Maybe 6.", "Hmm."],
             "response": [r"\boxed{5}", r"\boxed{6}", "Done."],
             "correct": [True, False, None],
             "verifier": ["math", "math", "none"],
@@ -91,7 +91,10 @@ def test_verified_traces_become_think_messages_and_one_rl_row_per_problem(tmp_pa
     sft = pl.read_parquet(tmp_path / "out" / "sft" / "train")
     assert sft["messages"][0].to_list() == [
         {"role": "user", "content": "What is 2+3?"},
-        {"role": "assistant", "content": "<think>\n2 plus 3 is 5.\n</think>\n\n\\boxed{5}"},
+        {
+            "role": "assistant",
+            "content": "<think>\n2 plus 3 is 5: two and three more make five.\n</think>\n\n\\boxed{5}",
+        },
     ]
     rl = pl.read_parquet(tmp_path / "out" / "rl" / "train")
     assert rl["extra_info"].struct.field("uid").to_list() == ["p1"], "one RL row per problem with a truth"
@@ -110,7 +113,7 @@ def traces(problems: int = 40, samples: int = 3) -> pl.DataFrame:
             "domain": "math" if i % 2 else "code",
             "problem": f"Problem {i}",
             "answer": str(i),
-            "reasoning": "x" * (10 + 50 * s + i),
+            "reasoning": " ".join(["x"] * (10 + 50 * s + i)),  # words, as the long-CoT export counts
             "response": f"\\boxed{{{i}}}",
             "correct": not (s == 0 and i % 2),
             "completion_tokens": 10 + s,
@@ -149,7 +152,7 @@ def test_shortest_correct_sharegpt_split_and_shards(tmp_path):
     turn = sft.filter(pl.col("uid") == "u003").row(0, named=True)
     assert turn["system"] == "Be brief."
     assert [t["from"] for t in turn["conversations"]] == ["human", "gpt"]
-    assert turn["conversations"][1]["value"].startswith("<think>\n" + "x" * 63)
+    assert turn["conversations"][1]["value"].startswith("<think>\n" + " ".join(["x"] * 63))
     # splits are per problem, the same in SFT and RL, and stable: a second export agrees
     rl_val = pl.read_parquet(out / "rl" / "validation")["extra_info"].struct.field("uid")
     assert sorted(rl_val) == sorted(val["uid"]) and set(rl_val).isdisjoint(train["uid"])
@@ -196,21 +199,25 @@ def test_budget_balances_domains_and_prefers_long_reasoning(tmp_path):
     assert rl.height == 40, "the budget picks SFT traces; every problem stays in RL"
 
 
+THOUGHT = "One plus one: adding one more to one gives two."
+
+
 def reasoning_traces() -> pl.DataFrame:
-    """p1: the shortest correct trace has no reasoning (empty, then whitespace), a longer one thinks;
-    p2: its only correct trace has null reasoning (a non-reasoning teacher); p3: wrong, no reasoning."""
+    """p1: the shortest correct traces have no reasoning (empty, whitespace, the one-word stub "and" of a
+    small model echoing "<think> and </think>"), a longer one thinks; p2: its only correct trace has null
+    reasoning (a non-reasoning teacher); p3: wrong, no reasoning."""
     return pl.DataFrame(
         {
-            "uid": ["p1", "p1", "p1", "p2", "p3"],
-            "sample": [0, 1, 2, 0, 0],
-            "model": ["t"] * 5,
-            "source": ["gsm8k_train"] * 5,
-            "domain": ["math"] * 5,
-            "problem": ["1+1?", "1+1?", "1+1?", "2+2?", "3+3?"],
-            "answer": ["2", "2", "2", "4", "6"],
-            "reasoning": ["", " \n\t", "One plus one is two.", None, ""],
-            "response": [r"\boxed{2}", r"\boxed{2}", r"\boxed{2}", r"\boxed{4}", r"\boxed{7}"],
-            "correct": [True, True, True, True, False],
+            "uid": ["p1", "p1", "p1", "p1", "p2", "p3"],
+            "sample": [0, 1, 2, 3, 0, 0],
+            "model": ["t"] * 6,
+            "source": ["gsm8k_train"] * 6,
+            "domain": ["math"] * 6,
+            "problem": ["1+1?", "1+1?", "1+1?", "1+1?", "2+2?", "3+3?"],
+            "answer": ["2", "2", "2", "2", "4", "6"],
+            "reasoning": ["", " \n\t", "and", THOUGHT, None, ""],
+            "response": [r"\boxed{2}"] * 4 + [r"\boxed{4}", r"\boxed{7}"],
+            "correct": [True, True, True, True, True, False],
         },
         schema_overrides={"sample": pl.Int32},
     )
@@ -218,24 +225,36 @@ def reasoning_traces() -> pl.DataFrame:
 
 def test_long_cot_export_drops_empty_reasoning_and_picks_a_trace_that_thinks(tmp_path):
     report, out = export(tmp_path, reasoning_traces(), tokenizer=None)
-    assert report.drop_reasons == {"empty_reasoning": 3, "incorrect": 1}
-    assert (report.rows_in, report.rows_kept) == (5, 1)
+    assert report.drop_reasons == {"empty_reasoning": 4, "incorrect": 1}
+    assert (report.rows_in, report.rows_kept) == (6, 1)
     sft = pl.read_parquet(out / "sft" / "train")
-    assert sft.select("uid", "sample").rows() == [("p1", 2)], (
-        "the longer trace that thinks, not the empty one"
+    assert sft.select("uid", "sample").rows() == [("p1", 3)], (
+        "the longer trace that thinks, not the empty ones or the stub"
     )
-    assert "<think>\nOne plus one is two.\n</think>" in sft["messages"][0][-1]["content"]
-    detail = json.loads(pl.read_parquet(out / "dropped").filter(pl.col("uid") == "p2")["drop_detail"][0])
+    assert f"<think>\n{THOUGHT}\n</think>" in sft["messages"][0][-1]["content"]
+    dropped = pl.read_parquet(out / "dropped")
+    detail = json.loads(dropped.filter(pl.col("uid") == "p2")["drop_detail"][0])
     assert detail["has_reasoning"] is False and detail["require_reasoning"] is True
+    stub = json.loads(dropped.filter((pl.col("uid") == "p1") & (pl.col("sample") == 2))["drop_detail"][0])
+    assert (stub["reasoning_words"], stub["min_reasoning_words"]) == (1, 8)
     assert report.details.long_cot is True
     assert "long-CoT" in (out / "README.md").read_text()
     rl = pl.read_parquet(out / "rl" / "train")
     assert sorted(rl["extra_info"].struct.field("uid")) == ["p1", "p2", "p3"], "RL needs problems, not traces"
 
 
+def test_min_reasoning_words_sets_what_counts_as_reasoning(tmp_path):
+    report, out = export(tmp_path, reasoning_traces(), tokenizer=None, min_reasoning_words=1)
+    assert report.drop_reasons == {"empty_reasoning": 3, "not_selected": 1, "incorrect": 1}
+    sft = pl.read_parquet(out / "sft" / "train")
+    assert sft.select("uid", "sample").rows() == [("p1", 2)], "at 1 word the stub is the shortest that thinks"
+    with pytest.raises(ValidationError, match="min_reasoning_words"):
+        ExportConfig(min_reasoning_words=0)
+
+
 def test_short_cot_opt_out_keeps_empty_reasoning_and_says_so(tmp_path):
     report, out = export(tmp_path, reasoning_traces(), tokenizer=None, require_reasoning=False)
-    assert report.drop_reasons == {"not_selected": 2, "incorrect": 1}
+    assert report.drop_reasons == {"not_selected": 3, "incorrect": 1}
     sft = pl.read_parquet(out / "sft" / "train").sort("uid")
     assert sft.select("uid", "sample").rows() == [("p1", 0), ("p2", 0)]
     assert sft["messages"][0][-1]["content"].startswith("<think>\n\n</think>")

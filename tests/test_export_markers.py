@@ -11,12 +11,14 @@ from tests.test_export import export, traces
 
 
 def test_thought_solution_markers_in_sharegpt(tmp_path):
-    report, out = export(tmp_path, traces(4), format="sharegpt", markers="thought_solution", tokenizer=None)
+    rows = traces(4)
+    report, out = export(tmp_path, rows, format="sharegpt", markers="thought_solution", tokenizer=None)
     assert report.rows_kept == 4
     turn = pl.read_parquet(out / "sft" / "train").filter(pl.col("uid") == "u002").row(0, named=True)
     gpt = turn["conversations"][1]["value"]
+    shortest = rows.filter((pl.col("uid") == "u002") & (pl.col("sample") == 0))["reasoning"][0]
     assert gpt == (
-        "<|begin_of_thought|>\n\n" + "x" * 12 + "\n\n<|end_of_thought|>\n\n"
+        "<|begin_of_thought|>\n\n" + shortest + "\n\n<|end_of_thought|>\n\n"
         "<|begin_of_solution|>\n\n\\boxed{2}\n\n<|end_of_solution|>"
     )
     assert "<think>" not in gpt

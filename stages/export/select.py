@@ -11,11 +11,12 @@ share until it runs out. s1 balanced over MSC labels that an LLM assigned: a `cl
 classify.py) adds that label column, and `balance_by: msc` names it; a recipe that balances by a column
 no earlier step adds is refused at validation (flows.recipe.validate_recipe).
 
-With `require_reasoning` (the export's default for long-CoT sets) a correct trace whose reasoning is
-empty or whitespace is not eligible: it is dropped as `empty_reasoning` and the m traces are chosen
-among the others.
+With `require_reasoning` (the export's default for long-CoT sets) a correct trace whose reasoning has
+fewer than `min_reasoning_words` words (default 8; empty, whitespace, or a stub such as a small model
+echoing "<think> and </think>") is not eligible: it is dropped as `empty_reasoning` and the m traces are
+chosen among the others.
 
-All decisions are made on a lean index (idx, uid, sample, group, correct, length, has_reasoning), never
+All decisions are made on a lean index (idx, uid, sample, group, correct, length, reasoning_words), never
 on the texts: the export's map phase makes it, its reduce calls `choose`, and its apply phase streams
 the rows. Randomness comes from blake2b of (seed, uid[, sample]), not from polars' hash, whose values
 may change between versions.
@@ -69,9 +70,9 @@ def trace_length() -> pl.Expr:
     )
 
 
-def has_reasoning() -> pl.Expr:
-    """A trace with reasoning: something other than whitespace before the answer."""
-    return pl.col("reasoning").fill_null("").str.strip_chars().str.len_chars() > 0
+def reasoning_words() -> pl.Expr:
+    """Words (whitespace-separated runs) of reasoning before the answer; 0 for none."""
+    return pl.col("reasoning").fill_null("").str.count_matches(r"\S+").cast(pl.Int64)
 
 
 def _with_random(index: pl.DataFrame, salt: str, *keys: str) -> pl.Series:
@@ -79,11 +80,14 @@ def _with_random(index: pl.DataFrame, salt: str, *keys: str) -> pl.Series:
     return unit_interval(joined, salt)
 
 
-def choose(index: pl.DataFrame, config: SelectConfig, require_reasoning: bool) -> pl.DataFrame:
-    """index: idx (the input row), uid, sample, correct, length, has_reasoning, domain, source.
+def choose(
+    index: pl.DataFrame, config: SelectConfig, require_reasoning: bool, min_reasoning_words: int = 1
+) -> pl.DataFrame:
+    """index: idx (the input row), uid, sample, correct, length, reasoning_words, domain, source.
     Returns idx, drop_reason (null = selected), drop_detail; in no particular order."""
     correct = pl.col("correct").fill_null(False)
-    eligible = correct & (pl.col("has_reasoning") | pl.lit(not require_reasoning))
+    thinks = pl.col("reasoning_words") >= min_reasoning_words
+    eligible = correct & (thinks | pl.lit(not require_reasoning))
     order = "length" if config.policy == "shortest_correct" else "_u"
     ranked = (
         index.with_columns(_with_random(index, f"trace{config.seed}", "uid", "sample").alias("_u"))
@@ -120,8 +124,10 @@ def choose(index: pl.DataFrame, config: SelectConfig, require_reasoning: bool) -
                 per_problem=limit,
                 correct=pl.col("correct"),
                 length=pl.col("length"),
-                has_reasoning=pl.col("has_reasoning"),
+                has_reasoning=thinks,
+                reasoning_words=pl.col("reasoning_words"),
                 require_reasoning=require_reasoning,
+                min_reasoning_words=min_reasoning_words,
             )
         )
         .alias("drop_detail"),

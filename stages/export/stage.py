@@ -14,7 +14,7 @@ From problem rows (no teacher yet) the SFT rows have the user turn only. From ge
 traces go through stages.export.select (up to m correct traces per problem, optionally a budget); the
 rows not selected are dropped here with `incorrect` / `unverified` / `empty_reasoning` /
 `not_selected` / `over_budget`. A long-CoT set needs reasoning: by default (`require_reasoning`) a
-trace whose reasoning is empty or whitespace never becomes an SFT row (`<think>\n\n</think>` teaches a
+trace whose reasoning is empty (or a stub) never becomes an SFT row (`<think>\n\n</think>` teaches a
 model to skip thinking); a short-CoT recipe sets `require_reasoning: false`, and the card says so. The RL
 set has one row per problem of the input that has a ground truth (gold answer, or tests for code),
 whether or not a trace of it was selected: RL needs the problem, not a trace. Its `data_source` is
@@ -27,7 +27,7 @@ the fraction: deterministic, the same for SFT and RL (no problem in both splits)
 Shards hold at most `shard_rows` rows. Token statistics are labelled with the tokenizer that counted
 (stages.export.tokens).
 
-A global stage: the map phase makes a lean index (uid, sample, verdict, trace length, has_reasoning,
+A global stage: the map phase makes a lean index (uid, sample, verdict, trace length, reasoning_words,
 domain, source, has a ground truth: no texts); one reduce chooses the traces, the splits and the RL
 rows (the first row of each problem with a ground truth, numbered per split in input order) as plan
 columns; the apply phase writes each unit's SFT and RL rows into `sft/<split>/` and `rl/<split>/`
@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stages.export.layout import SETS, Sets, SplitCounts, write_export_readme
 from stages.export.markers import Markers, assistant_turn
-from stages.export.select import SelectConfig, choose, has_reasoning, trace_length, unit_interval
+from stages.export.select import SelectConfig, choose, reasoning_words, trace_length, unit_interval
 from stages.export.tokens import TokenCounter, TokenSummary, length_stats, token_counter
 from stages.stage import Context, Decision, Details, GlobalStage, Plan, ReduceContext, Unit, apply_plan
 from stages.store import ShardWriter, shard_paths
@@ -96,6 +96,9 @@ class ExportConfig(BaseModel):
     select: SelectConfig = Field(default_factory=SelectConfig)
     require_reasoning: bool = Field(
         True, description="drop traces with empty reasoning from SFT (false: a short-CoT set)"
+    )
+    min_reasoning_words: int = Field(
+        8, ge=1, description="with require_reasoning: reasoning of fewer words counts as empty (a stub)"
     )
     rl_data_source: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_DATA_SOURCES),
@@ -199,7 +202,7 @@ def with_optional(batch: pl.DataFrame) -> pl.DataFrame:
 
 def lean_index(batch: pl.DataFrame, config: ExportConfig | None = None) -> pl.DataFrame:
     """What the reduce decides on, per row: uid, has_truth; and for traces sample, correct, length,
-    has_reasoning, domain, source and the budget's balance column (never the texts)."""
+    reasoning_words, domain, source and the budget's balance column (never the texts)."""
     truth = ground_truth().is_not_null().alias("has_truth")
     if "response" not in batch.columns:
         return batch.select("uid", truth)
@@ -210,7 +213,7 @@ def lean_index(batch: pl.DataFrame, config: ExportConfig | None = None) -> pl.Da
         "sample",
         correct.cast(pl.Boolean).alias("correct"),
         trace_length().alias("length"),
-        has_reasoning().alias("has_reasoning"),
+        reasoning_words().alias("reasoning_words"),
         "domain",
         "source",
         *balance_columns(batch, config),
@@ -242,7 +245,7 @@ def row_plan(index: pl.DataFrame, config: ExportConfig) -> pl.DataFrame:
         )
     )
     if "length" in index.columns:
-        selection = choose(index, config.select, config.require_reasoning)
+        selection = choose(index, config.select, config.require_reasoning, config.min_reasoning_words)
         plan = plan.join(selection, on="idx", how="left", maintain_order="left")
     else:
         plan = plan.with_columns(

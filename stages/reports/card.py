@@ -245,7 +245,7 @@ def _chain_of_thought(export: StageReport) -> str:
     if export.details.long_cot is True:
         return (
             "**Long-CoT**: every SFT answer has non-empty reasoning inside `<think>…</think>`; "
-            f"{dropped:,} correct trace(s) with empty reasoning were left out (`empty_reasoning`)."
+            f"{dropped:,} correct trace(s) with empty or stub reasoning were left out (`empty_reasoning`)."
         )
     if export.details.long_cot is False:
         return (
