@@ -352,12 +352,6 @@ class ShingleSets:
         self.sizes = self.lists.list.n_unique().to_numpy().astype(np.int64)
         self.rows = np.asarray(rows, dtype=np.int64)
 
-    @classmethod
-    def of_texts(cls, texts: pl.Series, config: MinhashDedupConfig, rows: np.ndarray) -> ShingleSets:
-        """The sets of `texts`, the compared texts of the sorted row indices `rows`."""
-        keys, counts = shingles(texts, config.ngram, config.unit, config.seed)
-        return cls(keys, counts, rows)
-
     def jaccard(self, src: np.ndarray, dst: np.ndarray, chunk: int = _PAIRS_PER_CHUNK) -> np.ndarray:
         a, b = np.searchsorted(self.rows, src), np.searchsorted(self.rows, dst)
         shared = np.zeros(a.size, dtype=np.int64)
@@ -378,52 +372,68 @@ class ShingleSets:
 @dataclass
 class UnitSummary:
     """What the map phase returns per batch: the keep policy's key columns, LSH band keys, number keys
-    and an is-empty flag per row (bands x 8 + 9 bytes a row), and where its signatures were saved
-    (only when the check reads them: `estimate` or `none`)."""
+    and an is-empty flag per row (bands x 8 + 9 bytes a row), and the .npz file where the batch's
+    evidence for the check waits for reduce: its shingle keys (check `exact`) or its signatures."""
 
     keys: pl.DataFrame
     bands: np.ndarray
     numbers: np.ndarray
     empty: np.ndarray
-    signatures: Path | None
+    evidence: Path
 
 
-class Signatures:
-    """Signatures of selected rows, gathered from the per-batch .npy files of the map phase (memory-mapped)."""
-
-    def __init__(self, parts: list[UnitSummary], rows: np.ndarray):
-        self.rows = rows
-        blocks, start = [], 0
-        for part in parts:
-            end = start + part.empty.size
-            inside = rows[np.searchsorted(rows, start) : np.searchsorted(rows, end)]
-            if part.signatures is not None and inside.size:
-                blocks.append(np.load(part.signatures, mmap_mode="r")[inside - start])
-            start = end
-        self.sig = np.concatenate(blocks) if blocks else np.zeros((0, 1), dtype=np.uint32)
-
-    def jaccard(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        return estimated_jaccard(self.sig, np.searchsorted(self.rows, src), np.searchsorted(self.rows, dst))
-
-
-def summarize_batch(
-    batch: pl.DataFrame, config: MinhashDedupConfig, signatures: Path | None = None
-) -> UnitSummary:
-    """The per-row work of the stage on one batch: shingles, signatures, band keys, number keys;
-    signatures saved to `signatures` when given."""
+def summarize_batch(batch: pl.DataFrame, config: MinhashDedupConfig, evidence: Path) -> UnitSummary:
+    """The per-row work of the stage on one batch: shingles, signatures, band keys, number keys."""
     text = clusters.compared_texts(batch, config.field, config.normalize_math)
     bands, rows = config.lsh_params()
     shingle_keys, counts = shingles(text, config.ngram, config.unit, config.seed)
     sig = MinHasher(config.num_perm, config.seed).signatures(shingle_keys, counts)
-    if signatures is not None:
-        np.save(signatures, sig)
+    if config.check == "exact":
+        np.savez(evidence, keys=shingle_keys.astype(np.uint32), counts=counts)
+    else:
+        np.savez(evidence, signatures=sig)
     return UnitSummary(
         batch.select(key_columns()),
         band_keys(sig, bands, rows, config.seed),
         clusters.number_keys(text),
         counts == 0,
-        signatures,
+        evidence,
     )
+
+
+def gather_evidence(parts: list[UnitSummary], rows: np.ndarray, exact: bool) -> ShingleSets | Signatures:
+    """The shingle sets (exact) or signatures of the sorted row indices `rows`, from the batches' files."""
+    keys, counts, sigs, start = [], [], [], 0
+    for part in parts:
+        end = start + part.empty.size
+        inside = rows[np.searchsorted(rows, start) : np.searchsorted(rows, end)] - start
+        start = end
+        if not inside.size:
+            continue
+        with np.load(part.evidence) as saved:
+            if not exact:
+                sigs.append(saved["signatures"][inside])
+                continue
+            own, offsets = saved["counts"], np.r_[0, np.cumsum(saved["counts"])]
+            lens = own[inside]
+            within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            keys.append(saved["keys"][np.repeat(offsets[inside], lens) + within])
+            counts.append(lens)
+    if exact:
+        flat = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint32)
+        return ShingleSets(flat, np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64), rows)
+    return Signatures(np.concatenate(sigs) if sigs else np.zeros((0, 1), dtype=np.uint32), rows)
+
+
+@dataclass
+class Signatures:
+    """Signatures of the sorted row indices `rows`, for the estimated Jaccard of pairs of them."""
+
+    sig: np.ndarray
+    rows: np.ndarray
+
+    def jaccard(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        return estimated_jaccard(self.sig, np.searchsorted(self.rows, src), np.searchsorted(self.rows, dst))
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -454,13 +464,11 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
     Details = report.NearDupDetails
 
     def summarize(self, batch: pl.DataFrame, config: MinhashDedupConfig, ctx: Context) -> UnitSummary:
-        path = None
-        if config.check != "exact":  # the estimate needs the signatures again in reduce
-            assert ctx.workdir is not None
-            ctx.workdir.mkdir(parents=True, exist_ok=True)
-            path = ctx.workdir / f"minhash-{ctx.unit.index:05d}-{ctx.row}.npy"
+        assert ctx.workdir is not None
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        evidence = ctx.workdir / f"minhash-{ctx.unit.index:05d}-{ctx.row}.npz"
         ctx.row += batch.height  # batches of a unit in order: the file name stays unique
-        return summarize_batch(batch, config, path)
+        return summarize_batch(batch, config, evidence)
 
     def reduce(self, parts: list[UnitSummary], config: MinhashDedupConfig, ctx: ReduceContext) -> Plan:
         assert ctx.input_dir is not None
@@ -473,21 +481,14 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
         del band
         usable = ~(empty[src] | empty[dst])
         src, dst = src[usable], dst[usable]
-        members = np.unique(np.r_[src, dst])  # every row a similarity or a text is ever asked of
-        texts: pl.Series | None = None
-        if config.check == "exact" or config.pair_check:
-            texts = clusters.read_rows(input_dir, config.field, members, config.normalize_math)
-        sets = (
-            ShingleSets.of_texts(texts, config, members)
-            if config.check == "exact" and texts is not None
-            else Signatures(parts, members)
-        )
+        # every row a similarity is ever asked of (members of clusters and their keepers included)
+        sets = gather_evidence(parts, np.unique(np.r_[src, dst]), config.check == "exact")
         similarity = sets.jaccard(src, dst)
         numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
         passes = similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
         text_of = (
-            (lambda rows: texts.gather(np.searchsorted(members, rows)))
-            if config.pair_check and texts is not None
+            (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
+            if config.pair_check
             else None
         )
         pairs = clusters.Pairs.decide(src, dst, similarity, numbers_ok, passes, text_of, config.number_guard)
