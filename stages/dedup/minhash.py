@@ -462,6 +462,7 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
     name = "minhash_dedup"
     Config = MinhashDedupConfig
     Details = report.NearDupDetails
+    batch_rows = 25_000  # a worker's tokens, shingles and signatures of one batch stay ~100 MB
 
     def summarize(self, batch: pl.DataFrame, config: MinhashDedupConfig, ctx: Context) -> UnitSummary:
         assert ctx.workdir is not None
