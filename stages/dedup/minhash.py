@@ -1,8 +1,8 @@
 """MinHash-LSH near-duplicate removal, vectorised with numpy (no per-document Python loop).
 
-Why our own implementation: benchmarks/dedup.py measures it >= 10x faster than datasketch
-MinHash + MinHashLSH at the same num_perm, threshold, bands and shingles, with the same recall
-against exact Jaccard (docs/dedup.md has the numbers). The speed comes from doing every step
+Why our own implementation: no per-row Python and no num_perm hash functions per shingle; end to end
+(`longcot dedup --method minhash` as a process against datasketch and rensa as their users run
+them) benchmarks/dedup.py has the numbers (docs/dedup.md). The speed comes from doing every step
 array-at-a-time, and from not evaluating num_perm hash functions per shingle:
 
 * shingles: texts are tokenised by polars (math-aware, stages.text.math_text), tokens hashed once,
@@ -18,8 +18,9 @@ array-at-a-time, and from not evaluating num_perm hash functions per shingle:
   the rows whose key repeats (star edges per bucket), no dict of buckets;
 * clusters: array union-find (clusters.connected_components).
 
-Memory stays bounded: signatures stream to a memory-mapped file in the stage's partial directory,
-and only `bands` 8-byte keys per row stay in RAM.
+Where it runs: every per-row step in the map phase (`summarize`, on the runner's worker pool), which
+returns band keys, number keys and empty flags and leaves the batch's shingle keys (or signatures) in
+a scratch file; reduce reads back only the candidate rows' (exact Jaccard on candidate pairs only).
 """
 
 from __future__ import annotations
