@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,20 +31,25 @@ def read_texts(corpus: Path) -> list[str]:
         return [json.loads(line)["problem"] for line in f]
 
 
-def datasketch_pairs(texts: list[str]) -> list[tuple[int, int]]:
-    """MinHash.generator over byte-string shingles, MinHashLSH with the bands it picks for the threshold."""
-    from datasketch import MinHash, MinHashLSH
-
-    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
-    shingled = ([s.encode("utf-8") for s in word_ngrams(t)] for t in texts)
+def query_then_insert(lsh: Any, minhashes: Iterable[Any]) -> list[tuple[int, int]]:
+    """The usual dedup loop: a row whose query finds an earlier row is its duplicate, else it is inserted."""
     pairs = []
-    for i, m in enumerate(MinHash.generator(shingled, num_perm=NUM_PERM)):
+    for i, m in enumerate(minhashes):
         found = lsh.query(m)
         if found:
             pairs.append((i, min(found)))
         else:
             lsh.insert(i, m)
     return pairs
+
+
+def datasketch_pairs(texts: list[str]) -> list[tuple[int, int]]:
+    """MinHash.generator over byte-string shingles, MinHashLSH with the bands it picks for the threshold."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
+    shingled = ([s.encode("utf-8") for s in word_ngrams(t)] for t in texts)
+    return query_then_insert(lsh, MinHash.generator(shingled, num_perm=NUM_PERM))
 
 
 def rensa_pairs(texts: list[str]) -> list[tuple[int, int]]:
@@ -50,16 +57,14 @@ def rensa_pairs(texts: list[str]) -> list[tuple[int, int]]:
     from rensa import RMinHash, RMinHashLSH
 
     lsh = RMinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM, num_bands=16)
-    pairs = []
-    for i, text in enumerate(texts):
-        m = RMinHash(num_perm=NUM_PERM, seed=42)
-        m.update(word_ngrams(text))
-        found = lsh.query(m)
-        if found:
-            pairs.append((i, min(found)))
-        else:
-            lsh.insert(i, m)
-    return pairs
+
+    def minhashes() -> Iterator[RMinHash]:
+        for text in texts:
+            m = RMinHash(num_perm=NUM_PERM, seed=42)
+            m.update(word_ngrams(text))
+            yield m
+
+    return query_then_insert(lsh, minhashes())
 
 
 def main() -> None:
