@@ -1,47 +1,52 @@
 """Near-dup benchmark, all on the same generated data in one run.
 
-(a) MinHash-LSH over N math-like problems (default 200,000: real problems from ../shared/data/sources
-    with numbers re-drawn, plus ~25% near-duplicates made by controlled edits) with our vectorised
-    implementation against datasketch MinHash.bulk + MinHashLSH, same shingles (word 5-grams of the
-    math-normalised text), same num_perm, threshold and (bands, rows). Timed on each side:
-      ours:       normalised texts -> shingle keys (tokenise, hash, n-grams) -> signatures -> band
-                  keys -> candidate pairs -> estimate check -> union-find cluster labels;
-      datasketch: our shingle keys as 4-byte strings (building those lists is NOT timed) ->
-                  MinHash.bulk -> MinHashLSH insert (insertion session) + query of every row ->
-                  the same estimate check (MinHash.jaccard per pair) -> the same union-find.
-    The math normalisation (shared by both) is timed once and reported apart. Recall of both against
-    exact Jaccard on a sample of rows (all pairs with Jaccard >= threshold, found with an inverted
-    index), next to what the LSH S-curve predicts for those pairs.
-    Then the full `minhash_dedup` stage (Parquet in, kept/dropped shards + report out) and peak RSS.
+(a) MinHash end to end, as users run each tool, on one generated JSONL file (default 200,000 rows:
+    real problems from ../shared/data/sources with numbers re-drawn, plus ~25% near-duplicate copies
+    made by controlled edits, so the ground truth is known). Each is a process of its own, timed for
+    wall time and the peak RSS of its process tree, back to back in the same run:
+      longcot:    `longcot dedup CORPUS.jsonl --out D --method minhash --threshold 0.8` (the whole
+                  command: collection, the stage, reports, dedup.html);
+      datasketch: its users' code (benchmarks/dedup_baselines.py): json per line, word 5-grams,
+                  MinHash.generator, MinHashLSH, query then insert;
+      rensa:      as its README shows: RMinHash per row over the same word 5-grams, RMinHashLSH
+                  (16 bands), query then insert.
+    All three at threshold 0.8, 128 permutations, word 5-grams (not longcot's defaults, 0.55 with the
+    pair check: the peers have no pair check, so the comparison pins their setting). Recall: share of
+    (copy, original) pairs in one predicted cluster; precision: share of predicted (removed, kept)
+    pairs that are one problem.
 (b) Embedding throughput of stages.embed.Embedder (cold cache) against SentenceTransformer.encode
     on the same texts, the cached re-run, and faiss search times.
 
-    .venv/bin/python benchmarks/dedup.py [--rows 200000] [--datasketch-rows N] [--embed-texts 1000]
+    .venv/bin/python benchmarks/dedup.py [--rows 200000] [--skip b] [--embed-texts 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import multiprocessing as mp
 import os
 import platform
 import random
 import re
 import resource
+import subprocess
+import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import psutil
+from dedup_baselines import NGRAM, NUM_PERM, THRESHOLD  # the comparison's setting, shared
 
 from stages import embed
-from stages.collect import FieldMap, file_sources
-from stages.dedup import clusters, minhash
-from stages.registry import run_stage
+from stages.dedup import clusters
 from stages.text import math_text
 
+BASELINE_SCRIPT = Path(__file__).with_name("dedup_baselines.py")
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES = {
     "deepscaler_train_math": "problem",
@@ -49,6 +54,7 @@ SOURCES = {
     "omni_math_rule": "problem",
     "gsm8k_train": "question",
 }
+
 VERBS = {
     "Find": "Determine",
     "Determine": "Find",
@@ -79,7 +85,7 @@ def machine() -> str:
 
     return (
         f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}; "
-        f"numpy {np.__version__}, polars {pl.__version__}, datasketch {datasketch.__version__}, faiss {faiss.__version__}, "
+        f"numpy {np.__version__}, polars {pl.__version__}, datasketch {datasketch.__version__}, rensa {version('rensa')}, faiss {faiss.__version__}, "
         f"torch {torch.__version__}, sentence-transformers {sentence_transformers.__version__}"
     )
 
@@ -120,235 +126,130 @@ def near_edit(text: str, rng: random.Random) -> str:
     return " ".join([*words[:i], rng.choice(["then", "now", "also"]), *words[i:]])
 
 
-def generate(data_dir: Path, rows: int, seed: int = 0) -> list[str]:
+def generate(data_dir: Path, rows: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """`rows` problems and, per row, the row it was copied from (itself for an original): ~25% are
+    near-duplicate copies (one controlled edit) of an earlier row, copies of copies included."""
     rng = random.Random(seed)
     bases = base_problems(data_dir)
     out: list[str] = []
+    parent: list[int] = []
     while len(out) < rows:
         if out and rng.random() < 0.25:
-            out.append(near_edit(out[rng.randrange(len(out))], rng))
+            i = rng.randrange(len(out))
+            out.append(near_edit(out[i], rng))
+            parent.append(i)
         else:
             out.append(redraw_numbers(rng.choice(bases), rng))
-    return out
+            parent.append(len(out) - 1)
+    return out, np.asarray(parent, dtype=np.int64)
 
 
-# --- (a) MinHash ---------------------------------------------------------------------------------
+# --- (a) MinHash, end to end ------------------------------------------------------------------------
 
 
-def ours(texts: pl.Series, config: minhash.MinhashDedupConfig) -> dict:
-    """Our MinHash-LSH on normalised texts: signatures, band keys, candidate pairs, estimate check, clusters."""
-    bands, rows = config.lsh_params()
-    c0, t0 = time.process_time(), time.perf_counter()
-    keys, counts = minhash.shingles(texts, config.ngram)
-    t1 = time.perf_counter()
-    sig = minhash.MinHasher(config.num_perm, config.seed).signatures(keys, counts)
-    t2 = time.perf_counter()
-    band = minhash.band_keys(sig, bands, rows)
-    src, dst = minhash.candidate_pairs(band)
-    t3 = time.perf_counter()
-    keep = minhash.estimated_jaccard(sig, src, dst) >= config.threshold
-    labels = clusters.connected_components(texts.len(), src[keep], dst[keep])
-    t4, c4 = time.perf_counter(), time.process_time()
-    return {
-        "shingle_s": t1 - t0, "signature_s": t2 - t1, "lsh_s": t3 - t2, "cluster_s": t4 - t3, "total_s": t4 - t0,
-        "cpu_s": c4 - c0,
-        "keys": keys, "counts": counts, "band": band, "labels": labels, "candidates": src.size,
-    }  # fmt: skip
+def families(texts: list[str], parent: np.ndarray) -> np.ndarray:
+    """Ground truth: rows with the same family are the same problem (one row's copies, and originals
+    whose generated texts are identical)."""
+    root = parent.copy()
+    while not np.array_equal(root[root], root):
+        root = root[root]
+    return pl.Series([texts[r] for r in root.tolist()]).hash(1).to_numpy()
 
 
-def datasketch_run(keys: np.ndarray, counts: np.ndarray, config: minhash.MinhashDedupConfig) -> dict:
-    """datasketch on the same shingles (as 4-byte strings): MinHash.bulk, MinHashLSH insert + query,
-    the same estimate check and union-find."""
-    from datasketch import MinHash, MinHashLSH
-
-    bands, rows = config.lsh_params()
-    t0 = time.perf_counter()
-    raw = keys.astype("<u4").tobytes()
-    bounds = np.r_[0, np.cumsum(counts)] * 4
-    docs = [[raw[j : j + 4] for j in range(bounds[i], bounds[i + 1], 4)] for i in range(counts.size)]
-    c1, t1 = time.process_time(), time.perf_counter()
-    hashes = MinHash.bulk(docs, num_perm=config.num_perm)
-    t2 = time.perf_counter()
-    lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm, params=(bands, rows))
-    with lsh.insertion_session() as session:
-        for i, m in enumerate(hashes):
-            session.insert(i, m)
-    found = [lsh.query(m) for m in hashes]
-    t3 = time.perf_counter()
-    pairs = [(i, j) for i, c in enumerate(found) for j in c if j > i]
-    src = np.array([p[0] for p in pairs], dtype=np.int64)
-    dst = np.array([p[1] for p in pairs], dtype=np.int64)
-    keep = np.array([hashes[i].jaccard(hashes[j]) >= config.threshold for i, j in pairs], dtype=bool)
-    labels = clusters.connected_components(counts.size, src[keep], dst[keep])
-    t4, c4 = time.perf_counter(), time.process_time()
-    return {
-        "prep_s": t1 - t0, "minhash_s": t2 - t1, "lsh_s": t3 - t2, "cluster_s": t4 - t3, "total_s": t4 - t1,
-        "cpu_s": c4 - c1,
-        "candidates": {frozenset(p) for p in pairs}, "labels": labels, "n_candidates": len(pairs),
-    }  # fmt: skip
+def score(pairs: np.ndarray, parent: np.ndarray, family: np.ndarray) -> tuple[float, float, int]:
+    """(recall, precision, pairs): recall is the share of (copy, original) pairs that end up in one
+    cluster of the predicted (duplicate, kept row) pairs; precision the share of predicted pairs whose
+    rows are of one family."""
+    labels = clusters.connected_components(parent.size, pairs[:, 0], pairs[:, 1])
+    copies = np.flatnonzero(parent != np.arange(parent.size))
+    recall = float((labels[copies] == labels[parent[copies]]).mean())
+    precision = float((family[pairs[:, 0]] == family[pairs[:, 1]]).mean()) if len(pairs) else 1.0
+    return recall, precision, len(pairs)
 
 
-def exact_pairs(
-    keys: np.ndarray, counts: np.ndarray, sample: np.ndarray, threshold: float, cap: int
-) -> pl.DataFrame:
-    """All (a, b) with a in `sample` and exact Jaccard >= threshold, via an inverted index of shingles.
-    Shingles held by more than `cap` rows are skipped as join keys (a pair at Jaccard >= 0.8 shares
-    mostly rarer shingles too)."""
-    owner = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
-    postings = pl.DataFrame({"doc": owner, "key": keys.astype(np.int64)}).unique()
-    sizes = postings.group_by("doc").len().rename({"len": "size"})
-    common = postings.group_by("key").len().filter(pl.col("len") <= cap).select("key")
-    postings_rare = postings.join(common, on="key")
-    left = postings.filter(pl.col("doc").is_in(pl.Series(sample).implode())).join(common, on="key")
-    shared = (
-        left.join(postings_rare, on="key", suffix="_b")
-        .filter(pl.col("doc") != pl.col("doc_b"))
-        .group_by("doc", "doc_b")
-        .len()
-    )
-    # exact intersection (including common shingles) for the candidate pairs
-    cand = shared.select("doc", "doc_b")
-    inter = (
-        cand.join(postings, on="doc").join(postings, left_on=["doc_b", "key"], right_on=["doc", "key"], how="semi")
-        .group_by("doc", "doc_b").len().rename({"len": "inter"})
-    )  # fmt: skip
-    return (
-        inter.join(sizes, on="doc")
-        .join(sizes.rename({"doc": "doc_b", "size": "size_b"}), on="doc_b")
-        .with_columns(j=pl.col("inter") / (pl.col("size") + pl.col("size_b") - pl.col("inter")))
-        .filter(pl.col("j") >= threshold)
-    )
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
 
 
-def seed_recalls(
-    keys: np.ndarray,
-    counts: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    config: minhash.MinhashDedupConfig,
-    seeds: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """LSH candidate recall of the exact pairs (a, b) for `seeds` hash seeds, ours and datasketch's:
-    a pair is a candidate when one band of its signatures is equal (MinHashLSH's own rule: band i is
-    hashvalues[i*rows:(i+1)*rows]). Signatures of the rows in the pairs only (a row's signature does
-    not depend on the others), so this costs little; one seed's recall is noisy (pairs come in
-    correlated clusters), the mean over seeds is what an implementation gives."""
-    from datasketch import MinHash
-
-    bands, rows = config.lsh_params()
-    ids = np.unique(np.r_[a, b])
-    ia, ib = np.searchsorted(ids, a), np.searchsorted(ids, b)
-    bounds = np.r_[0, np.cumsum(counts)]
-    sub_keys = np.concatenate([keys[bounds[i] : bounds[i + 1]] for i in ids])
-    sub_counts = counts[ids]
-    raw = sub_keys.astype("<u4").tobytes()
-    sub_bounds = np.r_[0, np.cumsum(sub_counts)] * 4
-    docs = [[raw[j : j + 4] for j in range(sub_bounds[i], sub_bounds[i + 1], 4)] for i in range(ids.size)]
-    ours_r, ds_r = [], []
-    for seed in range(1, seeds + 1):
-        sig = minhash.MinHasher(config.num_perm, seed).signatures(sub_keys, sub_counts)
-        band = minhash.band_keys(sig, bands, rows, seed)
-        ours_r.append((band[ia] == band[ib]).any(axis=1).mean())
-        values = np.stack([m.hashvalues for m in MinHash.bulk(docs, num_perm=config.num_perm, seed=seed)])
-        same = (values[ia, : bands * rows] == values[ib, : bands * rows]).reshape(-1, bands, rows)
-        ds_r.append(same.all(axis=2).any(axis=1).mean())
-    return np.array(ours_r), np.array(ds_r)
-
-
-def part_a(texts_raw: list[str], args: argparse.Namespace, work: Path) -> None:
-    # the setup of the documented comparison (threshold 0.8, datasketch's band weighting), not the defaults
-    config = minhash.MinhashDedupConfig(threshold=0.8, false_positive_weight=0.5)
-    bands, rows = config.lsh_params()
-    print(f"\n(a) MinHash-LSH: {len(texts_raw):,} rows, num_perm {config.num_perm}, threshold {config.threshold}, "
-          f"bands x rows {bands} x {rows} (datasketch picks {_ds_params(config)}), word {config.ngram}-grams")  # fmt: skip
+def timed(cmd: list[str], log: Path) -> tuple[float, float]:
+    """Run a command as a process: (wall seconds, peak RSS of its process tree in MB, sampled every 50 ms)."""
     t = time.perf_counter()
-    texts = pl.DataFrame({"p": texts_raw}).select(math_text(pl.col("p"))).to_series()
-    normalise_s = time.perf_counter() - t
-    mine = ours(texts, config)
-    print(f"  normalise (math_text, shared by both): {normalise_s:.2f}s")
-    print(f"  ours:       {mine['total_s']:.2f}s wall, {mine['cpu_s']:.2f}s CPU  (shingles {mine['shingle_s']:.2f}, signatures {mine['signature_s']:.2f}, "
-          f"LSH {mine['lsh_s']:.2f}, check+clusters {mine['cluster_s']:.2f}); {mine['candidates']:,} candidate pairs; "
-          f"peak RSS so far {peak_rss_mb():.0f} MB")  # fmt: skip
-
-    n_ds = min(args.datasketch_rows or len(texts_raw), len(texts_raw))
-    keys, counts = mine["keys"], mine["counts"]
-    if n_ds < len(texts_raw):
-        sub = ours(texts[:n_ds], config)
-        print(f"  ours on the first {n_ds:,} rows: {sub['total_s']:.2f}s")
-    else:
-        sub = mine
-    ds = datasketch_run(keys[: counts[:n_ds].sum()], counts[:n_ds], config)
-    print(f"  datasketch on {n_ds:,} rows: {ds['total_s']:.2f}s wall, {ds['cpu_s']:.2f}s CPU  (MinHash.bulk {ds['minhash_s']:.2f}, LSH insert+query "
-          f"{ds['lsh_s']:.2f}, check+clusters {ds['cluster_s']:.2f}; not counted: building its byte-string shingle "
-          f"lists {ds['prep_s']:.2f}s); {ds['n_candidates']:,} candidate pairs")  # fmt: skip
-    print(f"  speed-up on the same {n_ds:,} rows: {ds['total_s'] / sub['total_s']:.1f}x wall, "
-          f"{ds['cpu_s'] / sub['cpu_s']:.1f}x CPU (including our shingling, excluding theirs); "
-          f"wall with normalisation added to both: "
-          f"{(ds['total_s'] + normalise_s * n_ds / len(texts_raw)) / (sub['total_s'] + normalise_s * n_ds / len(texts_raw)):.1f}x")  # fmt: skip
-    try:
-        import rensa
-
-        offsets = np.r_[0, np.cumsum(counts)].astype(np.uint64)
-        t = time.perf_counter()
-        rensa.RMinHash.digest_matrix_from_flat_token_hashes(keys, offsets, num_perm=config.num_perm, seed=1)
-        print(
-            f"  (context) rensa signatures alone on all {len(texts_raw):,} rows: {time.perf_counter() - t:.2f}s vs ours {mine['signature_s']:.2f}s"
+    with log.open("w") as out:
+        child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc, peak = psutil.Process(child.pid), 0
+        while child.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, tree_rss(proc))
+            time.sleep(0.05)
+    wall = time.perf_counter() - t
+    if child.returncode:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({child.returncode}); see {log}:\n{log.read_text()[-2000:]}"
         )
-    except Exception as exc:  # optional
-        print(f"  (context) rensa not measured: {exc}")
-
-    rng = np.random.default_rng(1)
-    sample = np.sort(rng.choice(n_ds, size=min(args.sample, n_ds), replace=False))
-    t = time.perf_counter()
-    truth = exact_pairs(keys[: counts[:n_ds].sum()], counts[:n_ds], sample, config.threshold, cap=2000)
-    a, b = truth["doc"].to_numpy(), truth["doc_b"].to_numpy()
-    found_ours = (sub["band"][a] == sub["band"][b]).any(axis=1)
-    found_ds = np.array([frozenset((int(x), int(y))) in ds["candidates"] for x, y in zip(a, b, strict=True)])
-    same_ours = sub["labels"][a] == sub["labels"][b]
-    same_ds = ds["labels"][a] == ds["labels"][b]
-    print(
-        f"  exact Jaccard on {sample.size:,} sampled rows: {a.size:,} pairs >= {config.threshold} ({time.perf_counter() - t:.1f}s)"
-    )
-    expected = minhash.candidate_probability(truth["j"].to_numpy(), bands, rows).mean()
-    print(f"  LSH candidate recall: ours {found_ours.mean():.4f}, datasketch {found_ds.mean():.4f} "
-          f"(the S-curve 1-(1-J^{rows})^{bands} predicts {expected:.4f} for these pairs)")  # fmt: skip
-    print(
-        f"  same cluster after the estimate check: ours {same_ours.mean():.4f}, datasketch {same_ds.mean():.4f}"
-    )
-    ours_r, ds_r = seed_recalls(keys, counts, a, b, config, args.seeds)
-    print(f"  LSH candidate recall over seeds 1..{args.seeds} (same pairs): ours {ours_r.mean():.4f} ± {ours_r.std():.4f} "
-          f"(min {ours_r.min():.4f}, max {ours_r.max():.4f}), datasketch {ds_r.mean():.4f} ± {ds_r.std():.4f} "
-          f"(min {ds_r.min():.4f}, max {ds_r.max():.4f}); difference {ours_r.mean() - ds_r.mean():+.4f}")  # fmt: skip
-
-    # the full stage (Parquet in, kept/dropped shards and report out) in a fresh child process, so its
-    # peak RSS is its own and not datasketch's or the ground truth's
-    src = work / "problems.jsonl"
-    src.write_text("".join(json.dumps({"problem": t}) + "\n" for t in texts_raw))
-    run_stage("collect", None, file_sources([src], FieldMap()), work / "00-collect")
-    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        for check in ("estimate", "exact"):
-            seconds, rep, rss = pool.apply(stage_in_child, (work, check))
-            print(f"  minhash_dedup stage (check={check}) on {rep['rows_in']:,} rows: {seconds:.2f}s, "
-                  f"removed {rep['rows_dropped']:,}; peak RSS of the stage process {rss:.0f} MB")  # fmt: skip
+    return wall, peak / 2**20
 
 
-def stage_in_child(work: Path, check: str) -> tuple[float, dict, float]:
-    t = time.perf_counter()
-    config = minhash.MinhashDedupConfig(check=check)
-    rep = run_stage("minhash_dedup", work / "00-collect" / "kept", config, work / f"mh-{check}").model_dump()
-    return time.perf_counter() - t, {k: rep[k] for k in ("rows_in", "rows_dropped")}, own_peak_rss_mb()
+def longcot_pairs(out: Path) -> np.ndarray:
+    """(dropped row, kept row) pairs of `longcot dedup --method minhash`, as input row numbers (the
+    corpus carries each row's number as its `answer`)."""
+    stage = out / "01-minhash_dedup"
+    kept = pl.read_parquet(stage / "kept" / "*.parquet", columns=["uid", "answer"])
+    dropped = pl.read_parquet(stage / "dropped" / "*.parquet", columns=["answer", "drop_detail"])
+    keeper = kept.group_by("uid").agg(pl.col("answer").first().alias("keeper"))
+    found = dropped.with_columns(
+        pl.col("drop_detail").str.json_path_match("$.duplicate_of").alias("uid")
+    ).join(keeper, on="uid", how="left")
+    return found.select(pl.col("answer").cast(pl.Int64), pl.col("keeper").cast(pl.Int64)).to_numpy()
 
 
-def own_peak_rss_mb() -> float:
-    """VmHWM of this process: unlike ru_maxrss, Linux does not carry it over from the parent across exec."""
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
-def _ds_params(config: minhash.MinhashDedupConfig) -> tuple[int, int]:
-    from datasketch.lsh import _optimal_param
-
-    return _optimal_param(config.threshold, config.num_perm, 0.5, 0.5)
+def part_a(texts: list[str], parent: np.ndarray, args: argparse.Namespace, work: Path) -> None:
+    corpus = work / "corpus.jsonl"
+    pl.DataFrame({"problem": texts, "answer": [str(i) for i in range(len(texts))]}).write_ndjson(corpus)
+    family = families(texts, parent)
+    print(f"\n(a) MinHash end to end on {corpus.name}: {len(texts):,} rows, {int((parent != np.arange(parent.size)).sum()):,} "
+          f"near-duplicate copies; all three at threshold {THRESHOLD}, {NUM_PERM} permutations, word {NGRAM}-grams; "
+          f"load average before: {os.getloadavg()[0]:.1f}")  # fmt: skip
+    longcot = [
+        str(Path(sys.executable).with_name("longcot")),
+        "dedup",
+        str(corpus),
+        "--method",
+        "minhash",
+        "--threshold",
+        str(THRESHOLD),
+        "--num-perm",
+        str(NUM_PERM),
+        "--ngram",
+        str(NGRAM),
+    ]
+    commands = {
+        # like for like: the peers have no pair check
+        "longcot": [*longcot, "--out", str(work / "longcot"), "--no-pair-check"],
+        **{name: [sys.executable, str(BASELINE_SCRIPT), name, str(corpus), str(work / f"{name}.npy")]
+           for name in ("rensa", "datasketch")},
+    }  # fmt: skip
+    if args.pair_check_run:
+        commands["longcot +check"] = [*longcot, "--out", str(work / "longcot-check")]
+    print(f"  longcot: {' '.join(longcot[1:])} --out D [--no-pair-check] (check exact, number guard on)")
+    results = {}
+    for name, cmd in commands.items():
+        wall, rss = timed(cmd, work / f"{name.replace(' +', '-')}.log")
+        if name.startswith("longcot"):
+            pairs = longcot_pairs(Path(cmd[cmd.index("--out") + 1]))
+        else:
+            pairs = np.load(work / f"{name}.npy")
+        recall, precision, n = score(pairs, parent, family)
+        results[name] = wall
+        label = {"longcot": "longcot dedup", "longcot +check": "  + pair check"}.get(name, name)
+        print(f"  {label:14s} {wall:7.1f}s wall  peak RSS {rss:7.0f} MB  recall {recall:.3f}  precision {precision:.4f}  "
+              f"({n:,} rows removed; load {os.getloadavg()[0]:.1f})")  # fmt: skip
+    for name in [n for n in ("longcot", "longcot +check") if n in results]:
+        print(f"  {name}: {results['datasketch'] / results[name]:.2f}x as fast as datasketch, "
+              f"{results['rensa'] / results[name]:.2f}x as fast as rensa")  # fmt: skip
 
 
 # --- (b) embeddings --------------------------------------------------------------------------------
@@ -414,12 +315,11 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument(
-        "--datasketch-rows", type=int, default=0, help="datasketch on the first N rows only (0 = all)"
+        "--no-pair-check-run",
+        dest="pair_check_run",
+        action="store_false",
+        help="skip the extra longcot run with the pair check (the default product setting)",
     )
-    parser.add_argument(
-        "--sample", type=int, default=2000, help="rows whose exact-Jaccard neighbours give the recall"
-    )
-    parser.add_argument("--seeds", type=int, default=10, help="hash seeds for the mean recall of both")
     parser.add_argument("--embed-texts", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2, help="alternating timing rounds for (b)")
     parser.add_argument("--faiss-rows", type=int, default=50_000)
@@ -428,13 +328,13 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     t = time.perf_counter()
-    texts = generate(args.data_dir, args.rows)
+    texts, parent = generate(args.data_dir, args.rows)
     print(
         f"generated {len(texts):,} problems in {time.perf_counter() - t:.1f}s; peak RSS {peak_rss_mb():.0f} MB"
     )
     with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
         if args.skip != "a":
-            part_a(texts, args, Path(tmp))
+            part_a(texts, parent, args, Path(tmp))
         if args.skip != "b":
             part_b(texts, args, Path(tmp))
 

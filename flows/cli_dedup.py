@@ -150,6 +150,9 @@ def register(app: typer.Typer) -> None:
         ] = "all-MiniLM-L6-v2",
         cache_dir: Annotated[Path | None, typer.Option(help="embedding cache directory")] = None,
         number_guard: Annotated[bool, typer.Option(help="keep rows whose numbers differ apart")] = True,
+        pair_check: Annotated[
+            bool, typer.Option(help="check each near-duplicate pair's texts before joining them")
+        ] = True,
         normalize_math: Annotated[bool, typer.Option(help="math-aware text normalisation")] = True,
         workers: Annotated[
             int | None, typer.Option(min=1, help="worker processes (default: the cores)")
@@ -164,7 +167,7 @@ def register(app: typer.Typer) -> None:
         fields = FieldMap(
             problem=field, answer=answer_field or None, solution=solution_field or None, tests=None
         )
-        shared = {"number_guard": number_guard, "normalize_math": normalize_math}
+        shared = {"number_guard": number_guard, "pair_check": pair_check, "normalize_math": normalize_math}
         minhash_config = MinhashDedupConfig(
             threshold=threshold, ngram=ngram, unit=unit, num_perm=num_perm, check=check, **shared
         )

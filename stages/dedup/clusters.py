@@ -69,12 +69,17 @@ def _text_expr(field: str, normalize_math: bool) -> pl.Expr:
     return (math_text(pl.col(field)) if normalize_math else pl.col(field)).fill_null("").alias("text")
 
 
+def compared_texts(batch: pl.DataFrame, field: str, normalize_math: bool) -> pl.Series:
+    """The text of each row as compared for similarity (math-normalised if asked; null as "")."""
+    return batch.select(_text_expr(field, normalize_math)).to_series()
+
+
 def iter_texts(
     input_dir: Path, field: str, normalize_math: bool, batch_rows: int = 50_000
 ) -> Iterator[pl.Series]:
     """The text compared for similarity, batch by batch in input order (math-normalised if asked)."""
     for batch in read_shards(input_dir, columns=[field], batch_rows=batch_rows):
-        yield batch.select(_text_expr(field, normalize_math)).to_series()
+        yield compared_texts(batch, field, normalize_math)
 
 
 def read_rows(input_dir: Path, field: str, rows: np.ndarray, normalize_math: bool = False) -> pl.Series:

@@ -1,8 +1,8 @@
 """MinHash-LSH near-duplicate removal, vectorised with numpy (no per-document Python loop).
 
-Why our own implementation: benchmarks/dedup.py measures it >= 10x faster than datasketch
-MinHash + MinHashLSH at the same num_perm, threshold, bands and shingles, with the same recall
-against exact Jaccard (docs/dedup.md has the numbers). The speed comes from doing every step
+Why our own implementation: no per-row Python and no num_perm hash functions per shingle; end to end
+(`longcot dedup --method minhash` as a process against datasketch and rensa as their users run
+them) benchmarks/dedup.py has the numbers (docs/dedup.md). The speed comes from doing every step
 array-at-a-time, and from not evaluating num_perm hash functions per shingle:
 
 * shingles: texts are tokenised by polars (math-aware, stages.text.math_text), tokens hashed once,
@@ -18,22 +18,24 @@ array-at-a-time, and from not evaluating num_perm hash functions per shingle:
   the rows whose key repeats (star edges per bucket), no dict of buckets;
 * clusters: array union-find (clusters.connected_components).
 
-Memory stays bounded: signatures stream to a memory-mapped file in the stage's partial directory,
-and only `bands` 8-byte keys per row stay in RAM.
+Where it runs: every per-row step in the map phase (`summarize`, on the runner's worker pool), which
+returns band keys, number keys and empty flags and leaves the batch's shingle keys (or signatures) in
+a scratch file; reduce reads back only the candidate rows' (exact Jaccard on candidate pairs only).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.dedup import clusters, report
@@ -41,7 +43,6 @@ from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
-from stages.store import count_rows
 from stages.text import SHINGLE_TOKEN_PATTERN
 
 MASK32 = np.uint64((1 << 32) - 1)
@@ -50,6 +51,7 @@ _SHINGLES_PER_CHUNK = 1 << 17  # per-chunk temporaries ~3.5 MB; smaller chunks p
 _PLACEMENTS = 8  # hash functions per shingle (see MinHasher)
 _TOKENS_PER_BLOCK = 1 << 16  # n-gram keys are summed in blocks of this many tokens
 _ROWS_PER_TOKEN_SLICE = 5_000  # fewer rows than this per thread: tokenise in one call
+_PAIRS_PER_CHUNK = 100_000  # pairs whose shingle sets are intersected at once (bounds memory)
 
 
 class MinhashDedupConfig(BaseModel):
@@ -84,7 +86,6 @@ class MinhashDedupConfig(BaseModel):
     )
     field: str = Field("problem", description="text column to compare")
     seed: int = Field(1, description="seed of the hash functions")
-    batch_rows: int = Field(50_000, ge=1000, description="rows read per batch (bounds memory)")
     top_clusters: int = Field(20, ge=0, description="largest clusters whose texts go into report.json")
 
     @model_validator(mode="after")
@@ -342,65 +343,98 @@ def estimated_jaccard(sig: np.ndarray, src: np.ndarray, dst: np.ndarray, chunk: 
 
 
 class ShingleSets:
-    """Sorted unique shingle keys of selected rows, for exact Jaccard of candidate pairs."""
+    """Shingle keys of selected rows (as shingled, repeats included) as a polars list column, for exact
+    Jaccard of pairs: polars' per-row hash-set intersection, on bounded chunks of pairs, instead of one
+    sort of every candidate row's shingles."""
 
     def __init__(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray):
-        self.keys, self.counts = keys, counts
-        self.start = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
-        self.rows = rows
+        offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int64))
+        self.lists = pl.Series(pa.LargeListArray.from_arrays(offsets, pa.array(keys.astype(np.uint32))))
+        self.sizes = self.lists.list.n_unique().to_numpy().astype(np.int64)
+        self.rows = np.asarray(rows, dtype=np.int64)
 
-    @classmethod
-    def load(cls, input_dir: Path, config: MinhashDedupConfig, rows: np.ndarray) -> ShingleSets:
-        rows = np.unique(rows)
-        texts = clusters.read_rows(input_dir, config.field, rows, config.normalize_math)
-        keys, counts = shingles(texts, config.ngram, config.unit, config.seed)
-        owner = np.repeat(np.arange(rows.size, dtype=np.int64), counts)
-        packed = np.unique((owner << 32) | keys.astype(np.int64))
-        owner = packed >> 32
-        return cls((packed & 0xFFFFFFFF).astype(np.int64), np.bincount(owner, minlength=rows.size), rows)
-
-    def jaccard(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    def jaccard(self, src: np.ndarray, dst: np.ndarray, chunk: int = _PAIRS_PER_CHUNK) -> np.ndarray:
         a, b = np.searchsorted(self.rows, src), np.searchsorted(self.rows, dst)
-        pair_ids, values = [], []
-        for side in (a, b):
-            lens = self.counts[side]
-            pid = np.repeat(np.arange(side.size, dtype=np.int64), lens)
-            offset = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-            pair_ids.append(pid)
-            values.append(self.keys[np.repeat(self.start[side], lens) + offset])
-        packed = np.sort((np.concatenate(pair_ids) << 32) | np.concatenate(values))
-        shared = np.bincount(packed[1:][packed[1:] == packed[:-1]] >> 32, minlength=src.size)
-        union = self.counts[a] + self.counts[b] - shared
+        shared = np.zeros(a.size, dtype=np.int64)
+        for lo in range(0, a.size, chunk):
+            pairs = pl.DataFrame(
+                {"a": self.lists.gather(a[lo : lo + chunk]), "b": self.lists.gather(b[lo : lo + chunk])}
+            )
+            shared[lo : lo + chunk] = pairs.select(
+                pl.col("a").list.set_intersection("b").list.len()
+            ).to_series()
+        union = self.sizes[a] + self.sizes[b] - shared
         return np.where(union > 0, shared / np.maximum(union, 1), 1.0)
 
 
 # --- the stage ---------------------------------------------------------------------------------------
 
 
-def signatures_to_disk(
-    input_dir: Path, config: MinhashDedupConfig, path: Path
-) -> tuple[np.memmap, np.ndarray, np.ndarray, np.ndarray]:
-    """Stream the input once: signatures to a memory-mapped file; band keys, number keys and an
-    is-empty flag per row in memory (bands x 8 + 9 bytes a row)."""
-    n = count_rows(input_dir)
+@dataclass
+class UnitSummary:
+    """What the map phase returns per batch: the keep policy's key columns, LSH band keys, number keys
+    and an is-empty flag per row (bands x 8 + 9 bytes a row), and the .npz file where the batch's
+    evidence for the check waits for reduce: its shingle keys (check `exact`) or its signatures."""
+
+    keys: pl.DataFrame
+    bands: np.ndarray
+    numbers: np.ndarray
+    empty: np.ndarray
+    evidence: Path
+
+
+def summarize_batch(batch: pl.DataFrame, config: MinhashDedupConfig, evidence: Path) -> UnitSummary:
+    """The per-row work of the stage on one batch: shingles, signatures, band keys, number keys."""
+    text = clusters.compared_texts(batch, config.field, config.normalize_math)
     bands, rows = config.lsh_params()
-    hasher = MinHasher(config.num_perm, config.seed)
-    sig = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint32, shape=(max(n, 1), config.num_perm))
-    keys = np.empty((n, bands), dtype=np.uint64)
-    numbers = np.empty(n, dtype=np.uint64)
-    empty = np.empty(n, dtype=bool)
-    offset = 0
-    for text in clusters.iter_texts(input_dir, config.field, config.normalize_math, config.batch_rows):
-        shingle_keys, counts = shingles(text, config.ngram, config.unit, config.seed)
-        block = hasher.signatures(shingle_keys, counts)
-        end = offset + text.len()
-        sig[offset:end] = block
-        keys[offset:end] = band_keys(block, bands, rows, config.seed)
-        numbers[offset:end] = clusters.number_keys(text)
-        empty[offset:end] = counts == 0
-        offset = end
-    sig.flush()
-    return sig, keys, numbers, empty
+    shingle_keys, counts = shingles(text, config.ngram, config.unit, config.seed)
+    sig = MinHasher(config.num_perm, config.seed).signatures(shingle_keys, counts)
+    if config.check == "exact":
+        np.savez(evidence, keys=shingle_keys.astype(np.uint32), counts=counts)
+    else:
+        np.savez(evidence, signatures=sig)
+    return UnitSummary(
+        batch.select(key_columns()),
+        band_keys(sig, bands, rows, config.seed),
+        clusters.number_keys(text),
+        counts == 0,
+        evidence,
+    )
+
+
+def gather_evidence(parts: list[UnitSummary], rows: np.ndarray, exact: bool) -> ShingleSets | Signatures:
+    """The shingle sets (exact) or signatures of the sorted row indices `rows`, from the batches' files."""
+    keys, counts, sigs, start = [], [], [], 0
+    for part in parts:
+        end = start + part.empty.size
+        inside = rows[np.searchsorted(rows, start) : np.searchsorted(rows, end)] - start
+        start = end
+        if not inside.size:
+            continue
+        with np.load(part.evidence) as saved:
+            if not exact:
+                sigs.append(saved["signatures"][inside])
+                continue
+            own, offsets = saved["counts"], np.r_[0, np.cumsum(saved["counts"])]
+            lens = own[inside]
+            within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            keys.append(saved["keys"][np.repeat(offsets[inside], lens) + within])
+            counts.append(lens)
+    if exact:
+        flat = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint32)
+        return ShingleSets(flat, np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64), rows)
+    return Signatures(np.concatenate(sigs) if sigs else np.zeros((0, 1), dtype=np.uint32), rows)
+
+
+@dataclass
+class Signatures:
+    """Signatures of the sorted row indices `rows`, for the estimated Jaccard of pairs of them."""
+
+    sig: np.ndarray
+    rows: np.ndarray
+
+    def jaccard(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        return estimated_jaccard(self.sig, np.searchsorted(self.rows, src), np.searchsorted(self.rows, dst))
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -420,47 +454,47 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class MinhashDedup(GlobalStage[MinhashDedupConfig]):
-    """Cluster rows whose shingle sets have Jaccard >= threshold; keep one per cluster."""
+    """Cluster rows whose shingle sets have Jaccard >= threshold; keep one per cluster.
+
+    Map phase (per unit, on the worker pool): shingles, signatures, band keys, number keys. Reduce (in
+    the driver): candidate pairs from the band keys, their similarity (exact Jaccard from the texts of
+    the candidate rows only, or the signatures' estimate), the pair check, clusters, the report."""
 
     name = "minhash_dedup"
     Config = MinhashDedupConfig
     Details = report.NearDupDetails
+    batch_rows = 25_000  # a worker's tokens, shingles and signatures of one batch stay ~100 MB
 
-    def summarize(self, batch: pl.DataFrame, config: MinhashDedupConfig, ctx: Context) -> Any:
-        return batch.select(key_columns())
+    def summarize(self, batch: pl.DataFrame, config: MinhashDedupConfig, ctx: Context) -> UnitSummary:
+        assert ctx.workdir is not None
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        evidence = ctx.workdir / f"minhash-{ctx.unit.index:05d}-{ctx.row}.npz"
+        ctx.row += batch.height  # batches of a unit in order: the file name stays unique
+        return summarize_batch(batch, config, evidence)
 
-    def reduce(self, parts: list[Any], config: MinhashDedupConfig, ctx: ReduceContext) -> Plan:
+    def reduce(self, parts: list[UnitSummary], config: MinhashDedupConfig, ctx: ReduceContext) -> Plan:
         assert ctx.input_dir is not None
         input_dir = ctx.input_dir
         bands, rows = config.lsh_params()
-        with tempfile.TemporaryDirectory(prefix="minhash-", dir=ctx.workdir) as tmp:
-            sig, keys, numbers, empty = signatures_to_disk(input_dir, config, Path(tmp) / "signatures.npy")
-            src, dst = candidate_pairs(keys)
-            usable = ~(empty[src] | empty[dst])
-            src, dst = src[usable], dst[usable]
-            similarity = estimated_jaccard(sig, src, dst)
-            exact = ShingleSets.load(input_dir, config, np.r_[src, dst]) if config.check == "exact" else None
-            if exact:
-                similarity = exact.jaccard(src, dst)
-            numbers_ok = (
-                numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
-            )
-            passes = (
-                similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
-            )
-            texts = (
-                (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
-                if config.pair_check
-                else None
-            )
-            pairs = clusters.Pairs.decide(
-                src, dst, similarity, numbers_ok, passes, texts, config.number_guard
-            )
-            decisions = clusters.resolve(
-                numbered_keys(parts),
-                pairs,
-                exact.jaccard if exact else lambda u, v: estimated_jaccard(sig, u, v),
-            )
+        band = np.concatenate([p.bands for p in parts]) if parts else np.zeros((0, bands), dtype=np.uint64)
+        numbers = np.concatenate([p.numbers for p in parts]) if parts else np.zeros(0, dtype=np.uint64)
+        empty = np.concatenate([p.empty for p in parts]) if parts else np.zeros(0, dtype=bool)
+        src, dst = candidate_pairs(band)
+        del band
+        usable = ~(empty[src] | empty[dst])
+        src, dst = src[usable], dst[usable]
+        # every row a similarity is ever asked of (members of clusters and their keepers included)
+        sets = gather_evidence(parts, np.unique(np.r_[src, dst]), config.check == "exact")
+        similarity = sets.jaccard(src, dst)
+        numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
+        passes = similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
+        text_of = (
+            (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
+            if config.pair_check
+            else None
+        )
+        pairs = clusters.Pairs.decide(src, dst, similarity, numbers_ok, passes, text_of, config.number_guard)
+        decisions = clusters.resolve(numbered_keys([p.keys for p in parts]), pairs, sets.jaccard)
         details = report.near_dup_details(
             input_dir,
             field=config.field,
