@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -110,14 +111,18 @@ class Recipe(BaseModel):
         ]
 
 
-# `--teacher cpu`: the quickstart's CPU model and its small settings (flows/recipes/quickstart.yaml)
-CPU_TEACHER: dict[str, Any] = {
-    "backend": "local",
-    "model": "qwen2.5-coder-0.5b",
-    "max_tokens": 512,
-    "temperature": 0.7,
-    "local_parallel": 4,
-}
+QUICKSTART = Path(__file__).resolve().parent / "recipes" / "quickstart.yaml"
+
+
+@cache
+def cpu_teacher() -> dict[str, Any]:
+    """`--teacher cpu`: the quickstart's CPU model and its settings, read from the quickstart recipe
+    itself (one place to tune them); `n` stays the recipe's own."""
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    llm = next(step["llm"] for step in raw["stages"] if step["stage"] == "generate")
+    return {k: v for k, v in llm.items() if k != "n"}
+
+
 # what the recipe's own model had that belongs to that model only, not to the replacement
 _MODEL_OWN = ("base_url", "prices", "extra_body", "max_tokens_param", "mode", "vllm_engine_args")
 
@@ -128,7 +133,7 @@ def teacher_llm(spec: str, llm: dict[str, Any]) -> dict[str, Any]:
     and for openai temperature, top_p and max_tokens); what was specific to the old model goes."""
     kept = {k: v for k, v in llm.items() if k not in _MODEL_OWN}
     if spec == "cpu":
-        return kept | CPU_TEACHER
+        return kept | cpu_teacher()
     backend, _, model = spec.partition(":")
     if backend != "openai" or not model:
         raise RecipeError(f"--teacher: expected `cpu` or `openai:MODEL`, got {spec!r}")

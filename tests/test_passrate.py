@@ -144,7 +144,7 @@ def test_the_verifiers_drops_are_part_of_the_cache_key(tmp_path):
     step = Step(stage("pass_rate"), PassRateConfig(low=0.1), kept, tmp_path / "08-pass_rate")
     first = run_step(step)
     assert not first.cached and run_step(step).cached, "same input, same drops: a hit"
-    dropped = tmp_path / "07-verify" / "dropped" / "part-00000.parquet"
+    dropped = tmp_path / "07-verify" / "dropped" / "part-00000-00000.parquet"
     pl.read_parquet(dropped).filter(pl.col("uid") != "q2").write_parquet(dropped)  # q2's failure gone
     again = run_step(step)
     assert not again.cached, "the drops changed: a miss"

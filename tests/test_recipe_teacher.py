@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.recipe import CPU_TEACHER, RecipeError, load_recipe
+from flows.recipe import RecipeError, cpu_teacher, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "flows" / "recipes"
 
@@ -56,7 +56,7 @@ def test_cpu_replaces_every_model_and_keeps_the_sampling_plan(tmp_path, shared_d
     after = models(recipe.with_teacher("cpu"))
     assert [m["stage"] for m in after] == ["decontaminate", "generate", "verify", "pass_rate"]
     for old, new in zip(before, after, strict=True):
-        assert {k: new[k] for k in CPU_TEACHER} == CPU_TEACHER
+        assert {k: new[k] for k in cpu_teacher()} == cpu_teacher()
         assert new["n"] == old["n"], "k samples per problem is the recipe's, not the model's"
         assert new["prices"]["output_per_1m"] == 0 and new["extra_body"] == {} and new["base_url"] is None
     # everything else is untouched

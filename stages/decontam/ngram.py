@@ -417,7 +417,7 @@ def missing_numbers(
         (pl.col("have") == 0).sum().alias("absent"),
         (pl.col("count") - pl.col("have")).clip(lower_bound=0).sum().alias("short"),
         pl.col("count").sum().alias("total"),
-        label.filter(pl.col("have") < pl.col("count")).alias("lacking"),
+        label.filter(pl.col("have") < pl.col("count")).sort().alias("lacking"),  # groups come in any order
     )
     missing = pl.when(pl.col("short") > (slack * pl.col("total")).floor()).then(pl.col("short"))
     missing = missing.otherwise(pl.col("absent")).fill_null(0).cast(pl.Int32)
