@@ -67,7 +67,7 @@ class TokenCounter:
         for start in range(0, distinct.len(), CHUNK_TEXTS):
             chunk = distinct.slice(start, CHUNK_TEXTS).to_list()
             encoded = self._tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
-            counts.extend(len(e.ids) for e in encoded)
+            counts.extend(len(e) for e in encoded)  # an Encoding's length: its ids
         table = pl.DataFrame({"text": distinct, "tokens": pl.Series(counts, dtype=pl.Int64)})
         return rows.join(table, on="text", how="left", maintain_order="left")["tokens"].alias(texts.name)
 
