@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,9 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def timed_run(recipe: Path, run_dir: Path, engine: str, workers: int, extra: tuple[str, ...] = ()) -> dict:
-    """One `longcot run` process: wall seconds, peak RSS of its process tree, the manifest."""
+    """One `longcot run` process: wall seconds, peak RSS of its process tree, the manifest. The run
+    directory is removed first: a re-run in the same --work would reuse every cached stage."""
+    shutil.rmtree(run_dir, ignore_errors=True)
     env = {**os.environ, "PREFECT_HOME": str(run_dir.parent / "prefect")}  # one, as a user's stays
     command = [*longcot_command(), "run", str(recipe), "--run-dir", str(run_dir)]
     command += ["--engine", engine, "--workers", str(workers), *extra]
