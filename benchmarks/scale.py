@@ -11,9 +11,9 @@ registered benchmarks) → export. Each run is a fresh `longcot run` process wit
 (one PREFECT_HOME for all, warmed by an untimed 100-row run, as a user's stays). Its peak RSS is the
 largest sum of RSS over the process and all its descendants (Ray's raylet, GCS and workers included),
 polled every 0.2 s: an upper bound, since pages shared between processes (Ray's object store, imported
-libraries) count once per process. The 1-minute load average before and after each run is printed:
-on a shared machine, other jobs' load stretches every wall time. Rows/s per stage are
-the stage's input rows over its seconds in the run's manifest.
+libraries) count once per process. The 1-minute load average at the start of each run and its mean and
+maximum while the run went are printed: on a shared machine, other jobs' load stretches every wall
+time. Rows/s per stage are the stage's input rows over its seconds in the run's manifest.
 
 Targets (issue 13): 1M no-teacher run < 10 min and peak RSS < 3 GB on the local engine; peak RSS at 1M
 within 1.5x of 100k; Ray on 2 local CPUs no slower than 1.3x the local engine at 100k.
@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,17 +115,21 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def timed_run(recipe: Path, run_dir: Path, engine: str, workers: int, extra: tuple[str, ...] = ()) -> dict:
-    """One `longcot run` process: wall seconds, peak RSS of its process tree, the manifest."""
+    """One `longcot run` process: wall seconds, peak RSS of its process tree, the manifest. The run
+    directory is removed first: a re-run in the same --work would reuse every cached stage."""
+    shutil.rmtree(run_dir, ignore_errors=True)
     env = {**os.environ, "PREFECT_HOME": str(run_dir.parent / "prefect")}  # one, as a user's stays
     command = [*longcot_command(), "run", str(recipe), "--run-dir", str(run_dir)]
     command += ["--engine", engine, "--workers", str(workers), *extra]
-    load = os.getloadavg()[0]
+    loads = [os.getloadavg()[0]]  # the 1-minute load average: at the start, then every 5 s
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watched = psutil.Process(proc.pid)
     timeline: list[tuple[float, int]] = []  # (epoch seconds, RSS of the tree)
     while proc.poll() is None:
         timeline.append((time.time(), tree_rss(watched)))
+        if len(timeline) % 25 == 0:
+            loads.append(os.getloadavg()[0])
         time.sleep(0.2)
     peak = max((rss for _, rss in timeline), default=0)
     wall = time.perf_counter() - started
@@ -136,8 +141,9 @@ def timed_run(recipe: Path, run_dir: Path, engine: str, workers: int, extra: tup
         end = (run_dir / stage["dir"] / "report.json").stat().st_mtime
         during = [rss for t, rss in timeline if end - stage["seconds"] - 0.2 <= t <= end + 0.2]
         stage["peak_gb"] = max(during, default=0) / 2**30
-    loads = (load, os.getloadavg()[0])
-    return {"wall": wall, "peak_gb": peak / 2**30, "stages": manifest["stages"], "load": loads}
+    loads.append(os.getloadavg()[0])
+    load = (loads[0], sum(loads) / len(loads), max(loads))
+    return {"wall": wall, "peak_gb": peak / 2**30, "stages": manifest["stages"], "load": load}
 
 
 def machine_line() -> str:
@@ -147,8 +153,8 @@ def machine_line() -> str:
 def print_run(size: int, engine: str, result: dict) -> None:
     print(
         f"\n{size:,} rows, {engine} engine: wall {result['wall']:.1f} s, peak RSS {result['peak_gb']:.2f} GB, "
-        f"{size / result['wall']:,.0f} rows/s end to end (load average {result['load'][0]:.1f} → "
-        f"{result['load'][1]:.1f})"
+        f"{size / result['wall']:,.0f} rows/s end to end (load average {result['load'][0]:.1f} at the start, "
+        f"mean {result['load'][1]:.1f}, max {result['load'][2]:.1f} during the run)"
     )
     print(f"  {'stage':<18} {'in':>10} {'kept':>10} {'seconds':>8} {'rows/s':>10} {'peak GB':>8} workers")
     for s in result["stages"]:
@@ -191,7 +197,10 @@ def main() -> None:
             print_run(size, engine, results[size, engine])
     print("\nsummary")
     for (size, engine), r in results.items():
-        print(f"  {size:>9,} {engine:<5} wall {r['wall']:7.1f} s  peak RSS {r['peak_gb']:5.2f} GB")
+        print(
+            f"  {size:>9,} {engine:<5} wall {r['wall']:7.1f} s  peak RSS {r['peak_gb']:5.2f} GB  "
+            f"load average mean {r['load'][1]:.1f} (max {r['load'][2]:.1f})"
+        )
     sizes = sorted(args.sizes)
     for engine in args.engines:
         if len(sizes) > 1 and (sizes[0], engine) in results and (sizes[-1], engine) in results:

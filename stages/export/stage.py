@@ -150,8 +150,9 @@ def conversation(config: ExportConfig, traces: bool) -> list[pl.Expr]:
 
 
 def conversation_text(config: ExportConfig, traces: bool) -> pl.Expr:
-    """Every turn's text, for token counting (no chat template: that is the trainer's)."""
-    parts = [pl.lit(config.system or ""), pl.col("prompt_text")]
+    """Every turn's text, for token counting (no chat template: that is the trainer's); no separator
+    before an absent system turn, so that without traces the text is the prompt the RL set counts."""
+    parts = [*([pl.lit(config.system)] if config.system else []), pl.col("prompt_text")]
     return pl.concat_str([*parts, assistant_turn(config.markers)] if traces else parts, separator="\n")
 
 
@@ -336,18 +337,24 @@ class Export(GlobalStage[ExportConfig]):
         tally = BatchTally({}, 0, None)
         selected = rows.filter(plan["drop_reason"].is_null())
         problems = rows.filter(pl.col("rl_index").is_not_null())  # RL: every problem, selected or not
+        # one count for both sets: without traces an SFT text is its RL prompt, encoded once
+        texts = pl.concat(
+            [
+                selected.select(conversation_text(config, traces).alias("text")),
+                problems.select(pl.col("prompt_text").alias("text")),
+            ],
+            how="vertical_relaxed",
+        ).to_series()
+        tokens = counter.count(texts)
+        selected = selected.with_columns(tokens.head(selected.height).alias("num_tokens"))
+        problems = problems.with_columns(tokens.tail(problems.height).alias("num_tokens"))
         for name, frame in (("sft", selected), ("rl", problems)):
             for (split,), part in frame.partition_by("split", as_dict=True, maintain_order=True).items():
                 key = f"{name}/{split}"
-                texts = part.select(conversation_text(config, traces) if name == "sft" else "prompt_text")
-                tokens = counter.count(texts.to_series())
-                if name == "sft":
-                    out = sft_rows(part.with_columns(tokens.alias("num_tokens")), config, traces)
-                else:
-                    out = rl_rows(part, config)
+                out = sft_rows(part, config, traces) if name == "sft" else rl_rows(part, config)
                 write_cut(ctx.output(key), out, config.shard_rows)
-                tally.tokens[key] = tokens
-                tally.estimated += tokens.len() if counter.kind == "estimate" else 0
+                tally.tokens[key] = part["num_tokens"]
+                tally.estimated += part.height if counter.kind == "estimate" else 0
         if traces and "completion_tokens" in batch.columns:
             tally.teacher_tokens = decision.kept["completion_tokens"].drop_nulls()
         decision.tally = tally

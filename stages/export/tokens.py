@@ -8,7 +8,10 @@
     null     the estimate: ceil(characters / 4)
 A tokenizer that cannot be loaded falls back to the estimate; the label and `estimated_texts` say so.
 Counting is pure (no running totals on the counter): each export unit counts its own rows, and the
-stage adds the tallies up.
+stage adds the tallies up. A tokenizer encodes each distinct text of a call once (an SFT prompt and
+its RL prompt are the same text when there are no traces), in chunks of CHUNK_TEXTS texts through
+`encode_batch_fast` (no character offsets): the encodings of a whole batch held at once were the
+largest allocation of a no-teacher run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import polars as pl
 from stages.stage import Details
 
 CHARS_PER_TOKEN = 4
+CHUNK_TEXTS = 10_000  # texts encoded at once: bounds the encodings in memory
 
 
 class TokenStats(Details):
@@ -54,12 +58,18 @@ class TokenCounter:
     load_error: str | None = None
 
     def count(self, texts: pl.Series) -> pl.Series:
-        """Tokens per text (null text = 0); no special tokens, no truncation."""
+        """Tokens per text (null text = 0); no special tokens, no truncation; each distinct text once."""
         if self._tokenizer is None:
             return estimate(texts)
-        values = [t or "" for t in texts.to_list()]
-        encoded = self._tokenizer.encode_batch(values, add_special_tokens=False)
-        return pl.Series(texts.name, [len(e.ids) for e in encoded], pl.Int64)
+        rows = pl.DataFrame({"text": texts.fill_null("")})
+        distinct = rows["text"].unique(maintain_order=True)
+        counts: list[int] = []
+        for start in range(0, distinct.len(), CHUNK_TEXTS):
+            chunk = distinct.slice(start, CHUNK_TEXTS).to_list()
+            encoded = self._tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
+            counts.extend(len(e) for e in encoded)  # an Encoding's length: its ids
+        table = pl.DataFrame({"text": distinct, "tokens": pl.Series(counts, dtype=pl.Int64)})
+        return rows.join(table, on="text", how="left", maintain_order="left")["tokens"].alias(texts.name)
 
     def summary(self, estimated_texts: int, teacher: TokenStats | None) -> TokenSummary:
         return TokenSummary(
