@@ -208,15 +208,16 @@ def run_unit(job: UnitJob, state: Any = None, use_worker_state: bool = True) -> 
         _output_dir=job.partial,
     )
     result = UnitResult()
+    ctx.row = unit.start
     if job.phase == "summarize":
         assert isinstance(stage, GlobalStage)
         for batch in stage.read(unit, job.config, stage.summary_columns):
             result.tallies.append(stage.summarize(batch, job.config, ctx))
+            ctx.row += batch.height
         return result
     kept = ShardWriter(job.partial / "kept", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")
     dropped = ShardWriter(job.partial / "dropped", DEFAULT_SHARD_ROWS, prefix=f"{unit.index:05d}-")
     plans = _plan_slices(job) if job.phase == "apply" else None
-    ctx.row = unit.start
     try:
         for batch in stage.read(unit, job.config):
             if plans is not None:

@@ -19,7 +19,7 @@ from stages import embed
 from stages.dedup import clusters, report
 from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
-from stages.dedup.policy import key_columns
+from stages.dedup.policy import KEY_SOURCES, key_columns
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
 
 HISTOGRAM_SPAN = 0.3
@@ -75,6 +75,7 @@ class EmbeddingDedup(GlobalStage[EmbeddingDedupConfig]):
     Config = EmbeddingDedupConfig
     Details = report.NearDupDetails
     parallel = False  # the encoder uses every core itself
+    summary_columns = KEY_SOURCES  # never the texts
 
     def summarize(self, batch: pl.DataFrame, config: EmbeddingDedupConfig, ctx: Context) -> Any:
         return batch.select(key_columns())

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from stages.dedup.policy import choose_keepers, dedup_plan, key_columns
+from stages.dedup.policy import KEY_SOURCES, choose_keepers, dedup_plan, key_columns
 from stages.stage import Context, Details, GlobalStage, Plan, ReduceContext
 
 
@@ -47,6 +47,7 @@ class ExactDedup(GlobalStage[ExactDedupConfig]):
     name = "exact_dedup"
     Config = ExactDedupConfig
     Details = ExactDedupDetails
+    summary_columns = KEY_SOURCES  # never the texts
 
     def summarize(self, batch: pl.DataFrame, config: ExactDedupConfig, ctx: Context) -> Any:
         return batch.select(key_columns())

@@ -468,8 +468,7 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
     def summarize(self, batch: pl.DataFrame, config: MinhashDedupConfig, ctx: Context) -> UnitSummary:
         assert ctx.workdir is not None
         ctx.workdir.mkdir(parents=True, exist_ok=True)
-        evidence = ctx.workdir / f"minhash-{ctx.unit.index:05d}-{ctx.row}.npz"
-        ctx.row += batch.height  # batches of a unit in order: the file name stays unique
+        evidence = ctx.workdir / f"minhash-{ctx.row:012d}.npz"  # the batch's first row: unique
         return summarize_batch(batch, config, evidence)
 
     def reduce(self, parts: list[UnitSummary], config: MinhashDedupConfig, ctx: ReduceContext) -> Plan:

@@ -19,6 +19,10 @@ def has(col: str) -> pl.Expr:
     return (pl.col(col).is_not_null() & (pl.col(col).str.strip_chars() != "")).alias(f"has_{col}")
 
 
+# the input columns `key_columns` reads: a map phase that needs nothing else reads only these
+KEY_SOURCES = ("uid", "source", "sources", *PREFERRED)
+
+
 def key_columns() -> list[pl.Expr]:
     """What the policy needs of each row: identity, provenance and which fields it has."""
     return [pl.col("uid"), pl.col("source"), pl.col("sources"), *(has(c) for c in PREFERRED)]
