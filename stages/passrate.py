@@ -43,7 +43,16 @@ from stages import generate, verify
 from stages.engine import LocalEngine
 from stages.records import detail_json
 from stages.runner import run_steps
-from stages.stage import Context, Decision, Details, GlobalStage, Plan, ReduceContext, apply_plan
+from stages.stage import (
+    Context,
+    Decision,
+    Details,
+    GlobalStage,
+    Plan,
+    ReduceContext,
+    StageReport,
+    apply_plan,
+)
 from stages.store import ShardWriter, load_report, shard_columns, shard_paths
 
 RATE_COLUMNS = ("pass_rate", "n_samples")
@@ -141,7 +150,7 @@ class StudentRun(Details):
     problems: int
     generate: SubRunCounts  # summed over rounds
     verify: SubRunCounts
-    completion_tokens: int  # of every student sample (new or from the sample cache)
+    completion_tokens: int  # of every problem's final-round samples (new or from the sample cache)
     cost_usd: float
     rounds: list[int]  # samples per problem after each round
     decided_per_round: list[int]  # problems whose fate was settled in each round
@@ -345,7 +354,8 @@ def student_samples(
     problems = _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
     k = config.student.llm.n
     undecided, kept, dropped, decided = problems, [], [], []
-    generate_counts, verify_counts = Counter(), Counter()
+    reports: dict[str, list[StageReport]] = {"generate": [], "verify": []}
+    costs: list[pl.LazyFrame] = []
     drawn = previous = 0
     with LocalEngine(1) as inline:
         for number, n in enumerate(config.schedule(), start=1):
@@ -359,9 +369,8 @@ def student_samples(
             generated, verified = run_steps(steps, round_dir, inline, input_dir=round_dir / "problems")
             drawn += undecided.height * (n - previous)  # earlier samples come back from the cache
             previous = n
-            for counts, report in ((generate_counts, generated.report), (verify_counts, verified.report)):
-                counts.update(rows_in=report.rows_in, rows_kept=report.rows_kept)
-                counts.update({f"reason:{r}": v for r, v in report.drop_reasons.items()})
+            reports["generate"].append(generated.report)
+            reports["verify"].append(verified.report)
             kept_r = (
                 _scan(verified.out_dir / "kept", ["uid", "correct"])
                 if shard_paths(verified.out_dir / "kept")
@@ -386,28 +395,24 @@ def student_samples(
                 kept.append(kept_r.join(done.lazy(), on="uid", how="semi"))
             if dropped_r is not None:
                 dropped.append(dropped_r.join(done.lazy(), on="uid", how="semi"))
+            if shard_paths(generated.out_dir / "kept"):  # each problem's samples once: from its last round
+                spent = _scan(generated.out_dir / "kept", ["uid", "completion_tokens", "cost_usd"])
+                costs.append(spent.join(done.lazy(), on="uid", how="semi"))
             undecided = undecided.join(done, on="uid", how="anti")
             if undecided.height == 0:
                 break
     model, _ = student_name(config.student)
-    sums = [
-        (
-            _scan(work / d.name / "01-generate" / "kept", ["completion_tokens", "cost_usd"])
-            .sum()
-            .collect()
-            .row(0)
-        )
-        for d in sorted(work.glob("round-*"))
-        if shard_paths(d / "01-generate" / "kept")
-    ]
+    spent = (
+        pl.concat(costs).select("completion_tokens", "cost_usd").sum().collect().row(0) if costs else (0, 0)
+    )
     summary = StudentRun(
         model=model,
         k=k,
         problems=problems.height,
-        generate=_sub_run(generate_counts),
-        verify=_sub_run(verify_counts),
-        completion_tokens=sum(t or 0 for t, _ in sums),
-        cost_usd=sum(c or 0.0 for _, c in sums),
+        generate=_sub_run(reports["generate"]),
+        verify=_sub_run(reports["verify"]),
+        completion_tokens=spent[0] or 0,
+        cost_usd=spent[1] or 0.0,
         rounds=config.schedule()[: len(decided)],
         decided_per_round=decided,
         samples_drawn=drawn,
@@ -417,9 +422,17 @@ def student_samples(
     return kept_all, (pl.concat(dropped) if dropped else None), summary
 
 
-def _sub_run(counts: Counter[str]) -> SubRunCounts:
-    reasons = {r.removeprefix("reason:"): n for r, n in counts.items() if r.startswith("reason:")}
-    return SubRunCounts(rows_in=counts["rows_in"], rows_kept=counts["rows_kept"], drop_reasons=reasons)
+def _sub_run(reports: list[StageReport]) -> SubRunCounts:
+    """One sub-stage's counts summed over the rounds (a sample asked again in a later round, from the
+    cache, counts again: these are rows the sub-runs processed)."""
+    reasons: Counter[str] = Counter()
+    for report in reports:
+        reasons.update(report.drop_reasons)
+    return SubRunCounts(
+        rows_in=sum(r.rows_in for r in reports),
+        rows_kept=sum(r.rows_kept for r in reports),
+        drop_reasons=dict(reasons),
+    )
 
 
 # ---- the stage ---------------------------------------------------------------------------------------

@@ -340,3 +340,9 @@ def test_adaptive_rounds_draw_fewer_samples_and_decide_the_same(tmp_path, monkey
     assert fast.details.student.decided_per_round == [4, 0, 8]
     assert served_fast == fast.details.student.samples_drawn == 4 * 2 + 8 * 8
     assert fast.details.student.samples_without_early_stop == 96
+    # tokens count each problem's samples once, from its last round: the 72 samples drawn
+    every = pl.read_parquet(tmp_path / "full" / "student" / "round-1" / "01-generate" / "kept")
+    mixed = pl.col("uid").str.slice(1).cast(pl.Int64) % 3 == 2
+    drawn = every.filter(~mixed | (pl.col("sample") < 2))
+    assert drawn.height == 72
+    assert fast.details.student.completion_tokens == drawn["completion_tokens"].sum()
