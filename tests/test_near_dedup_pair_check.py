@@ -21,7 +21,8 @@ from tests.conftest import collect_files, write_jsonl
 def rule_of(a: str, b: str) -> str | None:
     """The rule that keeps a and b apart (None: a duplicate), on the texts as the stages compare them."""
     texts = pl.Series([a, b]).to_frame("t").select(math_text(pl.col("t"))).to_series()
-    return pair_check.check_pairs(pair_check.features(texts), np.array([0]), np.array([1]))[0]
+    feats = pair_check.features(texts, raw=pl.Series([a, b]))
+    return pair_check.check_pairs(feats, np.array([0]), np.array([1]))[0]
 
 
 DECK = (
@@ -65,6 +66,7 @@ DIFFERENT = [
     ("How many ways are there to put 4 balls into 2 distinguishable boxes?", "How many ways are there to put 4 balls into 2 indistinguishable boxes?", "substitution"),
     ("Fisica and Ritmo measured a box of Notalium with rulers; Fisica rounded her product to 2017 cubic centimetres and Ritmo rounded his to V cubic centimetres. Find the difference between the largest and smallest possible V.", "Fisica and Ritmo measured a box of Notalium with rulers; Fisica rounded her product to V cubic centimetres and Ritmo rounded his to 2017 cubic centimetres. Find the difference between the largest and smallest possible V.", "substitution"),
     (f"{DECK} What is the probability that the top card is red and the second card is black?", f"{DECK} What is the probability that the top card is the King of hearts?", "question"),
+    ("The sequence $(a_n)$ satisfies $a_0=0$ and $a_{n+1} = 2a_n + 1$. Find the greatest integer less than or equal to $a_{10}$.", "The sequence $(a_n)$ satisfies $a_0=0$ and $a_{n+1} = 2a_n + 1$. Find $a_{10}$.", "operators"),
 ]  # fmt: skip
 
 # true duplicates: the check must let them go
@@ -79,6 +81,13 @@ SAME = [
     ("If $x,$ $y$ are positive real numbers, find the maximum possible value of $k.$", "If $x, y$ are positive reals, find the maximum possible value of $k$."),
     ("Suppose that the roots of $x^3+3x^2+4x-11=0$ are $a$, $b$, $c$. Find $t$.\n ~ pi_is_3.14", "Suppose that the roots of $x^3+3x^2+4x-11=0$ are $a$, $b$, $c$. Find $t$."),
     ("Find $AB$. [asy] draw((0,0)--(1,1)); [/asy]\n Credit to Royalreter1 and chezbgone2 for the diagram", "Find $AB$. [asy] draw((0,0)--(1,1)); [/asy]"),
+    # a user name full of numbers and a minus sign, next to AoPS's empty `^{}_{}`
+    ("Twelve disks cover $C^{}_{}$. Find $a+b+c^{}_{}$. [asy] dot((0,0)); [/asy]_Diagram by 1-1 is 3_", "Twelve disks cover $C$. Find $a+b+c$. [asy] dot((0,0)); [/asy]"),
+    # a renamed person is no other problem (a capitalised word never written in lower case)
+    ("Josie received $50 as a gift. She buys two tapes that cost $9 each. How much money will she have left?", "Amanda received $50 as a gift. She buys two tapes that cost $9 each. How much money will she have left?"),
+    # the floor notation defined in one copy only
+    ("Compute $\\lfloor \\frac{2005^3}{2003 \\cdot 2004} \\rfloor,$ where $\\lfloor x \\rfloor$ denotes the greatest integer less than or equal to $x.$", "Compute $\\lfloor \\frac{2005^3}{2003 \\cdot 2004} \\rfloor$"),
+    ("What is $110\\%$ of 500?", "Which of the following is equal to $110 \\%$ of 500?"),
 ]  # fmt: skip
 
 

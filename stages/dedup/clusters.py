@@ -82,9 +82,12 @@ def iter_texts(
         yield compared_texts(batch, field, normalize_math)
 
 
-def read_rows(input_dir: Path, field: str, rows: np.ndarray, normalize_math: bool = False) -> pl.Series:
-    """Texts (as compared: math-normalised if asked) of the given row indices, in the order given."""
-    return take_rows(input_dir, rows, [field]).select(_text_expr(field, normalize_math)).to_series()
+def read_rows(input_dir: Path, field: str, rows: np.ndarray, normalize_math: bool = False) -> pl.DataFrame:
+    """The given row indices' texts, in the order given: `text` as compared (math-normalised if asked)
+    and `raw` as written (the pair check reads names from its capitals)."""
+    return take_rows(input_dir, rows, [field]).select(
+        _text_expr(field, normalize_math), pl.col(field).fill_null("").alias("raw")
+    )
 
 
 def number_keys(texts: pl.Series) -> np.ndarray:
@@ -114,18 +117,20 @@ class Pairs:
         similarity: np.ndarray,
         numbers_ok: np.ndarray,
         passes: np.ndarray,
-        texts: Callable[[np.ndarray], pl.Series] | None,
+        texts: Callable[[np.ndarray], pl.DataFrame] | None,
         number_guard: bool = True,
     ) -> Pairs:
         """Edges: pairs that pass the threshold and the number guard and that the pair check
-        (`pair_check.check_pairs` on `texts(rows)`, skipped when `texts` is None) does not keep apart.
+        (`pair_check.check_pairs` on `texts(rows)`: `read_rows`' columns; skipped when `texts` is None)
+        does not keep apart.
         With the check on, the guard above the threshold is the check's `numbers` rule: numbers
         spelt out count, and an annotation's numbers (a credit line) do not (`pair_check.numbers_differ`)."""
         kept_by = np.full(src.size, None, dtype=object)
         todo = np.flatnonzero(passes)
         if texts is not None and todo.size:
             rows = np.unique(np.r_[src[todo], dst[todo]])
-            feats = pair_check.features(texts(rows))
+            frame = texts(rows)
+            feats = pair_check.features(frame["text"], frame["raw"])
             rules = pair_check.RULES if number_guard else pair_check.TEXT_RULES
             kept_by[todo] = pair_check.check_pairs(
                 feats, np.searchsorted(rows, src[todo]), np.searchsorted(rows, dst[todo]), rules

@@ -105,7 +105,9 @@ class EmbeddingDedup(GlobalStage[EmbeddingDedupConfig]):
             similarity,
             numbers_ok,
             similarity >= config.threshold,
-            (lambda rows: texts.gather(rows)) if config.pair_check else None,
+            (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
+            if config.pair_check
+            else None,
             config.number_guard,
         )
         decisions = clusters.resolve(

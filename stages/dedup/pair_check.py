@@ -26,11 +26,13 @@ The rules, in the order they are reported (the first that holds names the reason
   for another that is neither an inflection nor a typo of it ("area of a pentagon" vs "area of a
   trapezium", "find angle A" vs "find angle B", "TOOT" vs "TARTAR"), or two words trade places
   ("2017 ... V" vs "V ... 2017"), or a word is negated in the other text ("distinguishable" vs
-  "indistinguishable");
+  "indistinguishable"); one name for another ("Josie" vs "Amanda") is no substitution;
 - `question`: the same setup with another question: each text's question (its last sentence that
   asks: find, what, how, which, return, ...) has a word the other's question lacks but the other
   text mentions in its setup ("the probability that the second card is black" vs "... is the King of
   diamonds", with both colours and all ranks in the shared setup).
+
+A pair whose only difference is a credit ("Diagram by 1-1 is 3") is never kept apart.
 
 Features are computed per row with polars string kernels (`features`), and compared per pair with
 numpy (`check_pairs`); `direction` and `substitution` compare the words of the two texts in Python,
@@ -66,6 +68,17 @@ _PHRASES: list[tuple[str, str]] = [
     (r"\b(lower|upper)[- ]case\b", "${1}case"),
     (r"\b(?:counter|anti)[- ]?clockwise\b", "counterclockwise"),
     (r"\bcan ?not\b|n't\b", " not"),
+    (r"\b(?:is|are|be) equal to\b", "equals"),  # "which ... is equal to 110% of 500": no sameness asked
+    # floor and ceiling spelt out are the operators (one copy defines the notation, another does not;
+    # "find the greatest integer less than or equal to a_10" asks for a floor)
+    (
+        r"\b(?:the )?(?:greatest|largest) integer (?:that is )?(?:less than or equal to|not exceeding|atmost)\b",
+        r" \lfloor ",
+    ),
+    (
+        r"\b(?:the )?(?:least|smallest) integer (?:that is )?(?:greater than or equal to|not less than|atleast)\b",
+        r" \lceil ",
+    ),
     (r"[_^]\{\s*\}", " "),  # empty sub/superscripts: AIME's `$ABCD_{}^{}$` artefacts
     ("_", " "),  # `\sum_{k}`, `a_n`: word boundaries after commands and variables
 ]
@@ -191,10 +204,13 @@ def _poles(text: pl.Expr, poles: list[str]) -> pl.Expr:
     return pl.sum_horizontal(counts)
 
 
-def features(texts: pl.Series) -> pl.DataFrame:
-    """Per text (as compared: math-normalised), what the rules compare: one column per rule or class."""
+def features(texts: pl.Series, raw: pl.Series | None = None) -> pl.DataFrame:
+    """Per text (as compared: math-normalised), what the rules compare: one column per rule or class.
+    `raw` (the texts as written; default `texts`) gives `names`: capitalised words never written in
+    lower case, which math normalisation would have lower-cased."""
     text = pl.col("t")
-    frame = pl.DataFrame({"t": texts.fill_null("")}).with_columns(check_text(text).alias("c"))
+    frame = pl.DataFrame({"t": texts.fill_null(""), "raw": (texts if raw is None else raw).fill_null("")})
+    frame = frame.with_columns(check_text(text).alias("c"))
     c = pl.col("c")
     return frame.select(
         pl.concat_str(number_key(text), c.str.extract_all(_NUMBER_WORDS).list.sort().list.join(" "))
@@ -215,7 +231,13 @@ def features(texts: pl.Series) -> pl.DataFrame:
         .list.join(" ")
         .alias("qualifier"),
         c.str.count_matches(_NEGATION).alias("negation"),
+        c.str.contains(_CREDIT_PATTERN).alias("credit"),
         c.str.replace_all(r"[^a-z0-9\\]+", " ").alias("words"),
+        pl.col("raw")
+        .str.extract_all(r"\b[A-Z][a-z]+\b")
+        .list.eval(pl.element().str.to_lowercase())
+        .list.set_difference(pl.col("raw").str.extract_all(r"\b[a-z]+\b"))
+        .alias("names"),
         c.str.replace_all(r"[^a-z0-9\\.?!]+", " ").alias("sentences"),
         text,
     )
@@ -260,24 +282,26 @@ def _synonyms(u: str, v: str) -> bool:
     )
 
 
-def _swapped_word(x: list[str], y: list[str], only_edit: bool) -> bool:
+def _swapped_word(x: list[str], y: list[str], only_edit: bool, names: frozenset[str]) -> bool:
     """Whether a replaced span is one content word swapped for another (stop words aside); a single
-    letter (a variable: "angle a" vs "angle b") counts only when it is the texts' only difference."""
+    letter (a variable: "angle a" vs "angle b") counts only when it is the texts' only difference,
+    and two `names` (a renamed person: "Josie" vs "Amanda") do not count."""
     if len(x) > 1 or len(y) > 1:
         x, y = [w for w in x if w not in _FILLER], [w for w in y if w not in _FILLER]
     if len(x) != 1 or len(y) != 1:
         return False
     u, v = x[0], y[0]
-    if u == v or not (u.isalpha() and v.isalpha()) or _synonyms(u, v):
+    if u == v or not (u.isalpha() and v.isalpha()) or _synonyms(u, v) or {u, v} <= names:
         return False
     if len(u) == 1 or len(v) == 1:
         return only_edit and len(u) == len(v) == 1
     return not _inflection_or_typo(u, v)
 
 
-def substituted(a: str, b: str) -> bool:
+def substituted(a: str, b: str, names: frozenset[str] = frozenset()) -> bool:
     """Whether the texts differ in at most `_MAX_EDITS` places, one of them a single word swapped for
-    another (not an inflection or typo of it), or whether a word in one is negated in the other."""
+    another (not an inflection or typo of it, not one name for another), or whether a word in one is
+    negated in the other."""
     ta, tb = a.split(), b.split()
     only_a, only_b = set(ta) - set(tb), set(tb) - set(ta)
     if any(p + w in only_b for w in only_a for p in _NEGATING_PREFIXES) or any(
@@ -290,7 +314,8 @@ def substituted(a: str, b: str) -> bool:
         if ta[i1:i2] == tb[l1:l2] and ta[k1:k2] == tb[j1:j2]:
             return True
     return len(ops) <= _MAX_EDITS and any(
-        tag == "replace" and _swapped_word(ta[i1:i2], tb[j1:j2], len(ops) == 1) for tag, i1, i2, j1, j2 in ops
+        tag == "replace" and _swapped_word(ta[i1:i2], tb[j1:j2], len(ops) == 1, names)
+        for tag, i1, i2, j1, j2 in ops
     )
 
 
@@ -332,9 +357,33 @@ def other_question(a: str, b: str) -> bool:
     return bool((qa - qb) & rest_b) and bool((qb - qa) & rest_a)
 
 
-_TOKEN_SPLIT = re.compile(r"[\s,;:?!]+|\.(?!\d)|(?<=[\])}])(?=[a-z])")  # "[/asy]credit": two tokens
+_TOKEN_SPLIT = re.compile(r"[\s,;:?!]+|\.(?!\d)|(?<=[\])}])(?=[a-z_~])")  # "[/asy]credit": two tokens
 _FREE_NUMBER = re.compile(r"(?:^|[^a-z_\d.\\])\d")  # a number not glued to a name or subscript
 _GUARD_SIGN = re.compile(r"[<>=+]|\\(?:leq|geq|neq|pm|mp)\b")
+# a span that opens with a credit ("Diagram by 1-1 is 3", "~pi_is_3.14") is an annotation whatever its
+# numbers: they belong to a user name
+_CREDIT_PATTERN = r"(?:diagram|figure|picture|credits?) (?:by|to)\b|~"
+_CREDIT = re.compile(rf"^_?(?:{_CREDIT_PATTERN})", re.I)
+_EMPTY_SCRIPT = re.compile(r"[_^]\{\s*\}")  # AoPS's `$C^{}_{}$` artefacts
+
+
+def _inserted_span(a: str, b: str) -> str | None:
+    """The one span that one text (math-normalised) has and the other lacks, when that is all that
+    tells them apart (empty sub/superscripts, AoPS's `C^{}_{}` vs `C`, are no difference); else None."""
+    a, b = _EMPTY_SCRIPT.sub("", a), _EMPTY_SCRIPT.sub("", b)
+    ta, tb = [t for t in _TOKEN_SPLIT.split(a) if t], [t for t in _TOKEN_SPLIT.split(b) if t]
+    ops = [op for op in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] == "replace":
+        return None
+    _, i1, i2, j1, j2 = ops[0]
+    return " ".join(ta[i1:i2] + tb[j1:j2])
+
+
+def credit_only(a: str, b: str) -> bool:
+    """Whether all that tells the texts apart is a credit ("Diagram by 1-1 is 3", "~pi_is_3.14"): no
+    rule keeps such a pair apart, whatever numbers or operators the user name holds."""
+    span = _inserted_span(a, b)
+    return span is not None and bool(_CREDIT.match(span))
 
 
 def annotation_only(a: str, b: str) -> bool:
@@ -342,13 +391,10 @@ def annotation_only(a: str, b: str) -> bool:
     whose numbers all belong to names or subscripts and which has no sign the number guard compares:
     an author tag ("~ pi_is_3.14"), a credit line ("credit to Royalreter1 and chezbgone2"), a lost
     "P_1P_2,". Such a difference in numbers is no different problem; "of radius 3" is."""
-    ta, tb = [t for t in _TOKEN_SPLIT.split(a) if t], [t for t in _TOKEN_SPLIT.split(b) if t]
-    ops = [op for op in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes() if op[0] != "equal"]
-    if len(ops) != 1 or ops[0][0] == "replace":
-        return False
-    _, i1, i2, j1, j2 = ops[0]
-    span = " ".join(ta[i1:i2] + tb[j1:j2])
-    return not (_FREE_NUMBER.search(span) or _GUARD_SIGN.search(span) or re.search(_NUMBER_WORDS, span))
+    span = _inserted_span(a, b)
+    return span is not None and not (
+        _FREE_NUMBER.search(span) or _GUARD_SIGN.search(span) or re.search(_NUMBER_WORDS, span)
+    )
 
 
 def numbers_differ(feats: pl.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -363,11 +409,14 @@ def numbers_differ(feats: pl.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.
     return differ
 
 
-# rules that compare the words of two texts in Python: (feature column, comparison)
+# rules that compare the words of two texts in Python: (feature columns read, comparison of two rows)
 _WORD_RULES = {
-    "direction": ("words", swapped),
-    "substitution": ("words", substituted),
-    "question": ("sentences", other_question),
+    "direction": (("words",), lambda a, b: swapped(a["words"], b["words"])),
+    "substitution": (
+        ("words", "names"),
+        lambda a, b: substituted(a["words"], b["words"], frozenset(a["names"]) | frozenset(b["names"])),
+    ),
+    "question": (("sentences",), lambda a, b: other_question(a["sentences"], b["sentences"])),
 }
 
 
@@ -392,9 +441,10 @@ def check_pairs(
                 col = feats[f"antonym:{name}"].to_numpy()
                 mark(f"antonym:{name}", col[src] != col[dst])
         elif rule in _WORD_RULES:
-            column, differs = _WORD_RULES[rule]
+            columns, differs = _WORD_RULES[rule]
             todo = np.flatnonzero(open_)
-            a, b = feats[column].gather(src[todo]).to_list(), feats[column].gather(dst[todo]).to_list()
+            rows = feats.select(columns)
+            a, b = rows[src[todo]].rows(named=True), rows[dst[todo]].rows(named=True)
             hit = np.zeros(src.size, dtype=bool)
             hit[todo] = [differs(x, y) for x, y in zip(a, b, strict=True)]
             mark(rule, hit)
@@ -403,4 +453,10 @@ def check_pairs(
         else:
             col = feats[rule].to_numpy()
             mark(rule, col[src] != col[dst])
+    kept = np.flatnonzero(~open_)
+    credit = feats["credit"].to_numpy()
+    kept = kept[credit[src[kept]] | credit[dst[kept]]]
+    if kept.size:
+        a, b = feats["t"].gather(src[kept]).to_list(), feats["t"].gather(dst[kept]).to_list()
+        reason[kept[[credit_only(x, y) for x, y in zip(a, b, strict=True)]]] = None
     return reason
