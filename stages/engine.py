@@ -8,8 +8,12 @@ polars and the stage modules, ~1 s a worker) is paid once.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
@@ -31,6 +35,28 @@ class Engine(Protocol):
     ) -> list[R]: ...
 
     def close(self) -> None: ...
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS: glibc keeps a process's freed heap for reuse, so an idle
+    worker would hold its last unit's peak (~250 MB at 1M rows) while the driver reduces."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class _Releasing:
+    """`fn` run on a worker, then `release_memory` (picklable, unlike a closure)."""
+
+    def __init__(self, fn: Callable[[T], R]):
+        self.fn = fn
+
+    def __call__(self, item: T) -> R:
+        try:
+            return self.fn(item)
+        finally:
+            release_memory()
 
 
 def default_workers() -> int:
@@ -55,7 +81,7 @@ class LocalEngine:
             return [fn(item) for item in todo]
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = [self._pool.submit(fn, item) for item in todo]
+        futures = [self._pool.submit(_Releasing(fn), item) for item in todo]
         try:
             return [f.result() for f in futures]
         except BaseException:

@@ -20,7 +20,7 @@ driver, sharing the state its `open` context yields (a server, a pool).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +191,9 @@ class GlobalStage(Stage[C]):
         return details
 
 
+Mapper = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+
+
 @dataclass
 class ReduceContext:
     """What a global stage's reduce sees: the input (to read selected rows back), a scratch directory,
@@ -201,6 +204,9 @@ class ReduceContext:
     workdir: Path
     rows: int
     out_dir: Path
+    map: Mapper = field(default=lambda fn, items: [fn(item) for item in items])
+    """fn over items on the run's workers (in this process when it has none), results in order: for
+    reduce work that splits into picklable jobs (the near-dup pair check)."""
 
 
 def apply_plan(batch: pl.DataFrame, plan: pl.DataFrame) -> Decision:

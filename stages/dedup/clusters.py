@@ -17,6 +17,7 @@ import polars as pl
 
 from stages.dedup import pair_check
 from stages.dedup.policy import choose_keepers, dedup_plan
+from stages.stage import Mapper
 from stages.store import read_shards, take_rows
 from stages.text import math_text, number_key
 
@@ -96,6 +97,28 @@ def number_keys(texts: pl.Series) -> np.ndarray:
     return keys.to_series().to_numpy()
 
 
+_PAIRS_PER_CHECK = 25_000  # pairs a pair-check job holds the texts and features of
+
+
+@dataclass(frozen=True)
+class PairTexts:
+    """Where the pair check reads candidate rows' texts: each job reads its own rows, so neither the
+    driver nor any worker holds the texts of every candidate row."""
+
+    input_dir: Path
+    field: str
+    normalize_math: bool
+
+
+def check_job(job: tuple[PairTexts, np.ndarray, np.ndarray, tuple[str, ...]]) -> np.ndarray:
+    """The pair check of one chunk of pairs (row indices src[i], dst[i]), on a worker."""
+    texts, src, dst, rules = job
+    rows = np.unique(np.r_[src, dst])
+    frame = read_rows(texts.input_dir, texts.field, rows, texts.normalize_math)
+    feats = pair_check.features(frame["text"], frame["raw"])
+    return pair_check.check_pairs(feats, np.searchsorted(rows, src), np.searchsorted(rows, dst), rules)
+
+
 @dataclass
 class Pairs:
     """Candidate pairs (src < dst row indices) with their similarity, whether their numbers agree,
@@ -117,24 +140,27 @@ class Pairs:
         similarity: np.ndarray,
         numbers_ok: np.ndarray,
         passes: np.ndarray,
-        texts: Callable[[np.ndarray], pl.DataFrame] | None,
+        texts: PairTexts | None,
         number_guard: bool = True,
+        map_jobs: Mapper | None = None,
     ) -> Pairs:
         """Edges: pairs that pass the threshold and the number guard and that the pair check
-        (`pair_check.check_pairs` on `texts(rows)`: `read_rows`' columns; skipped when `texts` is None)
-        does not keep apart.
+        (`pair_check.check_pairs` on the rows' `texts`; skipped when None) does not keep apart. The
+        check runs in chunks of pairs (a head row's pairs together), as jobs on `map_jobs` (the run's
+        workers; default this process).
         With the check on, the guard above the threshold is the check's `numbers` rule: numbers
         spelt out count, and an annotation's numbers (a credit line) do not (`pair_check.numbers_differ`)."""
         kept_by = np.full(src.size, None, dtype=object)
         todo = np.flatnonzero(passes)
         if texts is not None and todo.size:
-            rows = np.unique(np.r_[src[todo], dst[todo]])
-            frame = texts(rows)
-            feats = pair_check.features(frame["text"], frame["raw"])
             rules = pair_check.RULES if number_guard else pair_check.TEXT_RULES
-            kept_by[todo] = pair_check.check_pairs(
-                feats, np.searchsorted(rows, src[todo]), np.searchsorted(rows, dst[todo]), rules
-            )
+            order = todo[np.argsort(src[todo], kind="stable")]
+            chunks = np.array_split(order, -(-order.size // _PAIRS_PER_CHECK))
+            run = map_jobs or (lambda fn, items: [fn(item) for item in items])
+            for chunk, reasons in zip(
+                chunks, run(check_job, [(texts, src[c], dst[c], rules) for c in chunks]), strict=True
+            ):
+                kept_by[chunk] = reasons
             guarded = todo[kept_by[todo] == "numbers"]  # the number guard's decision, refined by the check
             numbers_ok = numbers_ok.copy()
             numbers_ok[todo] = True

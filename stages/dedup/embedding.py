@@ -105,10 +105,9 @@ class EmbeddingDedup(GlobalStage[EmbeddingDedupConfig]):
             similarity,
             numbers_ok,
             similarity >= config.threshold,
-            (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
-            if config.pair_check
-            else None,
+            clusters.PairTexts(input_dir, config.field, config.normalize_math) if config.pair_check else None,
             config.number_guard,
+            ctx.map,
         )
         decisions = clusters.resolve(
             numbered_keys(parts),

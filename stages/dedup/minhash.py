@@ -482,18 +482,22 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
         del band
         usable = ~(empty[src] | empty[dst])
         src, dst = src[usable], dst[usable]
-        # every row a similarity is ever asked of (members of clusters and their keepers included)
-        sets = gather_evidence(parts, np.unique(np.r_[src, dst]), config.check == "exact")
-        similarity = sets.jaccard(src, dst)
+        exact = config.check == "exact"
+
+        def jaccard(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+            """Of pairs of rows, from those rows' evidence only (freed before the pair check runs)."""
+            return gather_evidence(parts, np.unique(np.r_[u, v]), exact).jaccard(u, v)
+
+        similarity = jaccard(src, dst)
         numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
         passes = similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
-        text_of = (
-            (lambda rows: clusters.read_rows(input_dir, config.field, rows, config.normalize_math))
-            if config.pair_check
-            else None
+        texts = (
+            clusters.PairTexts(input_dir, config.field, config.normalize_math) if config.pair_check else None
         )
-        pairs = clusters.Pairs.decide(src, dst, similarity, numbers_ok, passes, text_of, config.number_guard)
-        decisions = clusters.resolve(numbered_keys([p.keys for p in parts]), pairs, sets.jaccard)
+        pairs = clusters.Pairs.decide(
+            src, dst, similarity, numbers_ok, passes, texts, config.number_guard, ctx.map
+        )
+        decisions = clusters.resolve(numbered_keys([p.keys for p in parts]), pairs, jaccard)
         details = report.near_dup_details(
             input_dir,
             field=config.field,

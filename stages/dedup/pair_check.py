@@ -42,12 +42,12 @@ only for the pairs no earlier rule kept apart (candidate pairs above the thresho
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 
 import numpy as np
 import polars as pl
+from rapidfuzz.distance import Levenshtein
 
 from stages.text import number_key
 
@@ -186,6 +186,24 @@ _STOP = frozenset(
 _WINDOW = 2  # content words looked at on each side of "to"
 
 
+def diff_ops(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """The places where two token lists differ, as difflib-style (tag, i1, i2, j1, j2) blocks: a minimal
+    edit script (rapidfuzz, C++; difflib's matcher was most of the check's time) with adjacent edits
+    merged into one block, so that "two words for three" is one `replace`, as a reader counts it."""
+    out: list[tuple[str, int, int, int, int]] = []
+    for op in Levenshtein.opcodes(a, b):
+        if op.tag == "equal":
+            continue
+        if out and out[-1][2] == op.src_start and out[-1][4] == op.dest_start:
+            _, i1, _, j1, _ = out.pop()
+        else:
+            i1, j1 = op.src_start, op.dest_start
+        i2, j2 = op.src_end, op.dest_end
+        tag = "replace" if i2 > i1 and j2 > j1 else ("delete" if i2 > i1 else "insert")
+        out.append((tag, i1, i2, j1, j2))
+    return out
+
+
 def check_text(expr: pl.Expr) -> pl.Expr:
     """The form the rules read: lower case (apply to `math_text`), multi-word terms joined."""
     out = expr.str.to_lowercase()
@@ -308,7 +326,7 @@ def substituted(a: str, b: str, names: frozenset[str] = frozenset()) -> bool:
         p + w in only_a for w in only_b for p in _NEGATING_PREFIXES
     ):
         return True
-    ops = [op for op in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    ops = diff_ops(ta, tb)
     if len(ops) == 2 and all(op[0] == "replace" for op in ops):  # "x ... y" vs "y ... x"
         (_, i1, i2, j1, j2), (_, k1, k2, l1, l2) = ops
         if ta[i1:i2] == tb[l1:l2] and ta[k1:k2] == tb[j1:j2]:
@@ -372,7 +390,7 @@ def _inserted_span(a: str, b: str) -> str | None:
     tells them apart (empty sub/superscripts, AoPS's `C^{}_{}` vs `C`, are no difference); else None."""
     a, b = _EMPTY_SCRIPT.sub("", a), _EMPTY_SCRIPT.sub("", b)
     ta, tb = [t for t in _TOKEN_SPLIT.split(a) if t], [t for t in _TOKEN_SPLIT.split(b) if t]
-    ops = [op for op in difflib.SequenceMatcher(a=ta, b=tb, autojunk=False).get_opcodes() if op[0] != "equal"]
+    ops = diff_ops(ta, tb)
     if len(ops) != 1 or ops[0][0] == "replace":
         return None
     _, i1, i2, j1, j2 = ops[0]
