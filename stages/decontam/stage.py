@@ -111,6 +111,10 @@ class Decontaminate(GlobalStage[DecontamConfig]):
     Config = DecontamConfig
     Details = DecontamDetails
     summary_columns = ("uid",)
+    # the matching is the reduce, in this process on its own threads; the map phases only count rows
+    # and split them by the plan. A worker pool would add its processes' memory and start-up for that:
+    # 1M rows, measured: 26.5 s / 1.14 GB peak with 2 workers, 23.8 s / 0.78 GB without
+    parallel = False
 
     def __init__(self, judge: Ask | None = None):
         self.judge = judge
