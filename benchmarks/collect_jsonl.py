@@ -58,12 +58,18 @@ COLLECT = (
     "from stages.collect import FieldMap, file_sources; "
     "run_stage('collect', None, file_sources([Path(sys.argv[1])], FieldMap()), Path(sys.argv[2]))"
 )
+# the same call in the API of BASELINE_REF (before the stage runner)
+BASELINE_COLLECT = (
+    "import sys; from pathlib import Path; from flows.steps import collect_files; "
+    "from stages.collect import FieldMap; collect_files([Path(sys.argv[1])], FieldMap(), Path(sys.argv[2]))"
+)
 READERS = ("jsonl", "parquet", "jsonl-per-record")
 
 
-def command(kind: str, corpus: Path, out: Path) -> list[str]:
+def command(kind: str, corpus: Path, out: Path, baseline: bool) -> list[str]:
     if kind == "collect":
-        return [sys.executable, "-c", COLLECT, str(corpus), str(out / "00-collect")]
+        code = BASELINE_COLLECT if baseline else COLLECT
+        return [sys.executable, "-c", code, str(corpus), str(out / "00-collect")]
     longcot = Path(sys.executable).with_name("longcot")
     return [str(longcot), "dedup", str(corpus), "--out", str(out), "--method", "exact"]
 
@@ -74,7 +80,11 @@ def timed_run(kind: str, code: Path, corpus: Path, out: Path) -> dict[str, float
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
         proc = subprocess.Popen(  # cwd: not this checkout, whose packages `python -c` would import first
-            command(kind, corpus, out), env=env, cwd=out.parent, stdout=log, stderr=subprocess.STDOUT
+            command(kind, corpus, out, baseline=code != REPO),
+            env=env,
+            cwd=out.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
