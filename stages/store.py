@@ -180,5 +180,9 @@ def take_rows(input_dir: Path, rows: np.ndarray, columns: list[str]) -> pl.DataF
                 table = shard.read_row_group(group, columns=columns).take(local)
                 parts.append(pl.from_arrow(table).with_columns(pl.Series("idx", local + offset)))
             offset += size
-    found = pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(schema={"idx": pl.Int64})
+    if not parts:  # no row asked for (or none there): the columns still exist, empty
+        paths = shard_paths(input_dir)
+        schema = pl.read_parquet_schema(paths[0]) if paths else {}
+        parts = [pl.DataFrame(schema={**{c: schema.get(c, pl.Null) for c in columns}, "idx": pl.Int64})]
+    found = pl.concat(parts, how="vertical_relaxed")
     return pl.Series("idx", rows).to_frame().join(found, on="idx", how="left", maintain_order="left")

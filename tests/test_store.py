@@ -3,6 +3,7 @@ carry a reason and evidence; a crash leaves no partial output."""
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -11,7 +12,7 @@ from stages.engine import LocalEngine
 from stages.records import detail_json
 from stages.runner import Step, run_step
 from stages.stage import Context, Decision, MapStage
-from stages.store import InvariantError, count_rows, fingerprint, read_shards
+from stages.store import InvariantError, count_rows, fingerprint, read_shards, take_rows
 
 FRAME = pl.DataFrame({"uid": ["a", "b", "c"], "problem": ["x", "y", "z"]})
 
@@ -93,3 +94,18 @@ def test_fingerprint_follows_content_not_time(tmp_path):
     assert fingerprint(tmp_path / "a") == fingerprint(tmp_path / "b")
     FRAME.head(2).write_parquet(tmp_path / "b" / "part-00000.parquet")
     assert fingerprint(tmp_path / "a") != fingerprint(tmp_path / "b")
+
+
+def test_take_rows_reads_chosen_rows_across_shards_and_row_groups(tmp_path):
+    """Rows by global index, in the order asked (repeats kept), from shards of several row groups;
+    no rows asked still gives the columns (a stage selecting from an empty result must not fail)."""
+    frame = pl.DataFrame({"uid": [f"u{i}" for i in range(50)], "n": list(range(50))})
+    frame.head(30).write_parquet(tmp_path / "part-00000.parquet", row_group_size=7)
+    frame.tail(20).write_parquet(tmp_path / "part-00001.parquet", row_group_size=7)
+    rows = np.array([49, 3, 29, 30, 3])
+    taken = take_rows(tmp_path, rows, ["uid", "n"])
+    assert taken["idx"].to_list() == rows.tolist()
+    assert taken["n"].to_list() == rows.tolist()
+    assert taken["uid"].to_list() == [f"u{i}" for i in rows]
+    empty = take_rows(tmp_path, np.array([], dtype=np.int64), ["uid", "n"])
+    assert empty.height == 0 and empty.schema == {"idx": pl.Int64, "uid": pl.String, "n": pl.Int64}
