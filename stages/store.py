@@ -23,6 +23,8 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from stages.arrays import unique_sorted
+
 DEFAULT_SHARD_ROWS = 100_000
 READ_BATCH_ROWS = 200_000
 # Parquet row groups of a shard: reading chosen rows back (`take_rows`: the near-dup pair check, the
@@ -169,7 +171,7 @@ def take_rows(input_dir: Path, rows: np.ndarray, columns: list[str]) -> pl.DataF
     """`idx` plus `columns` of the given row indices, in the order given: each Parquet row group that
     holds some of them is decoded once, on its own, and only those rows are kept."""
     rows = np.asarray(rows, dtype=np.int64)
-    wanted = np.unique(rows)
+    wanted = unique_sorted(rows)
     parts, offset = [], 0
     for path in shard_paths(input_dir):
         shard = pq.ParquetFile(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from stages.arrays import unique_sorted
 from stages.dedup import pair_check
 from stages.dedup.policy import choose_keepers, dedup_plan
 from stages.stage import Mapper
@@ -62,7 +63,7 @@ def unique_edges(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """Undirected edges without self-loops or repeats, as (smaller, larger) index pairs."""
     lo, hi = np.minimum(src, dst).astype(np.int64), np.maximum(src, dst).astype(np.int64)
     keep = lo != hi
-    packed = np.unique((lo[keep] << 32) | hi[keep])
+    packed = unique_sorted((lo[keep] << 32) | hi[keep])
     return packed >> 32, packed & 0xFFFFFFFF
 
 
@@ -113,7 +114,7 @@ class PairTexts:
 def check_job(job: tuple[PairTexts, np.ndarray, np.ndarray, tuple[str, ...]]) -> np.ndarray:
     """The pair check of one chunk of pairs (row indices src[i], dst[i]), on a worker."""
     texts, src, dst, rules = job
-    rows = np.unique(np.r_[src, dst])
+    rows = unique_sorted(np.r_[src, dst])
     frame = read_rows(texts.input_dir, texts.field, rows, texts.normalize_math)
     feats = pair_check.features(frame["text"], frame["raw"])
     return pair_check.check_pairs(feats, np.searchsorted(rows, src), np.searchsorted(rows, dst), rules)

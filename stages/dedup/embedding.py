@@ -16,6 +16,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages import embed
+from stages.arrays import first_of_each
 from stages.dedup import clusters, report
 from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
@@ -64,7 +65,7 @@ def neighbour_pairs(
     dst, sim = ids.ravel(), scores.ravel().astype(np.float64)
     ok = (dst >= 0) & (dst != src) & (sim >= floor)
     lo, hi, sim = np.minimum(src, dst)[ok], np.maximum(src, dst)[ok], sim[ok]
-    packed, first = np.unique((lo << 32) | hi, return_index=True)
+    packed, first = first_of_each((lo << 32) | hi)
     return packed >> 32, packed & 0xFFFFFFFF, np.minimum(sim[first], 1.0)
 
 

@@ -38,6 +38,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stages.arrays import unique_sorted
 from stages.dedup import clusters, report
 from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
@@ -483,12 +484,16 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
         usable = ~(empty[src] | empty[dst])
         src, dst = src[usable], dst[usable]
         exact = config.check == "exact"
+        sets: ShingleSets | Signatures | None = gather_evidence(parts, unique_sorted(np.r_[src, dst]), exact)
+        similarity = sets.jaccard(src, dst)
+        if config.pair_check:
+            sets = None  # not held while the check runs (1M rows: ~240 MB); gathered again below
 
         def jaccard(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            """Of pairs of rows, from those rows' evidence only (freed before the pair check runs)."""
-            return gather_evidence(parts, np.unique(np.r_[u, v]), exact).jaccard(u, v)
+            """Of pairs of rows (members and their keepers), from the candidate rows' evidence."""
+            evidence = sets if sets is not None else gather_evidence(parts, unique_sorted(np.r_[u, v]), exact)
+            return evidence.jaccard(u, v)
 
-        similarity = jaccard(src, dst)
         numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
         passes = similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
         texts = (
