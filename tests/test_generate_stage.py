@@ -251,3 +251,37 @@ def test_runs_from_inside_an_event_loop(tmp_path: Path, env: pytest.MonkeyPatch)
 
         _, kept, _ = asyncio.run(inside())
     assert kept.height == 4
+
+
+SENIORS = """```python
+from typing import List
+
+
+class Solution:
+    def countSeniors(self, details: List[str]) -> int:
+        return sum(int(d[11:13]) > 60 for d in details)
+```"""
+
+
+def test_a_functional_code_problem_is_verified_after_generation(
+    tmp_path: Path, env: pytest.MonkeyPatch, shared_data: Path
+) -> None:
+    """A LiveCodeBench problem's function name lives in its starter code (meta): the samples carry
+    it to the verifier, which calls the function on the tests (it used to fail as bad_tests)."""
+    from conftest import run_collect
+
+    from stages.collect import CollectConfig, SourceSpec
+    from stages.verify.stage import VerifyConfig
+
+    path = shared_data / "sources" / "deepcoder_train_livecodebench.jsonl"
+    source = SourceSpec(name="lcb", path=path, preset="deepcoder_train_livecodebench", limit=1)
+    collected = run_collect(CollectConfig(sources=[source]), tmp_path / "collect")
+    assert collected["rows_kept"] == 1, collected
+    with FakeOpenAI(answer_fn=lambda prompt: SENIORS) as fake:
+        cfg = config(fake, tmp_path, env, n=1)
+        report, kept, _ = generate(tmp_path / "collect" / "kept", cfg, tmp_path / "gen")
+    assert report["rows_in"] == 1 and "countSeniors" in json.loads(kept["meta"][0])["starter_code"]
+    verified = run_stage("verify", tmp_path / "gen" / "kept", VerifyConfig(), tmp_path / "verify", force=True)
+    assert verified.rows_kept == 1, verified.drop_reasons
+    row = pl.read_parquet(tmp_path / "verify" / "kept")
+    assert row["correct"].to_list() == [True]

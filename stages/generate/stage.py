@@ -27,7 +27,9 @@ from stages.llm.parse import split_reasoning
 from stages.records import GENERATION_SCHEMA, conform, to_json
 from stages.stage import Context, Decision, Details, MapStage
 
-PROBLEM_COLUMNS = ("source", "domain", "problem", "answer", "tests")
+# what the verifier needs of the problem next to each sample (meta: a code problem's starter code,
+# whose function name functional tests call)
+PROBLEM_COLUMNS = ("source", "domain", "problem", "answer", "tests", "meta")
 EXTRA_SCHEMA: dict[str, pl.DataType] = {
     "truncated": pl.Boolean(),
     "template": pl.String(),
