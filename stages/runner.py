@@ -352,7 +352,7 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
             parts = [t for r in mapper(jobs("summarize")) for t in r.tallies]
             ctx = ReduceContext(step.input_dir, partial / WORK_DIR, sum(u.rows for u in units), partial)
             if workers > 1:
-                ctx.map = lambda fn, items: engine.map(fn, items)
+                ctx.map = engine.map
             plan: Plan = stage.reduce(parts, config, ctx)
             if plan.decisions.height != ctx.rows:
                 raise InvariantError(

@@ -194,6 +194,11 @@ class GlobalStage(Stage[C]):
 Mapper = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
 
 
+def in_process(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """The `Mapper` of a run without workers."""
+    return [fn(item) for item in items]
+
+
 @dataclass
 class ReduceContext:
     """What a global stage's reduce sees: the input (to read selected rows back), a scratch directory,
@@ -204,7 +209,7 @@ class ReduceContext:
     workdir: Path
     rows: int
     out_dir: Path
-    map: Mapper = field(default=lambda fn, items: [fn(item) for item in items])
+    map: Mapper = in_process
     """fn over items on the run's workers (in this process when it has none), results in order: for
     reduce work that splits into picklable jobs (the near-dup pair check)."""
 

@@ -18,7 +18,7 @@ import polars as pl
 from stages.arrays import unique_sorted
 from stages.dedup import pair_check
 from stages.dedup.policy import choose_keepers, dedup_plan
-from stages.stage import Mapper
+from stages.stage import Mapper, in_process
 from stages.store import read_shards, take_rows
 from stages.text import math_text, number_key
 
@@ -143,7 +143,7 @@ class Pairs:
         passes: np.ndarray,
         texts: PairTexts | None,
         number_guard: bool = True,
-        map_jobs: Mapper | None = None,
+        map_jobs: Mapper = in_process,
     ) -> Pairs:
         """Edges: pairs that pass the threshold and the number guard and that the pair check
         (`pair_check.check_pairs` on the rows' `texts`; skipped when None) does not keep apart. The
@@ -157,9 +157,8 @@ class Pairs:
             rules = pair_check.RULES if number_guard else pair_check.TEXT_RULES
             order = todo[np.argsort(src[todo], kind="stable")]
             chunks = np.array_split(order, -(-order.size // _PAIRS_PER_CHECK))
-            run = map_jobs or (lambda fn, items: [fn(item) for item in items])
             for chunk, reasons in zip(
-                chunks, run(check_job, [(texts, src[c], dst[c], rules) for c in chunks]), strict=True
+                chunks, map_jobs(check_job, [(texts, src[c], dst[c], rules) for c in chunks]), strict=True
             ):
                 kept_by[chunk] = reasons
             guarded = todo[kept_by[todo] == "numbers"]  # the number guard's decision, refined by the check
