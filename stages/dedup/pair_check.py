@@ -382,13 +382,11 @@ _GUARD_SIGN = re.compile(r"[<>=+]|\\(?:leq|geq|neq|pm|mp)\b")
 # numbers: they belong to a user name
 _CREDIT_PATTERN = r"(?:diagram|figure|picture|credits?) (?:by|to)\b|~"
 _CREDIT = re.compile(rf"^_?(?:{_CREDIT_PATTERN})", re.I)
-_EMPTY_SCRIPT = re.compile(r"[_^]\{\s*\}")  # AoPS's `$C^{}_{}$` artefacts
 
 
 def _inserted_span(a: str, b: str) -> str | None:
-    """The one span that one text (math-normalised) has and the other lacks, when that is all that
-    tells them apart (empty sub/superscripts, AoPS's `C^{}_{}` vs `C`, are no difference); else None."""
-    a, b = _EMPTY_SCRIPT.sub("", a), _EMPTY_SCRIPT.sub("", b)
+    """The one span that one text (math-normalised: AoPS's empty `C^{}_{}` is already `C`) has and
+    the other lacks, when that is all that tells them apart; else None."""
     ta, tb = [t for t in _TOKEN_SPLIT.split(a) if t], [t for t in _TOKEN_SPLIT.split(b) if t]
     ops = diff_ops(ta, tb)
     if len(ops) != 1 or ops[0][0] == "replace":
