@@ -32,15 +32,18 @@ def parse_methods(text: str) -> list[str]:
 
 
 def stage_plan(methods: list[str], minhash_config: Any, embedding_config: Any) -> list[tuple[Any, Any]]:
-    """(stage, config) for each method, in the order given."""
-    from stages.registry import STAGES
+    """(stage, config) for each method, in the order given. The stage modules are imported here, not
+    through stages.registry: that imports every stage (math-verify, sympy, the LLM client), ~0.5 s
+    of start-up a dedup command never uses."""
+    from stages.dedup.embedding import EmbeddingDedup
+    from stages.dedup.minhash import MinhashDedup
 
     table = {
-        "exact": ("exact_dedup", exact.ExactDedupConfig()),
-        "minhash": ("minhash_dedup", minhash_config),
-        "embedding": ("embedding_dedup", embedding_config),
+        "exact": (exact.ExactDedup(), exact.ExactDedupConfig()),
+        "minhash": (MinhashDedup(), minhash_config),
+        "embedding": (EmbeddingDedup(), embedding_config),
     }
-    return [(STAGES[table[m][0]], table[m][1]) for m in methods]
+    return [table[m] for m in methods]
 
 
 def run_dedup(
@@ -55,9 +58,8 @@ def run_dedup(
 ) -> list[tuple[Path, dict[str, Any]]]:
     """Collect the inputs into OUT/00-collect, then run each method on the previous kept rows.
     Returns (stage dir, report) of every stage, collect first."""
-    from stages.collect import file_sources
+    from stages.collect import Collect, file_sources
     from stages.engine import LocalEngine
-    from stages.registry import COLLECT
     from stages.runner import StepResult, run_steps
 
     missing = [str(p) for p in inputs if not p.is_file()]
@@ -72,7 +74,7 @@ def run_dedup(
         console.print(f"[green]✓[/green] {result.out_dir.name} ({result.report.seconds:.1f}s)")
 
     steps = [
-        (COLLECT, file_sources(inputs, fields, domain)),
+        (Collect(), file_sources(inputs, fields, domain)),
         *stage_plan(methods, minhash_config, embedding_config),
     ]
     with LocalEngine(workers) as engine, console.status("dedup …"):
