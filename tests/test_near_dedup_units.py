@@ -24,6 +24,10 @@ SAME = [
     (r"If $x \le 2$, evaluate $f(x)$.", r"If $x ≤ 2$, find $f(x)$."),
     (r"A shop sold 1,000 pens.", r"A shop sold 1000 pens."),
     (r"Let $\left( x \right)$ be $\text{ real }$.", r"Let $(x)$ be real."),
+    (
+        r"If $x \geqslant 2$ and $y ≠ 1$, find $\tbinom{4}{2}$.",
+        r"If $x\ge 2$ and $y \ne 1$, find $\binom{4}{2}$.",
+    ),
 ]
 DIFFERENT = [
     (r"Compute $\binom{8}{4}$.", r"Compute $\binom{9}{4}$."),
@@ -185,6 +189,18 @@ def test_connected_components_matches_a_plain_union_find():
 def test_bucket_edges_join_equal_keys_only():
     src, dst = clusters.bucket_edges(np.array([5, 1, 5, 2, 5, 1], dtype=np.uint64))
     assert sorted(zip(src.tolist(), dst.tolist(), strict=True)) == [(0, 2), (0, 4), (1, 5)]
+
+
+def test_known_similarity_finds_candidate_pairs_in_either_order():
+    src, dst = clusters.unique_edges(np.array([7, 1, 4, 2]), np.array([3, 9, 1, 8]))
+    similarity = (src * 100 + dst) / 1000  # a value that names its pair
+    u, v = np.array([3, 9, 4, 5, 8]), np.array([7, 1, 1, 6, 2])
+    out, known = clusters.known_similarity(src, dst, similarity, u, v)
+    assert known.tolist() == [True, True, True, False, True]
+    assert out[known].tolist() == [0.307, 0.109, 0.104, 0.208]
+    assert np.isnan(out[3])
+    none, known = clusters.known_similarity(src[:0], dst[:0], similarity[:0], u, v)
+    assert not known.any() and np.isnan(none).all()
 
 
 @pytest.fixture

@@ -67,6 +67,20 @@ def unique_edges(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return packed >> 32, packed & 0xFFFFFFFF
 
 
+def known_similarity(
+    src: np.ndarray, dst: np.ndarray, similarity: np.ndarray, u: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The similarity of each pair (u[i], v[i]) that is one of the pairs (src, dst) (as `unique_edges`
+    returns them: src < dst, sorted), and whether it is; the others' similarity is NaN."""
+    pairs = (np.asarray(src, dtype=np.int64) << 32) | np.asarray(dst, dtype=np.int64)
+    asked = (np.minimum(u, v).astype(np.int64) << 32) | np.maximum(u, v).astype(np.int64)
+    at = np.minimum(np.searchsorted(pairs, asked), max(pairs.size - 1, 0))
+    known = pairs[at] == asked if pairs.size else np.zeros(asked.size, dtype=bool)
+    out = np.full(asked.size, np.nan)
+    out[known] = similarity[at[known]]
+    return out, known
+
+
 def _text_expr(field: str, normalize_math: bool) -> pl.Expr:
     return (math_text(pl.col(field)) if normalize_math else pl.col(field)).fill_null("").alias("text")
 

@@ -357,13 +357,17 @@ class ShingleSets:
     def jaccard(self, src: np.ndarray, dst: np.ndarray, chunk: int = _PAIRS_PER_CHUNK) -> np.ndarray:
         a, b = np.searchsorted(self.rows, src), np.searchsorted(self.rows, dst)
         shared = np.zeros(a.size, dtype=np.int64)
-        for lo in range(0, a.size, chunk):
+
+        def intersect(lo: int) -> None:  # one polars query per chunk: they run in parallel threads
             pairs = pl.DataFrame(
                 {"a": self.lists.gather(a[lo : lo + chunk]), "b": self.lists.gather(b[lo : lo + chunk])}
             )
             shared[lo : lo + chunk] = pairs.select(
                 pl.col("a").list.set_intersection("b").list.len()
             ).to_series()
+
+        with ThreadPoolExecutor(_threads()) as pool:
+            list(pool.map(intersect, range(0, a.size, chunk)))
         union = self.sizes[a] + self.sizes[b] - shared
         return np.where(union > 0, shared / np.maximum(union, 1), 1.0)
 
@@ -404,23 +408,28 @@ def summarize_batch(batch: pl.DataFrame, config: MinhashDedupConfig, evidence: P
 
 
 def gather_evidence(parts: list[UnitSummary], rows: np.ndarray, exact: bool) -> ShingleSets | Signatures:
-    """The shingle sets (exact) or signatures of the sorted row indices `rows`, from the batches' files."""
-    keys, counts, sigs, start = [], [], [], 0
-    for part in parts:
-        end = start + part.empty.size
-        inside = rows[np.searchsorted(rows, start) : np.searchsorted(rows, end)] - start
-        start = end
+    """The shingle sets (exact) or signatures of the sorted row indices `rows`, from the batches' files
+    (read in parallel threads: numpy releases the GIL for the file reads and the gathers)."""
+    starts = np.cumsum([0] + [part.empty.size for part in parts])
+
+    def read(i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        lo, hi = np.searchsorted(rows, starts[i : i + 2])
+        inside = rows[lo:hi] - starts[i]
         if not inside.size:
-            continue
-        with np.load(part.evidence) as saved:
+            return None
+        with np.load(parts[i].evidence) as saved:
             if not exact:
-                sigs.append(saved["signatures"][inside])
-                continue
+                return saved["signatures"][inside], inside
             own, offsets = saved["counts"], np.r_[0, np.cumsum(saved["counts"])]
             lens = own[inside]
             within = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-            keys.append(saved["keys"][np.repeat(offsets[inside], lens) + within])
-            counts.append(lens)
+            return saved["keys"][np.repeat(offsets[inside], lens) + within], lens
+
+    with ThreadPoolExecutor(_threads()) as pool:
+        found = [f for f in pool.map(read, range(len(parts))) if f is not None]
+    keys = [k for k, _ in found] if exact else []
+    counts = [c for _, c in found] if exact else []
+    sigs = [sig for sig, _ in found] if not exact else []
     if exact:
         flat = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint32)
         return ShingleSets(flat, np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64), rows)
@@ -443,15 +452,19 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Only rows whose key repeats in a band (polars' hash-based `is_duplicated`, all bands at once)
     are sorted."""
     repeated = pl.DataFrame(keys, orient="row").select(pl.all().is_duplicated()).to_numpy()
-    src, dst = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    for band in range(keys.shape[1]):
+
+    def edges(band: int) -> tuple[np.ndarray, np.ndarray]:  # numpy sorts release the GIL: bands in threads
         rows = np.flatnonzero(repeated[:, band])
         if rows.size == 0:
-            continue
+            return rows, rows
         head, other = clusters.bucket_edges(keys[rows, band])
-        src.append(rows[head])
-        dst.append(rows[other])
-    return clusters.unique_edges(np.concatenate(src), np.concatenate(dst))
+        return rows[head], rows[other]
+
+    with ThreadPoolExecutor(_threads()) as pool:
+        found = list(pool.map(edges, range(keys.shape[1])))
+    src = np.concatenate([np.zeros(0, dtype=np.int64), *(head for head, _ in found)])
+    dst = np.concatenate([np.zeros(0, dtype=np.int64), *(other for _, other in found)])
+    return clusters.unique_edges(src, dst)
 
 
 class MinhashDedup(GlobalStage[MinhashDedupConfig]):
@@ -490,9 +503,16 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
             sets = None  # not held while the check runs (1M rows: ~240 MB); gathered again below
 
         def jaccard(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            """Of pairs of rows (members and their keepers), from the candidate rows' evidence."""
-            evidence = sets if sets is not None else gather_evidence(parts, unique_sorted(np.r_[u, v]), exact)
-            return evidence.jaccard(u, v)
+            """Of pairs of rows (members and their keepers): a candidate pair's is known; the others'
+            come from the rows' evidence."""
+            out, known = clusters.known_similarity(src, dst, similarity, u, v)
+            u, v = u[~known], v[~known]
+            if u.size:
+                evidence = (
+                    sets if sets is not None else gather_evidence(parts, unique_sorted(np.r_[u, v]), exact)
+                )
+                out[~known] = evidence.jaccard(u, v)
+            return out
 
         numbers_ok = numbers[src] == numbers[dst] if config.number_guard else np.ones(src.size, dtype=bool)
         passes = similarity >= config.threshold if config.check != "none" else np.ones(src.size, dtype=bool)
