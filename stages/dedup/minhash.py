@@ -427,13 +427,12 @@ def gather_evidence(parts: list[UnitSummary], rows: np.ndarray, exact: bool) -> 
 
     with ThreadPoolExecutor(_threads()) as pool:
         found = [f for f in pool.map(read, range(len(parts))) if f is not None]
-    keys = [k for k, _ in found] if exact else []
-    counts = [c for _, c in found] if exact else []
-    sigs = [sig for sig, _ in found] if not exact else []
     if exact:
-        flat = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint32)
-        return ShingleSets(flat, np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64), rows)
-    return Signatures(np.concatenate(sigs) if sigs else np.zeros((0, 1), dtype=np.uint32), rows)
+        flat = np.concatenate([keys for keys, _ in found]) if found else np.zeros(0, dtype=np.uint32)
+        counts = np.concatenate([lens for _, lens in found]) if found else np.zeros(0, dtype=np.int64)
+        return ShingleSets(flat, counts, rows)
+    sigs = np.concatenate([sig for sig, _ in found]) if found else np.zeros((0, 1), dtype=np.uint32)
+    return Signatures(sigs, rows)
 
 
 @dataclass
