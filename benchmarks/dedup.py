@@ -18,6 +18,7 @@
     on the same texts, the cached re-run, and faiss search times.
 
     .venv/bin/python benchmarks/dedup.py [--rows 200000] [--skip b] [--embed-texts 1000]
+        [--tools longcot,rensa] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -231,25 +232,33 @@ def part_a(texts: list[str], parent: np.ndarray, args: argparse.Namespace, work:
         "longcot": [*longcot, "--out", str(work / "longcot"), "--no-pair-check"],
         **{name: [sys.executable, str(BASELINE_SCRIPT), name, str(corpus), str(work / f"{name}.npy")]
            for name in ("rensa", "datasketch")},
+        "longcot +check": [*longcot, "--out", str(work / "longcot-check")],
     }  # fmt: skip
-    if args.pair_check_run:
-        commands["longcot +check"] = [*longcot, "--out", str(work / "longcot-check")]
+    commands = {name: cmd for name, cmd in commands.items() if name in args.tools}
     print(f"  longcot: {' '.join(longcot[1:])} --out D [--no-pair-check] (check exact, number guard on)")
-    results = {}
+    # on a shared machine one run each is noisy: --repeat N runs the tools in N alternating rounds
+    # and reports each one's median wall time (and the highest peak RSS)
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    rss: dict[str, float] = dict.fromkeys(commands, 0.0)
+    for _ in range(args.repeat):
+        for name, cmd in commands.items():
+            wall, peak = timed(cmd, work / f"{name.replace(' +', '-')}.log")
+            walls[name].append(wall)
+            rss[name] = max(rss[name], peak)
+    results = {name: float(np.median(times)) for name, times in walls.items()}
     for name, cmd in commands.items():
-        wall, rss = timed(cmd, work / f"{name.replace(' +', '-')}.log")
         if name.startswith("longcot"):
             pairs = longcot_pairs(Path(cmd[cmd.index("--out") + 1]))
         else:
             pairs = np.load(work / f"{name}.npy")
         recall, precision, n = score(pairs, parent, family)
-        results[name] = wall
         label = {"longcot": "longcot dedup", "longcot +check": "  + pair check"}.get(name, name)
-        print(f"  {label:14s} {wall:7.1f}s wall  peak RSS {rss:7.0f} MB  recall {recall:.3f}  precision {precision:.4f}  "
-              f"({n:,} rows removed; load {os.getloadavg()[0]:.1f})")  # fmt: skip
+        rounds = f" (median of {', '.join(f'{w:.1f}' for w in walls[name])})" if args.repeat > 1 else ""
+        print(f"  {label:14s} {results[name]:7.1f}s wall{rounds}  peak RSS {rss[name]:7.0f} MB  recall {recall:.3f}  "
+              f"precision {precision:.4f}  ({n:,} rows removed; load {os.getloadavg()[0]:.1f})")  # fmt: skip
     for name in [n for n in ("longcot", "longcot +check") if n in results]:
-        print(f"  {name}: {results['datasketch'] / results[name]:.2f}x as fast as datasketch, "
-              f"{results['rensa'] / results[name]:.2f}x as fast as rensa")  # fmt: skip
+        print(f"  {name}: " + ", ".join(f"{results[peer] / results[name]:.2f}x as fast as {peer}"
+                                        for peer in ("datasketch", "rensa") if peer in results))  # fmt: skip
 
 
 # --- (b) embeddings --------------------------------------------------------------------------------
@@ -315,11 +324,13 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument(
-        "--no-pair-check-run",
-        dest="pair_check_run",
-        action="store_false",
-        help="skip the extra longcot run with the pair check (the default product setting)",
+        "--tools",
+        type=lambda text: [t.strip() for t in text.split(",")],
+        default=["longcot", "rensa", "datasketch", "longcot +check"],
+        help="(a): which to run, comma-separated (default all: longcot,rensa,datasketch,longcot +check; "
+        "`longcot +check` is the default product setting, with the pair check)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="(a): alternating rounds; median wall time")
     parser.add_argument("--embed-texts", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2, help="alternating timing rounds for (b)")
     parser.add_argument("--faiss-rows", type=int, default=50_000)
