@@ -351,7 +351,11 @@ def student_samples(
     the verifier's drops (uid, drop_reason) of every problem's final round, and a summary."""
     assert config.student is not None
     columns = [c for c in PROBLEM_FIELDS if c in shard_columns(input_dir)]
-    problems = _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
+    problems = (  # an earlier stage may have kept nothing: no shards, no problems, no rounds
+        _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
+        if shard_paths(input_dir)
+        else pl.DataFrame(schema={"uid": pl.String})
+    )
     k = config.student.llm.n
     undecided, kept, dropped, decided = problems, [], [], []
     reports: dict[str, list[StageReport]] = {"generate": [], "verify": []}
@@ -359,6 +363,8 @@ def student_samples(
     drawn = previous = 0
     with LocalEngine(1) as inline:
         for number, n in enumerate(config.schedule(), start=1):
+            if undecided.height == 0:
+                break
             round_dir = work / f"round-{number}"
             (round_dir / "problems").mkdir(parents=True)
             undecided.write_parquet(round_dir / "problems" / "part-00000.parquet")
@@ -399,8 +405,6 @@ def student_samples(
                 spent = _scan(generated.out_dir / "kept", ["uid", "completion_tokens", "cost_usd"])
                 costs.append(spent.join(done.lazy(), on="uid", how="semi"))
             undecided = undecided.join(done, on="uid", how="anti")
-            if undecided.height == 0:
-                break
     model, _ = student_name(config.student)
     spent = (
         pl.concat(costs).select("completion_tokens", "cost_usd").sum().collect().row(0) if costs else (0, 0)

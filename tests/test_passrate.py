@@ -296,6 +296,20 @@ def test_student_samples_k_per_problem_and_rates_them(tmp_path, monkeypatch):
     assert samples.height == 18 and samples.group_by("uid").len()["len"].to_list() == [3] * 6
 
 
+def test_a_student_after_a_stage_that_kept_nothing_rates_nothing(tmp_path):
+    """light_r1 at --limit 40 on the CPU model: the stage-1 export kept no SFT row, so the stage-2
+    pass_rate's input held no shard at all; it crashed reading it. Now: 0 in, 0 out, no model called."""
+    from stages.generate import GenerateConfig
+
+    empty = tmp_path / "export" / "kept"
+    empty.mkdir(parents=True)
+    student = GenerateConfig(llm=dict(model="never-called", base_url="http://127.0.0.1:9", n=8))
+    report = run_stage("pass_rate", empty, PassRateConfig(student=student), tmp_path / "out")
+    assert (report.rows_in, report.rows_kept, report.rows_dropped) == (0, 0, 0)
+    assert report.details.student.problems == 0 and report.details.student.samples_drawn == 0
+    assert report.details.student.rounds == []
+
+
 def mixed_student(prompt: str, sample: int) -> str:
     """Problem i (`what is i + i?`): i % 3 == 0 always right, 1 always wrong, 2 right on even samples."""
     i = int(re.search(r"what is (\d+) \+", prompt).group(1))
