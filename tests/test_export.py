@@ -243,6 +243,28 @@ def test_long_cot_export_drops_empty_reasoning_and_picks_a_trace_that_thinks(tmp
     assert sorted(rl["extra_info"].struct.field("uid")) == ["p1", "p2", "p3"], "RL needs problems, not traces"
 
 
+def test_correct_only_false_keeps_wrong_and_unverified_traces(tmp_path):
+    """s1 kept its teacher's traces right or wrong: with correct_only false every trace is eligible."""
+    rows = pl.concat(
+        [reasoning_traces(), reasoning_traces().tail(1).with_columns(uid=pl.lit("p4"), correct=None)]
+    )
+    strict, _ = export(tmp_path / "strict", rows, tokenizer=None, select={"policy": "all"})
+    assert strict.drop_reasons == {"empty_reasoning": 4, "incorrect": 1, "unverified": 1}
+    report, out = export(
+        tmp_path / "any", rows, tokenizer=None, select={"policy": "all", "correct_only": False}
+    )
+    assert report.drop_reasons == {"empty_reasoning": 6}, "still long-CoT: only traces that think"
+    report, out = export(
+        tmp_path / "short",
+        rows,
+        tokenizer=None,
+        require_reasoning=False,
+        select={"policy": "all", "correct_only": False},
+    )
+    assert (report.rows_kept, report.drop_reasons) == (7, {})
+    assert sorted(pl.read_parquet(out / "sft" / "train")["uid"].unique()) == ["p1", "p2", "p3", "p4"]
+
+
 def test_min_reasoning_words_sets_what_counts_as_reasoning(tmp_path):
     report, out = export(tmp_path, reasoning_traces(), tokenizer=None, min_reasoning_words=1)
     assert report.drop_reasons == {"empty_reasoning": 3, "not_selected": 1, "incorrect": 1}

@@ -4,6 +4,8 @@ Per problem (policy):
     shortest_correct  the m shortest correct traces (reasoning + response characters)
     random            m correct traces at random (seeded, stable across runs and library versions)
     all               every correct trace (m is ignored)
+With `correct_only: false` every trace is eligible whatever its verdict (s1 kept its teacher's traces
+right or wrong), so the policies choose among all of a problem's traces.
 Budget (s1-style, optional): N problems balanced over groups (domain or source) and weighted to longer
 reasoning: within each group problems are drawn without replacement with probability proportional to
 length ** length_weight (Efraimidis-Spirakis keys), and groups take turns, so every group gets the same
@@ -50,6 +52,11 @@ class SelectConfig(BaseModel):
 
     policy: Literal["shortest_correct", "random", "all"] = "shortest_correct"
     per_problem: int = Field(1, ge=1, description="m: traces kept per problem (not for policy all)")
+    correct_only: bool = Field(
+        True,
+        description="only verified-correct traces are eligible; false: any trace, right, wrong or "
+        "unverified (s1 kept its teacher's traces whatever their answer)",
+    )
     seed: int = 0
     budget: BudgetConfig | None = None
 
@@ -85,7 +92,7 @@ def choose(
 ) -> pl.DataFrame:
     """index: idx (the input row), uid, sample, correct, length, reasoning_words, domain, source.
     Returns idx, drop_reason (null = selected), drop_detail; in no particular order."""
-    correct = pl.col("correct").fill_null(False)
+    correct = pl.col("correct").fill_null(False) | pl.lit(not config.correct_only)
     thinks = pl.col("reasoning_words") >= min_reasoning_words
     eligible = correct & (thinks | pl.lit(not require_reasoning))
     order = "length" if config.policy == "shortest_correct" else "_u"
@@ -98,7 +105,7 @@ def choose(
     )
     limit = None if config.policy == "all" else config.per_problem
     reason = (
-        pl.when(pl.col("correct").is_null())
+        pl.when(pl.col("correct").is_null() & pl.lit(config.correct_only))
         .then(pl.lit("unverified"))
         .when(~correct)
         .then(pl.lit("incorrect"))
