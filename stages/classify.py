@@ -8,6 +8,8 @@ entries' `prompt` snippets}", and the label is the reply's last two characters w
 s1 retried a reply without a code until it got one; here a row whose reply has no known code gets a
 null label (counted as `unlabelled` in the report; the export's budget balances it as "unknown"):
 a label never drops a row. Problems are classified once (the LLM cache makes a repeat a cache hit).
+Requests that fail for good (a prompt longer than a local model's context, say) are counted in the
+report with the first error of each kind, apart from replies that carry no code.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class ClassifyDetails(Details):
     unlabelled: int
     labels: dict[str, int]  # "code title" -> rows
     examples_unlabelled: list[str]  # the replies' tails
+    failed: int = 0  # questions whose request failed for good (no reply: unlabelled)
+    errors: list[str] = Field(default_factory=list)  # why: the first of each kind of failure
 
 
 def load_taxonomy(path: Path) -> dict[str, dict[str, Any]]:
@@ -112,26 +116,37 @@ class Classify(MapStage[ClassifyConfig]):
             raise ValueError(f"classify: input rows have no column {config.field!r}")
         texts = batch[config.field].cast(pl.String).fill_null("")
         unique = texts.unique(maintain_order=True).to_list()
-        replies = state.client.complete([question_messages(t, state.rubric) for t in unique])
-        labels = {t: label_of(r, state.codes) for t, r in zip(unique, replies, strict=True)}
-        tails = [r.strip()[-80:] for t, r in zip(unique, replies, strict=True) if labels[t] is None]
+        answers = state.client.replies([question_messages(t, state.rubric) for t in unique])
+        labels = {t: label_of(reply, state.codes) for t, (reply, _) in zip(unique, answers, strict=True)}
+        tails = [
+            reply.strip()[-80:]
+            for t, (reply, error) in zip(unique, answers, strict=True)
+            if labels[t] is None and error is None
+        ]
+        errors = [error for _, error in answers if error is not None]
         column = texts.replace_strict(labels, default=None, return_dtype=pl.String).alias(config.column)
         kept = batch.with_columns(column)
         counts = Counter(kept[config.column].drop_nulls().to_list())
-        return Decision(kept, batch.clear(), tally=(counts, kept[config.column].null_count(), tails))
+        return Decision(kept, batch.clear(), tally=(counts, kept[config.column].null_count(), tails, errors))
 
     def summarize(self, tallies: list[Any], config: ClassifyConfig) -> ClassifyDetails:
         codes = load_taxonomy(config.taxonomy)
         counts: Counter[str] = Counter()
-        unlabelled, tails = 0, []
-        for c, n, t in tallies:
+        unlabelled, tails, errors = 0, [], []
+        for c, n, t, e in tallies:
             counts.update(c)
             unlabelled += n
             tails.extend(t)
+            errors.extend(e)
+        first_of_kind: dict[str, str] = {}
+        for error in errors:
+            first_of_kind.setdefault(error.split(":", 1)[0], error)
         return ClassifyDetails(
             model=config.llm.model,
             labelled=sum(counts.values()),
             unlabelled=unlabelled,
             labels={f"{k} {codes[k].get('title', '')}".strip(): v for k, v in counts.most_common()},
             examples_unlabelled=tails[:10],
+            failed=len(errors),
+            errors=list(first_of_kind.values())[:5],
         )

@@ -84,3 +84,23 @@ def test_export_balance_column_missing_at_run_time_is_a_clear_error(tmp_path):
     config = ExportConfig(select={"budget": {"problems": 2, "balance_by": "msc"}}, tokenizer=None)
     with pytest.raises(ValueError, match=r"no such column.*classify"):
         run_stage("export", tmp_path / "in", config, tmp_path / "e")
+
+
+def test_failed_requests_are_counted_and_said_not_read_as_replies(tmp_path, taxonomy, monkeypatch):
+    """s1 at --teacher cpu: the MSC prompt outgrew the CPU model's context, every request failed and the
+    report only showed empty replies. A failure is now counted, with its error, apart from the replies."""
+    rows = traces(4, 1)
+    (tmp_path / "in").mkdir()
+    rows.write_parquet(tmp_path / "in" / "part-00000.parquet")
+    with FakeOpenAI(answer_fn=by_topic, fail_prompts=("Problem 1",), fail_status=400) as fake:
+        monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        monkeypatch.setenv("FAKE_API_KEY", "sk-test")
+        llm = {"model": "m", "n": 1, "base_url_env": "FAKE_BASE_URL", "api_key_env": "FAKE_API_KEY",
+               "cache_dir": str(tmp_path / "cache"), "progress": False, "max_retries": 0}  # fmt: skip
+        report = run_stage(
+            "classify", tmp_path / "in", ClassifyConfig(llm=llm, taxonomy=taxonomy), tmp_path / "c"
+        )
+    d = report.details
+    assert (report.rows_in, report.rows_kept, d.labelled, d.unlabelled) == (4, 4, 2, 2)
+    assert d.failed == 1 and len(d.errors) == 1 and "upstream failure" in d.errors[0]
+    assert d.examples_unlabelled == ["no idea"], "the failed request is not an empty reply"

@@ -105,13 +105,20 @@ class LLMClient:
     def complete(self, conversations: list[Messages]) -> list[str]:
         """One reply per conversation, its reasoning split off (what judges read); "" where the
         request failed for good. Asked once: a repeated question is a cache hit."""
+        return [reply for reply, _ in self.replies(conversations)]
+
+    def replies(self, conversations: list[Messages]) -> list[tuple[str, str | None]]:
+        """(reply, error) per conversation: `complete`'s reply, and where the request failed for good
+        why ("kind: message"), so a caller can say it instead of reading "" as an answer."""
         requests = [SampleRequest(str(i), messages, (0,)) for i, messages in enumerate(conversations)]
-        records, _ = self.sample(requests)
-        replies = []
+        records, failures = self.sample(requests)
+        out: list[tuple[str, str | None]] = []
         for r in requests:
             record = records.get((r.uid, 0)) or {}
-            replies.append(split_reasoning(record.get("content"), record.get("reasoning_content"))[1] or "")
-        return replies
+            reply = split_reasoning(record.get("content"), record.get("reasoning_content"))[1] or ""
+            failure = failures.get(self.keys(prompt_hash(r.messages), r.samples)[0])
+            out.append((reply, f"{failure['kind']}: {failure['message']}" if failure else None))
+        return out
 
     def _jobs(self, requests: Iterable[SampleRequest], progress: LiveProgress) -> Iterator[Job]:
         """Jobs for the samples missing from the cache: one per sample, or one per prompt with n."""
