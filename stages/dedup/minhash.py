@@ -52,7 +52,7 @@ _SHINGLES_PER_CHUNK = 1 << 17  # per-chunk temporaries ~3.5 MB; smaller chunks p
 _PLACEMENTS = 8  # hash functions per shingle (see MinHasher)
 _TOKENS_PER_BLOCK = 1 << 16  # n-gram keys are summed in blocks of this many tokens
 _ROWS_PER_TOKEN_SLICE = 5_000  # fewer rows than this per thread: tokenise in one call
-_PAIRS_PER_CHUNK = 100_000  # pairs whose shingle sets are intersected at once (bounds memory)
+_PAIRS_PER_CHUNK = 50_000  # pairs whose shingle sets a thread intersects at once (bounds memory)
 
 
 class MinhashDedupConfig(BaseModel):
@@ -350,7 +350,9 @@ class ShingleSets:
 
     def __init__(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray):
         offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int64))
-        self.lists = pl.Series(pa.LargeListArray.from_arrays(offsets, pa.array(keys.astype(np.uint32))))
+        self.lists = pl.Series(
+            pa.LargeListArray.from_arrays(offsets, pa.array(keys.astype(np.uint32, copy=False)))
+        )
         self.sizes = self.lists.list.n_unique().to_numpy().astype(np.int64)
         self.rows = np.asarray(rows, dtype=np.int64)
 
@@ -448,15 +450,15 @@ class Signatures:
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row pairs that share a bucket in at least one band (star edges per bucket, deduplicated).
-    Only rows whose key repeats in a band (polars' hash-based `is_duplicated`, all bands at once)
-    are sorted."""
-    repeated = pl.DataFrame(keys, orient="row").select(pl.all().is_duplicated()).to_numpy()
+    Only rows whose key repeats in a band (polars' hash-based `is_duplicated`) are sorted. Bands run
+    in threads (polars and numpy's sorts release the GIL), each on its own column."""
 
-    def edges(band: int) -> tuple[np.ndarray, np.ndarray]:  # numpy sorts release the GIL: bands in threads
-        rows = np.flatnonzero(repeated[:, band])
+    def edges(band: int) -> tuple[np.ndarray, np.ndarray]:
+        column = np.ascontiguousarray(keys[:, band])
+        rows = np.flatnonzero(pl.Series(column).is_duplicated().to_numpy())
         if rows.size == 0:
             return rows, rows
-        head, other = clusters.bucket_edges(keys[rows, band])
+        head, other = clusters.bucket_edges(column[rows])
         return rows[head], rows[other]
 
     with ThreadPoolExecutor(_threads()) as pool:
@@ -489,6 +491,8 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
         input_dir = ctx.input_dir
         bands, rows = config.lsh_params()
         band = np.concatenate([p.bands for p in parts]) if parts else np.zeros((0, bands), dtype=np.uint64)
+        for part in parts:  # consumed: the runner's list of parts would hold them through reduce (1M: 96 MB)
+            part.bands = band[:0]
         numbers = np.concatenate([p.numbers for p in parts]) if parts else np.zeros(0, dtype=np.uint64)
         empty = np.concatenate([p.empty for p in parts]) if parts else np.zeros(0, dtype=bool)
         src, dst = candidate_pairs(band)
