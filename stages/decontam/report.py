@@ -184,7 +184,8 @@ def _score_plot(details: dict[str, Any], method: str) -> str:
     ax.axvline(near["threshold"], color="red", linestyle="--", label=f"threshold {near['threshold']}")
     ax.set_xlabel(near["metric"])
     ax.set_ylabel("rows")
-    ax.set_yscale("log")
+    if near["scores"] or flagged:  # a log axis over no bars is matplotlib's warning, not a chart
+        ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title(f"{method}: best score per row")
     return _png(fig)
