@@ -13,10 +13,12 @@ with tests and rows of `keep_domains` pass untouched.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import polars as pl
 from math_verify import parse
+from math_verify.errors import TimeoutException
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.stage import Context, Decision, Details, MapStage, dropped_with
@@ -25,6 +27,7 @@ from stages.verify.mathcheck import _EXTRACTION, _is_word, _strip_text, choice_l
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _PROSE = re.compile(r"[A-Za-z]{2,}")
 MAX_WORDS = 2  # "odd", "no solution": compared by rule; a sentence is not an answer a rule can grade
+PARSE_TIMEOUT_S = 5  # the verifier's own limit (stages.verify.mathcheck.check_math)
 
 
 class GradableConfig(BaseModel):
@@ -52,8 +55,13 @@ def gradable(gold: str) -> bool:
         return False  # math-verify would read a sentence as a product of its letters
     if _is_word(value):
         return True
+    # math-verify's timeout is signal.alarm: only the main thread (a worker process) can set it; in a
+    # thread (a flow's in-process task) the parse runs without one
+    main = threading.current_thread() is threading.main_thread()
     try:
-        return bool(parse(f"${gold}$", _EXTRACTION, parsing_timeout=None))
+        return bool(parse(f"${gold}$", _EXTRACTION, parsing_timeout=PARSE_TIMEOUT_S if main else None))
+    except TimeoutException:  # a BaseException: an answer the parser cannot read in time is ungradable
+        return False
     except Exception:  # a parser crash on this answer: not gradable by rule
         return False
 

@@ -32,3 +32,20 @@ def test_stage_drops_ungradable_and_answerless_math_and_passes_code(tmp_path, sh
     assert report.rows_in == 33 == report.rows_kept + report.rows_dropped
     assert report.details.no_answer == 1 and report.details.ungradable == len(report.details.examples) >= 1
     assert report.rows_kept >= 25, "Omni-MATH rule-checkable answers are nearly all gradable"
+
+
+def test_a_parse_that_times_out_is_ungradable_not_a_crash(monkeypatch):
+    """math-verify's TimeoutException is a BaseException: `except Exception` let it through."""
+    from math_verify.errors import TimeoutException
+
+    import stages.gradable as module
+
+    seen = {}
+
+    def slow_parse(text, extraction, parsing_timeout):
+        seen["timeout"] = parsing_timeout
+        raise TimeoutException("parse took too long")
+
+    monkeypatch.setattr(module, "parse", slow_parse)
+    assert gradable("x^{2^{2^{2^{2}}}}") is False
+    assert seen["timeout"] == module.PARSE_TIMEOUT_S, "the main thread sets the timeout"
