@@ -232,15 +232,18 @@ def verdict(config: PassRateConfig) -> pl.Expr:
     )
 
 
-def _scan(directory: Path, columns: list[str]) -> pl.LazyFrame:
-    return pl.scan_parquet(shard_paths(directory)).select(columns)
+def _scan(directory: Path, columns: list[str]) -> pl.LazyFrame | None:
+    """`columns` of a shard directory, lazily; None when it holds no shard (a stage that kept or
+    dropped nothing writes none, and polars cannot scan an empty list)."""
+    paths = shard_paths(directory)
+    return pl.scan_parquet(paths).select(columns) if paths else None
 
 
 def verifier_drops(drops: Path | None, out_dir: Path) -> tuple[pl.LazyFrame | None, VerifierDrops | None]:
     """The verifier's dropped samples (uid, drop_reason) and a summary of how they count."""
     if drops is None:
         return None, None
-    dropped = _scan(drops, ["uid", "drop_reason"]) if shard_paths(drops) else None
+    dropped = _scan(drops, ["uid", "drop_reason"])
     where = str(drops.relative_to(out_dir) if drops.is_relative_to(out_dir) else drops)
     return dropped, _drop_summary(dropped, where)
 
@@ -351,9 +354,10 @@ def student_samples(
     the verifier's drops (uid, drop_reason) of every problem's final round, and a summary."""
     assert config.student is not None
     columns = [c for c in PROBLEM_FIELDS if c in shard_columns(input_dir)]
-    problems = (  # an earlier stage may have kept nothing: no shards, no problems, no rounds
-        _scan(input_dir, columns).unique("uid", keep="first", maintain_order=True).collect()
-        if shard_paths(input_dir)
+    scanned = _scan(input_dir, columns)  # None: an earlier stage kept nothing, so no rounds
+    problems = (
+        scanned.unique("uid", keep="first", maintain_order=True).collect()
+        if scanned is not None
         else pl.DataFrame(schema={"uid": pl.String})
     )
     k = config.student.llm.n
@@ -377,16 +381,8 @@ def student_samples(
             previous = n
             reports["generate"].append(generated.report)
             reports["verify"].append(verified.report)
-            kept_r = (
-                _scan(verified.out_dir / "kept", ["uid", "correct"])
-                if shard_paths(verified.out_dir / "kept")
-                else None
-            )
-            dropped_r = (
-                _scan(verified.out_dir / "dropped", ["uid", "drop_reason"])
-                if shard_paths(verified.out_dir / "dropped")
-                else None
-            )
+            kept_r = _scan(verified.out_dir / "kept", ["uid", "correct"])
+            dropped_r = _scan(verified.out_dir / "dropped", ["uid", "drop_reason"])
             outcome = pass_rates(
                 sample_outcomes(kept_r if kept_r is not None else pl.LazyFrame(schema=UID_CORRECT), dropped_r)
             )
@@ -401,9 +397,9 @@ def student_samples(
                 kept.append(kept_r.join(done.lazy(), on="uid", how="semi"))
             if dropped_r is not None:
                 dropped.append(dropped_r.join(done.lazy(), on="uid", how="semi"))
-            if shard_paths(generated.out_dir / "kept"):  # each problem's samples once: from its last round
-                spent = _scan(generated.out_dir / "kept", ["uid", "completion_tokens", "cost_usd"])
-                costs.append(spent.join(done.lazy(), on="uid", how="semi"))
+            sampled = _scan(generated.out_dir / "kept", ["uid", "completion_tokens", "cost_usd"])
+            if sampled is not None:  # each problem's samples once: from its last round
+                costs.append(sampled.join(done.lazy(), on="uid", how="semi"))
             undecided = undecided.join(done, on="uid", how="anti")
     model, _ = student_name(config.student)
     spent = (
