@@ -93,7 +93,8 @@ class LLMClient:
         """The cached record of every requested sample that has one, by (uid, sample)."""
         wanted = {}
         for r in requests:
-            for sample, key in zip(r.samples, self.keys(prompt_hash(r.messages), r.samples), strict=True):
+            keys = r.keys or self.keys(r.prompt_hash or prompt_hash(r.messages), r.samples)
+            for sample, key in zip(r.samples, keys, strict=True):
                 wanted[key] = (r.uid, sample)
         return {wanted[key]: record for key, record in self.cache.get_many(wanted).items()}
 
@@ -110,13 +111,17 @@ class LLMClient:
     def replies(self, conversations: list[Messages]) -> list[tuple[str, str | None]]:
         """(reply, error) per conversation: `complete`'s reply, and where the request failed for good
         why ("kind: message"), so a caller can say it instead of reading "" as an answer."""
-        requests = [SampleRequest(str(i), messages, (0,)) for i, messages in enumerate(conversations)]
+        hashes = [prompt_hash(messages) for messages in conversations]  # once: sample() reuses them
+        requests = [
+            SampleRequest(str(i), messages, (0,), hashed, self.keys(hashed, (0,)))
+            for i, (messages, hashed) in enumerate(zip(conversations, hashes, strict=True))
+        ]
         records, failures = self.sample(requests)
         out: list[tuple[str, str | None]] = []
         for r in requests:
             record = records.get((r.uid, 0)) or {}
             reply = split_reasoning(record.get("content"), record.get("reasoning_content"))[1] or ""
-            failure = failures.get(self.keys(prompt_hash(r.messages), r.samples)[0])
+            failure = failures.get(r.keys[0])
             out.append((reply, f"{failure['kind']}: {failure['message']}" if failure else None))
         return out
 
