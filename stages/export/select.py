@@ -92,9 +92,11 @@ def choose(
 ) -> pl.DataFrame:
     """index: idx (the input row), uid, sample, correct, length, reasoning_words, domain, source.
     Returns idx, drop_reason (null = selected), drop_detail; in no particular order."""
-    correct = pl.col("correct").fill_null(False) | pl.lit(not config.correct_only)
+    verdict_ok = pl.col("correct").fill_null(False) | pl.lit(
+        not config.correct_only
+    )  # any, if not correct_only
     thinks = pl.col("reasoning_words") >= min_reasoning_words
-    eligible = correct & (thinks | pl.lit(not require_reasoning))
+    eligible = verdict_ok & (thinks | pl.lit(not require_reasoning))
     order = "length" if config.policy == "shortest_correct" else "_u"
     ranked = (
         index.with_columns(_with_random(index, f"trace{config.seed}", "uid", "sample").alias("_u"))
@@ -107,7 +109,7 @@ def choose(
     reason = (
         pl.when(pl.col("correct").is_null() & pl.lit(config.correct_only))
         .then(pl.lit("unverified"))
-        .when(~correct)
+        .when(~verdict_ok)
         .then(pl.lit("incorrect"))
         .when(~eligible)
         .then(pl.lit("empty_reasoning"))
