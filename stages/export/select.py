@@ -92,9 +92,8 @@ def choose(
 ) -> pl.DataFrame:
     """index: idx (the input row), uid, sample, correct, length, reasoning_words, domain, source.
     Returns idx, drop_reason (null = selected), drop_detail; in no particular order."""
-    verdict_ok = pl.col("correct").fill_null(False) | pl.lit(
-        not config.correct_only
-    )  # any, if not correct_only
+    # a trace's verdict lets it through: correct, or any verdict when not correct_only
+    verdict_ok = pl.col("correct").fill_null(False) | pl.lit(not config.correct_only)
     thinks = pl.col("reasoning_words") >= min_reasoning_words
     eligible = verdict_ok & (thinks | pl.lit(not require_reasoning))
     order = "length" if config.policy == "shortest_correct" else "_u"
