@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 if "PREFECT_HOME" not in os.environ:  # made only when needed, removed at exit (workers inherit it)
@@ -62,3 +63,15 @@ def decontaminated(input_dir: Path, config, out_dir: Path, judge=None) -> dict:
     from stages.registry import run_stage
 
     return run_stage(Decontaminate(judge), input_dir, config, out_dir, force=True).model_dump(mode="json")
+
+
+def shared_texts(data_dir: Path) -> pl.Series:
+    """Every string value of every JSONL file under `data_dir` (sources, benchmarks, generations): the
+    real texts that a text transformation is checked on."""
+    values = []
+    for path in sorted(data_dir.rglob("*.jsonl")):
+        frame = pl.read_ndjson(path, infer_schema_length=None)
+        values += [
+            frame.get_column(c).drop_nulls() for c, dtype in frame.schema.items() if dtype == pl.String
+        ]
+    return pl.concat(values).rename("text")

@@ -14,8 +14,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from stages.dedup import clusters, minhash, report
-from stages.text import math_text, number_key
-from tests.conftest import write_jsonl
+from stages.text import SHINGLE_TOKEN_PATTERN, math_text, number_key, token_number_key
+from tests.conftest import shared_texts, write_jsonl
 
 SAME = [
     (r"Find $\dfrac{1}{2} + x^{2}$.", r"Determine \(\frac12+x^2\)?"),
@@ -77,7 +77,7 @@ def test_signatures_estimate_jaccard_and_exact_jaccard_is_exact():
         truth.append(len(left & right) / len(left | right))
         texts += [" ".join(map(word, left)), " ".join(map(word, right))]
     series = pl.Series(texts)
-    keys, counts = minhash.shingles(series, ngram=1)
+    keys, counts, _ = minhash.shingles(series, ngram=1)
     sig = minhash.MinHasher(256).signatures(keys, counts)
     src, dst = np.arange(0, len(texts), 2), np.arange(1, len(texts), 2)
     estimate = minhash.estimated_jaccard(sig, src, dst)
@@ -96,10 +96,10 @@ def _sets(keys: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, np.n
 
 
 def test_ngram_keys_stay_inside_each_text():
-    one, _ = minhash.shingles(pl.Series(["a b c d"]), ngram=3)
-    two, counts = minhash.shingles(pl.Series(["a b", "c d"]), ngram=3)
+    one, _, _ = minhash.shingles(pl.Series(["a b c d"]), ngram=3)
+    two, counts, _ = minhash.shingles(pl.Series(["a b", "c d"]), ngram=3)
     assert counts.tolist() == [1, 1] and not set(two) & set(one)
-    _, counts = minhash.shingles(pl.Series(["", "a b c d e f"]), ngram=3)
+    _, counts, _ = minhash.shingles(pl.Series(["", "a b c d e f"]), ngram=3)
     assert counts.tolist() == [0, 4]
 
 
@@ -133,7 +133,7 @@ def test_one_permutation_signatures_are_unbiased_for_short_texts():
         left, right = set(np.r_[shared, extra[::2]].tolist()), set(np.r_[shared, extra[1::2]].tolist())
         truth.append(len(left & right) / len(left | right))
         texts += [" ".join(map(word, left)), " ".join(map(word, right))]
-    keys, counts = minhash.shingles(pl.Series(texts), ngram=1)
+    keys, counts, _ = minhash.shingles(pl.Series(texts), ngram=1)
     sig = minhash.MinHasher(128).signatures(keys, counts)
     estimate = minhash.estimated_jaccard(sig, np.arange(0, len(texts), 2), np.arange(1, len(texts), 2))
     assert abs((estimate - np.asarray(truth)).mean()) < 0.01
@@ -238,3 +238,22 @@ def test_cli_dedup_writes_stages_reports_and_html(tmp_path, dedup_app):
         dedup_app, ["dedup", str(files[0]), "--out", str(tmp_path / "x"), "--method", "fuzzy"]
     )
     assert bad.exit_code == 1 and "unknown method fuzzy" in bad.output and "Traceback" not in bad.output
+
+
+def test_shingling_skips_only_rewrites_that_change_no_token(shared_data):
+    """MinHash shingles `math_text(spacing=False)` and takes its number keys from the tokens: on every
+    real text, the tokens and the number keys are those of the full `math_text`."""
+    texts = shared_texts(shared_data).to_frame()
+    tokens = pl.col("text").str.extract_all(SHINGLE_TOKEN_PATTERN)
+    full = texts.select(math_text(pl.col("text"))).select(
+        tokens.alias("tokens"), number_key(pl.col("text")).alias("numbers")
+    )
+    short = texts.select(math_text(pl.col("text"), spacing=False)).select(
+        tokens.alias("tokens"), token_number_key(tokens).alias("numbers")
+    )
+    assert texts.height > 50_000 and short["numbers"].str.len_chars().sum() > 0
+    assert full.equals(short)
+    shingled = minhash.shingles(texts.select(math_text(pl.col("text"), spacing=False)).to_series(), 5)
+    assert (
+        shingled.numbers == clusters.number_keys(texts.select(math_text(pl.col("text"))).to_series())
+    ).all()

@@ -2,6 +2,7 @@ import polars as pl
 import xxhash
 
 from stages.text import canonical, canonical_text, dedup_key, uid_expr, uid_of
+from tests.conftest import shared_texts
 
 
 def test_latex_spacing_case_and_whitespace_collapse():
@@ -32,3 +33,25 @@ def test_uid_is_xxh3_of_the_dedup_key_and_the_expression_agrees():
     assert out["uid"].to_list() == [expected, None, xxhash.xxh3_64_hexdigest(b"find")]
     assert uid_of("Ｆｉｎｄ\u00a0X") == uid_of("find x"), "the non-ASCII path builds the same key"
     assert out["c"].to_list() == ["what is 2 + 2?", None, "find"]
+
+
+EDGE_CASES = [
+    "  Find\tthe  SUM\u2028of x ",
+    "Ｆｉｎｄ １２",
+    "x\u00a0=\u00a01",
+    "ΣΑΣ ΟΔΟΣ",  # final sigma
+    "İstanbul",  # lower case of a dotted capital I is two code points
+    "a\x1cb\x1f c",  # separators that str.split splits on and \s does not match
+    "\u3000x\u205f\u00a0y\x85",
+    "x\u200by",  # a zero-width space is not whitespace
+    "",
+]
+
+
+def test_canonical_text_is_canonical_on_every_shared_text(shared_data):
+    texts = pl.concat([shared_texts(shared_data), pl.Series("text", EDGE_CASES)])
+    assert texts.len() > 50_000
+    got = texts.to_frame().select(canonical_text(pl.col("text"))).to_series()
+    expected = pl.Series([canonical(t) for t in texts])
+    differ = got != expected
+    assert not differ.any(), list(zip(texts.filter(differ).head(3), got.filter(differ).head(3), strict=True))

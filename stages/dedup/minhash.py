@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -44,7 +44,7 @@ from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
-from stages.text import SHINGLE_TOKEN_PATTERN
+from stages.text import SHINGLE_TOKEN_PATTERN, math_text, token_number_key
 
 MASK32 = np.uint64((1 << 32) - 1)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -139,11 +139,19 @@ def _rng_u64(seed: int, salt: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, salt]).integers(0, 2**64, size=size, dtype=np.uint64)
 
 
+class Shingled(NamedTuple):
+    """Shingles of a batch of texts, and the number key of each (for the number guard)."""
+
+    keys: np.ndarray  # flat uint64 shingle keys < 2^32, text after text
+    counts: np.ndarray  # shingles per text
+    numbers: np.ndarray  # per text, the hash of its number key (stages.text.number_key)
+
+
 def shingles(
     texts: pl.Series, ngram: int, unit: str = "word", seed: int = 1, threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle keys of each text: (flat uint64 keys < 2^32, shingles per text). A text shorter than
-    `ngram` tokens has one shingle (all its tokens); an empty text has none."""
+) -> Shingled:
+    """Shingle keys of each text. A text shorter than `ngram` tokens has one shingle (all its tokens);
+    an empty text has none. Word tokens also give the number keys (no second scan of the texts)."""
     texts = texts.fill_null("")
     if unit == "word":
         # polars runs one string kernel on one thread: tokenise slices of the texts in threads
@@ -152,27 +160,32 @@ def shingles(
         slices = [texts.slice(lo, hi - lo) for lo, hi in itertools.pairwise(cuts)]
         with ThreadPoolExecutor(threads) as pool:
             parts = list(pool.map(lambda part: _token_hashes(part, seed), slices))
-        lengths = np.concatenate([p[0] for p in parts])
-        hashes = np.concatenate([p[1] for p in parts])
+        lengths, hashes, numbers = (np.concatenate(column) for column in zip(*parts, strict=True))
     else:
         lengths = texts.str.len_chars().to_numpy().astype(np.int64)
         codepoints = np.frombuffer("".join(texts.to_list()).encode("utf-32-le"), dtype=np.uint32)
         hashes = (codepoints.astype(np.uint64) + np.uint64(seed)) * _MIX
-    return ngram_keys(hashes, lengths, ngram, seed)
+        numbers = clusters.number_keys(texts)
+    return Shingled(*ngram_keys(hashes, lengths, ngram, seed), numbers)
 
 
-def _token_hashes(texts: pl.Series, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens per text, hash of every token in order) for SHINGLE_TOKEN_PATTERN tokens; a lazy
-    query, so polars releases the GIL and slices run in parallel threads."""
-    tokens = (
+def _token_hashes(texts: pl.Series, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens per text, hash of every token in order, number key hash per text) for
+    SHINGLE_TOKEN_PATTERN tokens; a lazy query, so polars releases the GIL and slices run in
+    parallel threads."""
+    out = (
         texts.to_frame("text")
         .lazy()
-        .select(pl.col("text").str.extract_all(SHINGLE_TOKEN_PATTERN).list.eval(pl.element().hash(seed)))
+        .select(pl.col("text").str.extract_all(SHINGLE_TOKEN_PATTERN).alias("tokens"))
+        .select(
+            pl.col("tokens").list.eval(pl.element().hash(seed)),
+            clusters.hashed_number_key(token_number_key(pl.col("tokens"))).alias("numbers"),
+        )
         .collect()
-        .to_series()
     )
+    tokens = out["tokens"]
     lengths = tokens.list.len().to_numpy().astype(np.int64)
-    return lengths, tokens.explode(empty_as_null=False).drop_nulls().to_numpy()
+    return lengths, tokens.explode(empty_as_null=False).drop_nulls().to_numpy(), out["numbers"].to_numpy()
 
 
 def _threads() -> int:
@@ -392,19 +405,22 @@ class UnitSummary:
 
 def summarize_batch(batch: pl.DataFrame, config: MinhashDedupConfig, evidence: Path) -> UnitSummary:
     """The per-row work of the stage on one batch: shingles, signatures, band keys, number keys."""
-    text = clusters.compared_texts(batch, config.field, config.normalize_math)
+    text = pl.col(config.field).fill_null("")
+    if config.normalize_math:  # the spacing rewrites change no word token: only characters see them
+        text = math_text(text, spacing=config.unit == "char")
+    text = batch.select(text).to_series()
     bands, rows = config.lsh_params()
-    shingle_keys, counts = shingles(text, config.ngram, config.unit, config.seed)
-    sig = MinHasher(config.num_perm, config.seed).signatures(shingle_keys, counts)
+    shingled = shingles(text, config.ngram, config.unit, config.seed)
+    sig = MinHasher(config.num_perm, config.seed).signatures(shingled.keys, shingled.counts)
     if config.check == "exact":
-        np.savez(evidence, keys=shingle_keys.astype(np.uint32), counts=counts)
+        np.savez(evidence, keys=shingled.keys.astype(np.uint32), counts=shingled.counts)
     else:
         np.savez(evidence, signatures=sig)
     return UnitSummary(
         batch.select(key_columns()),
         band_keys(sig, bands, rows, config.seed),
-        clusters.number_keys(text),
-        counts == 0,
+        shingled.numbers,
+        shingled.counts == 0,
         evidence,
     )
 
