@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 
 def unique_sorted(values: np.ndarray) -> np.ndarray:
-    """`np.unique(values)` (sorted, distinct) by one sort and a mask: numpy 2.4's `np.unique` took
-    10.9 s on 8M int64 here where this takes 0.66 s (the near-dup stages' candidate pairs and rows)."""
-    ordered = np.sort(np.asarray(values), kind="stable")
-    if ordered.size == 0:
-        return ordered
+    """`np.unique(values)` (sorted, distinct) by one sort and a mask. The sort is polars' (in threads):
+    on the 2.8M candidate edges of a 1M-row MinHash run it takes 0.06 s where numpy's took 0.22 s,
+    and numpy 2.4's own `np.unique` took 10.9 s on 8M int64 here."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return values.copy()
+    ordered = pl.Series(values).sort().to_numpy()
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
 
 

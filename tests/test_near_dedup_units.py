@@ -257,3 +257,14 @@ def test_shingling_skips_only_rewrites_that_change_no_token(shared_data):
     assert (
         shingled.numbers == clusters.number_keys(texts.select(math_text(pl.col("text"))).to_series())
     ).all()
+
+
+def test_cluster_size_bins_double_and_keep_every_cluster():
+    hist = {str(size): size % 7 + 1 for size in range(1, 300)}
+    labels, counts = report.size_bins(hist)
+    assert labels[:5] == ["1", "2", "3-4", "5-8", "9-16"] and labels[-1] == "257-512"
+    assert sum(counts) == sum(hist.values())
+    for label, count in zip(labels, counts, strict=True):
+        low, _, high = label.partition("-")
+        inside = [n for s, n in hist.items() if int(low) <= int(s) <= int(high or low)]
+        assert count == sum(inside), label

@@ -355,6 +355,26 @@ def dedup_markdown(reports: list[tuple[Path, dict[str, Any]]]) -> str:
 # --- HTML (run report) ---------------------------------------------------------------------------
 
 
+def size_bins(hist: dict[str, int]) -> tuple[list[str], list[int]]:
+    """Clusters per size in doubling bins (2, 3-4, 5-8, ...): a bar per bin stays readable where a
+    1M-row run has a hundred distinct sizes."""
+    bins: dict[int, int] = {}
+    for size, count in hist.items():
+        top = 1 << (int(size) - 1).bit_length()  # the bin's upper end: 1, 2, 4, 8, ...
+        bins[top] = bins.get(top, 0) + count
+    labels = [str(top) if top <= 2 else f"{top // 2 + 1}-{top}" for top in sorted(bins)]
+    return labels, [bins[top] for top in sorted(bins)]
+
+
+def plain_log_labels(axis: Any) -> None:
+    """1,000 rather than 10^3 on a log axis: plainer to read, and matplotlib's math text layout was
+    half the time of the report's plots."""
+    from matplotlib.ticker import NullFormatter, StrMethodFormatter
+
+    axis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -374,9 +394,11 @@ def _plots(details: dict[str, Any]) -> list[str]:
     hist = details.get("cluster_size_histogram") or details.get("group_size_histogram") or {}
     if hist:
         fig, ax = plt.subplots(figsize=(4.2, 2.8))
-        sizes = sorted(hist, key=int)
-        ax.bar([str(s) for s in sizes], [hist[s] for s in sizes], color="#4c78a8")
+        labels, counts = size_bins(hist)
+        ax.bar(labels, counts, color="#4c78a8")
         ax.set(xlabel="cluster size (rows)", ylabel="clusters", title="cluster sizes", yscale="log")
+        ax.tick_params(axis="x", labelsize=7, labelrotation=30)
+        plain_log_labels(ax.yaxis)
         out.append(_png(fig))
     sim = details.get("similarity_histogram")
     if sim and sum(sim["joined"]) + sum(sim["below_threshold"]) + sum(sim["number_guard"]):
