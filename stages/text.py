@@ -97,8 +97,8 @@ _MATH_REWRITES: list[tuple[str, str] | dict[str, str]] = [
         "±": r"\pm ",
     },
     (r"\\(?:left|right|big|bigg|big[lr]|bigg[lr]|displaystyle|textstyle)\b", ""),
-    (r"\\([lg])e(?:qslant)?\b", r"\${1}eq"),  # \le, \leqslant -> \leq; \ge, \geqslant -> \geq
-    (r"\\ne\b", r"\neq"),
+    # \le, \leqslant -> \leq; \ge, \geqslant -> \geq; \ne -> \neq
+    (r"\\(?:([lg])e(?:qslant)?|(n)e)\b", r"\${1}${2}eq"),
     (r"\\(?:text|textbf|textit|mathrm|mathbf|operatorname|mbox)\s*\{([^{}]*)\}", " $1 "),
     {"°": r"^\circ", r"\%": "%", "{,}": ""},  # after \text{..}: `\text{1{,}000}` stays as it was
     # spacing commands
@@ -112,8 +112,7 @@ _MATH_REWRITES: list[tuple[str, str] | dict[str, str]] = [
     (r"(\d),(\d{3})\b", "$1$2"),
     (r"(\d),(\d{3})\b", "$1$2"),
     # instruction verbs that do not change the problem
-    (r"\b(?:determine|compute|calculate|evaluate|work out|figure out|find out)\b", "find"),
-    (r"\bwhat(?: is|'s)\b", "find"),
+    (r"\b(?:determine|compute|calculate|evaluate|work out|figure out|find out|what(?: is|'s))\b", "find"),
     (r"\bshow that\b", "prove that"),
 ]
 # Spacing only: these change where the spaces are and trailing punctuation, never a shingle token
