@@ -157,15 +157,6 @@ def number_key(expr: pl.Expr) -> pl.Expr:
     return expr.str.extract_all(_GUARD_PATTERN).list.sort().list.join(" ")
 
 
-# the shingle tokens that `_GUARD_PATTERN` would find: numbers (the only tokens with a digit) and signs
-_GUARD_TOKEN = r"^(?:\d|(?:\\(?:leq|geq|neq|pm|mp)|[<>+])$)"
-
-
-def token_number_key(tokens: pl.Expr) -> pl.Expr:
-    """`number_key` from a list of SHINGLE_TOKEN_PATTERN tokens of `math_text(spacing=False)`: the same
-    key as `number_key(math_text(...))` without a second regex scan of the text."""
-    return (
-        tokens.list.eval(pl.element().filter(pl.element().str.contains(_GUARD_TOKEN)))
-        .list.sort()
-        .list.join(" ")
-    )
+# The shingle tokens that `_GUARD_PATTERN` finds in `math_text(spacing=False)`: numbers (the only
+# tokens with a digit) and the signs; MinHash builds its number keys from the tokens.
+GUARD_TOKEN = r"^(?:\d|(?:\\(?:leq|geq|neq|pm|mp)|[<>+])$)"

@@ -106,16 +106,10 @@ def read_rows(input_dir: Path, field: str, rows: np.ndarray, normalize_math: boo
     )
 
 
-def hashed_number_key(key: pl.Expr) -> pl.Expr:
-    """What the number guard compares: a hash of `stages.text.number_key` (or `token_number_key`)."""
-    return key.hash(seed=7)
-
-
 def number_keys(texts: pl.Series) -> np.ndarray:
     """Per row, a hash of the multiset of numbers in its (normalised) text: see `stages.text.number_key`."""
-    return (
-        pl.DataFrame({"t": texts}).select(hashed_number_key(number_key(pl.col("t")))).to_series().to_numpy()
-    )
+    keys = pl.DataFrame({"t": texts}).select(number_key(pl.col("t")).hash(seed=7))
+    return keys.to_series().to_numpy()
 
 
 _PAIRS_PER_CHECK = 25_000  # pairs a pair-check job holds the texts and features of

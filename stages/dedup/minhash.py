@@ -44,7 +44,7 @@ from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
-from stages.text import SHINGLE_TOKEN_PATTERN, math_text, token_number_key
+from stages.text import GUARD_TOKEN, SHINGLE_TOKEN_PATTERN, math_text
 
 MASK32 = np.uint64((1 << 32) - 1)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -144,7 +144,7 @@ class Shingled(NamedTuple):
 
     keys: np.ndarray  # flat uint64 shingle keys < 2^32, text after text
     counts: np.ndarray  # shingles per text
-    numbers: np.ndarray  # per text, the hash of its number key (stages.text.number_key)
+    numbers: np.ndarray  # per text, a hash of its number key (stages.text.number_key): equal iff equal keys
 
 
 def shingles(
@@ -170,22 +170,34 @@ def shingles(
 
 
 def _token_hashes(texts: pl.Series, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tokens per text, hash of every token in order, number key hash per text) for
-    SHINGLE_TOKEN_PATTERN tokens; a lazy query, so polars releases the GIL and slices run in
-    parallel threads."""
-    out = (
+    """(tokens per text, hash of every token in order, number key per text) for SHINGLE_TOKEN_PATTERN
+    tokens; polars queries, so the GIL is released and slices run in parallel threads.
+
+    The number key is the multiset of a text's numbers and signs (stages.text.number_key) as a sum of
+    their hashes: the numbers and signs that key compares are shingle tokens (GUARD_TOKEN), so they
+    are picked from the tokens instead of scanning the text again."""
+    tokens = (
         texts.to_frame("text")
         .lazy()
-        .select(pl.col("text").str.extract_all(SHINGLE_TOKEN_PATTERN).alias("tokens"))
-        .select(
-            pl.col("tokens").list.eval(pl.element().hash(seed)),
-            clusters.hashed_number_key(token_number_key(pl.col("tokens"))).alias("numbers"),
-        )
+        .select(pl.col("text").str.extract_all(SHINGLE_TOKEN_PATTERN).alias("token"))
         .collect()
+        .to_series()
     )
-    tokens = out["tokens"]
     lengths = tokens.list.len().to_numpy().astype(np.int64)
-    return lengths, tokens.explode(empty_as_null=False).drop_nulls().to_numpy(), out["numbers"].to_numpy()
+    flat = (
+        tokens.explode(empty_as_null=False)
+        .drop_nulls()
+        .to_frame()
+        .select(
+            pl.col("token").hash(seed).alias("hash"),
+            pl.col("token").str.contains(GUARD_TOKEN).alias("guard"),
+            pl.col("token").hash(seed + 1).alias("number"),
+        )
+    )
+    guard = flat["guard"].to_numpy()
+    numbers = np.zeros(lengths.size, dtype=np.uint64)
+    np.add.at(numbers, np.repeat(np.arange(lengths.size), lengths)[guard], flat["number"].to_numpy()[guard])
+    return lengths, flat["hash"].to_numpy(), numbers
 
 
 def _threads() -> int:
