@@ -43,6 +43,7 @@ from stages.dedup import clusters, report
 from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
+from stages.engine import release_memory
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
 from stages.text import GUARD_TOKEN, SHINGLE_TOKEN_PATTERN, math_text
 
@@ -525,11 +526,13 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
         empty = np.concatenate([p.empty for p in parts]) if parts else np.zeros(0, dtype=bool)
         src, dst = candidate_pairs(band)
         del band
+        release_memory()  # the bands' sorts, freed in the threads' heaps: not held through the check
         usable = ~(empty[src] | empty[dst])
         src, dst = src[usable], dst[usable]
         exact = config.check == "exact"
         sets: ShingleSets | Signatures | None = gather_evidence(parts, unique_sorted(np.r_[src, dst]), exact)
         similarity = sets.jaccard(src, dst)
+        release_memory()
         if config.pair_check:
             sets = None  # not held while the check runs (1M rows: ~240 MB); gathered again below
 
