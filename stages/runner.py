@@ -22,6 +22,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,7 +360,13 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
                     f"stage {stage.name!r}: a plan of {plan.decisions.height} rows for {ctx.rows} input rows"
                 )
             plan.decisions.write_parquet(partial / PLAN_FILE)
-            results = mapper(jobs("apply"))
+            try:
+                results = mapper(jobs("apply"))
+            finally:  # reduce's background work writes into the stage: done before it is published or removed
+                if plan.pending is not None:
+                    wait([plan.pending])
+            if plan.pending is not None:
+                plan.pending.result()
             details = stage.finish(plan.details, [t for r in results for t in r.tallies], config, partial)
         else:
             assert isinstance(stage, MapStage)

@@ -21,6 +21,7 @@ driver, sharing the state its `open` context yields (a server, a pool).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,9 @@ class Plan:
 
     decisions: pl.DataFrame
     details: Details
+    pending: Future[Any] | None = None
+    """Work reduce started in the background (report plots) that must be done before the stage is
+    published: the runner waits for it after the apply phase it overlaps."""
 
 
 class Stage(Generic[C]):

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from stages.dedup import clusters, minhash, report
+from stages.dedup import clusters, minhash, plots, report
 from stages.text import SHINGLE_TOKEN_PATTERN, math_text, number_key
 from tests.conftest import shared_texts, write_jsonl
 
@@ -227,6 +227,9 @@ def test_cli_dedup_writes_stages_reports_and_html(tmp_path, dedup_app):
     assert mh["rows_dropped"] == 1 and mh["details"]["source_matrix"]["sources"] == ["one", "two"]
     page = (tmp_path / "out" / "dedup.html").read_text()
     assert "data:image/png;base64" in page and "Determine" in page
+    drawn = sorted(p.name for p in (tmp_path / "out" / "02-minhash_dedup" / "plots").glob("*.png"))
+    assert drawn == ["1-cluster_sizes.png", "2-similarity.png", "3-sources.png"]
+    assert (tmp_path / "out" / "01-exact_dedup" / "plots").is_dir()  # no exact duplicates: nothing to draw
     console = Console(record=True, width=160)
     console.print(report.format_clusters(tmp_path / "out" / "02-minhash_dedup", n=3))
     shown = console.export_text()
@@ -257,10 +260,29 @@ def test_shingling_skips_only_rewrites_that_change_no_token(shared_data):
 
 def test_cluster_size_bins_double_and_keep_every_cluster():
     hist = {str(size): size % 7 + 1 for size in range(1, 300)}
-    labels, counts = report.size_bins(hist)
+    labels, counts = plots.size_bins(hist)
     assert labels[:5] == ["1", "2", "3-4", "5-8", "9-16"] and labels[-1] == "257-512"
     assert sum(counts) == sum(hist.values())
     for label, count in zip(labels, counts, strict=True):
         low, _, high = label.partition("-")
         inside = [n for s, n in hist.items() if int(low) <= int(s) <= int(high or low)]
         assert count == sum(inside), label
+
+
+def test_report_embeds_the_plots_the_stage_drew(tmp_path, monkeypatch):
+    """The plots are drawn once, in the background while the shards are written; the HTML embeds
+    those files (a stage written without them is drawn on the spot)."""
+    details = {"cluster_size_histogram": {"2": 5, "3": 1}, "threshold": 0.8, "method": "minhash"}
+    stage = tmp_path / "02-minhash_dedup"
+    stage.mkdir()
+
+    class Done(report.Details):
+        cluster_size_histogram: dict[str, int]
+
+    plots.start_plots(Done(cluster_size_histogram=details["cluster_size_histogram"]), stage).result()
+    png = (stage / plots.PLOTS_DIR / "1-cluster_sizes.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    monkeypatch.setattr(report, "plot_pngs", lambda d: pytest.fail("drawn again"))
+    assert report._plots(stage, details) == [report._img(png)]
+    monkeypatch.undo()
+    assert len(report._plots(tmp_path / "older-stage", details)) == 1

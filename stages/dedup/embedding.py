@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stages import embed
 from stages.arrays import first_of_each
-from stages.dedup import clusters, report
+from stages.dedup import clusters, plots, report
 from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import KEY_SOURCES, key_columns
@@ -134,4 +134,6 @@ class EmbeddingDedup(GlobalStage[EmbeddingDedupConfig]):
                 "texts_from_cache": texts.len() - embedder.encoded,
             },
         )
-        return Plan(clusters.near_dup_plan(decisions, "embedding"), details)
+        return Plan(
+            clusters.near_dup_plan(decisions, "embedding"), details, plots.start_plots(details, ctx.out_dir)
+        )

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from stages.dedup.plots import start_plots
 from stages.dedup.policy import KEY_SOURCES, choose_keepers, dedup_plan, key_columns
 from stages.stage import Context, Details, GlobalStage, Plan, ReduceContext
 
@@ -62,4 +63,6 @@ class ExactDedup(GlobalStage[ExactDedupConfig]):
                 str(size): n for size, n in groups.value_counts().sort("group_size").iter_rows() if size > 1
             },
         )
-        return Plan(dedup_plan(decisions, "exact", similarity=1.0), details)
+        return Plan(
+            dedup_plan(decisions, "exact", similarity=1.0), details, start_plots(details, ctx.out_dir)
+        )

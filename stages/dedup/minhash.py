@@ -39,7 +39,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.arrays import unique_sorted
-from stages.dedup import clusters, report
+from stages.dedup import clusters, plots, report
 from stages.dedup.exact import numbered_keys
 from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
@@ -577,4 +577,6 @@ class MinhashDedup(GlobalStage[MinhashDedupConfig]):
                 "normalize_math": config.normalize_math,
             },
         )
-        return Plan(clusters.near_dup_plan(decisions, "minhash"), details)
+        return Plan(
+            clusters.near_dup_plan(decisions, "minhash"), details, plots.start_plots(details, ctx.out_dir)
+        )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from stages.dedup.clusters import Pairs, take_rows
+from stages.dedup.plots import PLOTS_DIR, plot_pngs
 from stages.stage import Details
 from stages.store import load_report, read_shards
 
@@ -355,85 +355,14 @@ def dedup_markdown(reports: list[tuple[Path, dict[str, Any]]]) -> str:
 # --- HTML (run report) ---------------------------------------------------------------------------
 
 
-def size_bins(hist: dict[str, int]) -> tuple[list[str], list[int]]:
-    """Clusters per size in doubling bins (2, 3-4, 5-8, ...): a bar per bin stays readable where a
-    1M-row run has a hundred distinct sizes."""
-    bins: dict[int, int] = {}
-    for size, count in hist.items():
-        top = 1 << (int(size) - 1).bit_length()  # the bin's upper end: 1, 2, 4, 8, ...
-        bins[top] = bins.get(top, 0) + count
-    labels = [str(top) if top <= 2 else f"{top // 2 + 1}-{top}" for top in sorted(bins)]
-    return labels, [bins[top] for top in sorted(bins)]
+def _img(png: bytes) -> str:
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def plain_log_labels(axis: Any) -> None:
-    """1,000 rather than 10^3 on a log axis: plainer to read, and matplotlib's math text layout was
-    half the time of the report's plots."""
-    from matplotlib.ticker import NullFormatter, StrMethodFormatter
-
-    axis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _plots(details: dict[str, Any]) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = []
-    hist = details.get("cluster_size_histogram") or details.get("group_size_histogram") or {}
-    if hist:
-        fig, ax = plt.subplots(figsize=(4.2, 2.8))
-        labels, counts = size_bins(hist)
-        ax.bar(labels, counts, color="#4c78a8")
-        ax.set(xlabel="cluster size (rows)", ylabel="clusters", title="cluster sizes", yscale="log")
-        ax.tick_params(axis="x", labelsize=7, labelrotation=30)
-        plain_log_labels(ax.yaxis)
-        out.append(_png(fig))
-    sim = details.get("similarity_histogram")
-    if sim and sum(sim["joined"]) + sum(sim["below_threshold"]) + sum(sim["number_guard"]):
-        edges = np.asarray(sim["edges"])
-        width, left = np.diff(edges), edges[:-1]
-        fig, ax = plt.subplots(figsize=(5.2, 2.8))
-        bottom = np.zeros(left.size)
-        for key, color, label in (
-            ("joined", "#e45756", "joined"),
-            ("below_threshold", "#bab0ac", "below threshold"),
-            ("number_guard", "#f58518", "kept apart by number guard"),
-        ):
-            ax.bar(left, sim[key], width=width, bottom=bottom, align="edge", color=color, label=label)
-            bottom += np.asarray(sim[key])
-        ax.axvline(details["threshold"], color="black", linestyle="--", linewidth=1)
-        ax.set(
-            xlabel="pair similarity",
-            ylabel="candidate pairs",
-            title=f"similarity around the threshold ({details['threshold']})",
-        )
-        ax.legend(fontsize=7)
-        out.append(_png(fig))
-    matrix = details.get("source_matrix")
-    if matrix and matrix["sources"] and np.asarray(matrix["counts"]).sum():
-        counts = np.asarray(matrix["counts"])
-        names = matrix["sources"]
-        fig, ax = plt.subplots(figsize=(1.4 + 0.7 * len(names), 1.2 + 0.5 * len(names)))
-        ax.imshow(counts, cmap="Reds")
-        ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set(xlabel="source of removed row", ylabel="source of kept row", title="who duplicates whom")
-        for i, j in zip(*np.nonzero(counts), strict=True):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7)
-        out.append(_png(fig))
-    return out
+def _plots(stage_dir: Path, details: dict[str, Any]) -> list[str]:
+    """The stage's plots as <img> tags: its PNG files, or rendered now for a stage written without them."""
+    files = sorted((stage_dir / PLOTS_DIR).glob("*.png"))
+    return [_img(f.read_bytes()) for f in files] if files else [_img(png) for _, png in plot_pngs(details)]
 
 
 def _cluster_html(cluster: dict[str, Any]) -> str:
@@ -480,7 +409,9 @@ def render_html(reports: list[tuple[Path, dict[str, Any]]], clusters_shown: int 
             parts.append(
                 f"<p><code>{html.escape(json.dumps(d['params']))}</code> · pairs: <code>{html.escape(json.dumps(d.get('pairs', {})))}</code></p>"
             )
-        parts.append('<div style="display:flex;flex-wrap:wrap;gap:8px">' + "".join(_plots(d)) + "</div>")
+        parts.append(
+            '<div style="display:flex;flex-wrap:wrap;gap:8px">' + "".join(_plots(stage_dir, d)) + "</div>"
+        )
         clusters = d.get("largest_clusters") or read_clusters(stage_dir, clusters_shown)
         parts += [_cluster_html(c) for c in clusters[:clusters_shown]]
         parts.append(_pairs_html("pairs nearest the threshold", d.get("near_threshold_examples", [])))
