@@ -3,6 +3,8 @@ that fall back to the per-line parser alone, with their own reason and line numb
 
 from __future__ import annotations
 
+import codecs
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -10,12 +12,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from stages.collect import SourceSpec, jsonl
+from stages.collect import Collect, CollectConfig, SourceSpec, jsonl
 from stages.collect.fields import parse_path
 from stages.collect.mapping import record_frames
 from stages.collect.readers import read_source
 from stages.collect.spec import presets
-from tests.conftest import line_count
+from tests.conftest import line_count, run_collect
 
 TEXT = ["row", "problem", "answer", "solution", "domain", "error"]  # compared as they are
 JSON = ["tests", "meta"]  # compared as JSON values (tests may also be plain text, e.g. HumanEval's)
@@ -221,3 +223,43 @@ def test_a_field_whose_type_keeps_changing_costs_speed_not_rows(tmp_path, monkey
     assert got["answer"][:3].to_list() == ["0", "1", "2"]
     lines_per_chunk = (32 << 10) // len(json.dumps(rows[-1]))
     assert 2_000 <= len(parsed) <= 2_000 + lines_per_chunk + 50
+
+
+def mixed_file(path: Path, lines: int = 3_000) -> Path:
+    """A byte-order mark, every kind of bad line, a line longer than a chunk, no final newline."""
+    good = json.dumps(GOOD).encode()
+    rows = [list(BAD.values())[i // 97 % len(BAD)] if i % 97 == 5 else good for i in range(lines)]
+    rows[1_234] = json.dumps({"question": "y" * 50_000}).encode()
+    path.write_bytes(codecs.BOM_UTF8 + b"\n".join(rows))
+    return path
+
+
+def test_spans_of_a_big_file_read_every_line_once_with_its_number(tmp_path, monkeypatch):
+    spec = SourceSpec(name="m", path=mixed_file(tmp_path / "m.jsonl"), fields={"problem": "question"})
+    expected = per_record(spec)
+    monkeypatch.setattr(jsonl, "CHUNK_BYTES", 8 << 10)
+    spans = jsonl.line_spans(spec.path, span_bytes=20 << 10)
+    assert len(spans) > 5 and spans[0].start == 0 and spans[-1].end is None
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
+    got = comparable([f for span in spans for f in read_source(spec, 10_000, span)])
+    assert got.equals(expected)
+    assert got["row"].to_list() == list(range(3_000))
+    assert jsonl.line_spans(spec.path, span_bytes=spec.path.stat().st_size) == [jsonl.LineSpan()]
+
+
+def test_collection_in_spans_writes_what_one_unit_writes(tmp_path, monkeypatch):
+    """A big JSONL file is collected in spans on the workers; kept and dropped rows (and their order)
+    are those of the file read as one unit, and a `limit` keeps it whole."""
+    path = mixed_file(tmp_path / "m.jsonl")
+    config = CollectConfig(sources=[SourceSpec(name="m", path=path, fields={"problem": "question"})])
+    whole = run_collect(config, tmp_path / "whole")
+    monkeypatch.setattr(jsonl, "SPAN_BYTES", 20 << 10)
+    monkeypatch.setattr(jsonl, "CHUNK_BYTES", 8 << 10)  # spans are cut at chunk ends
+    assert len(Collect().units(config)) > 5
+    spans = run_collect(config, tmp_path / "spans")
+    for part in ("kept", "dropped"):
+        a, b = (pl.read_parquet(tmp_path / run / part / "*.parquet") for run in ("whole", "spans"))
+        assert a.height and a.equals(b), part
+    assert whole["details"] == spans["details"]
+    limited = config.model_copy(update={"sources": [config.sources[0].model_copy(update={"limit": 10})]})
+    assert len(Collect().units(limited)) == 1

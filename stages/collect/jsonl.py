@@ -15,6 +15,7 @@ import codecs
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -25,6 +26,7 @@ from stages.collect.mapping import Paths, Record, map_frame, record_frames
 from stages.records import to_json
 
 CHUNK_BYTES = 16 << 20  # memory stays flat: a chunk, its table and its mapped frame at a time
+SPAN_BYTES = 32 << 20  # a bigger file is collected in spans of about this size, in parallel
 BLOCK_BYTES = 4 << 20  # pyarrow parses the blocks of a chunk on its threads
 SLICE_LINES = 1_000  # a rejected chunk is retried in slices of this many lines
 GIVE_UP = 3  # failed reads in a row after which only a chunk's first slice is tried
@@ -69,16 +71,57 @@ def jsonl_records(path: Path) -> Iterator[Record]:
             yield parse_line((raw.removeprefix(codecs.BOM_UTF8) if number == 0 else raw).removesuffix(b"\n"))
 
 
-def line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[memoryview, int]]:
-    """The file in ranges of about `chunk_bytes` (CHUNK_BYTES) that end at a line end, with their
-    number of lines; a line longer than that is one range, and a UTF-8 byte-order mark before the
-    first line is not part of it. One buffer is read into again and again (no allocation and page
-    faults per range), so a range is only valid until the next one is asked for."""
+@dataclass(frozen=True)
+class LineSpan:
+    """Bytes [start, end) of a JSONL file (`end` None: to its end), whole lines, the first of them line
+    `first_line` (0-based): a part of a big file that a worker collects on its own."""
+
+    start: int = 0
+    end: int | None = None
+    first_line: int = 0
+
+
+def line_spans(path: Path, span_bytes: int | None = None) -> list[LineSpan]:
+    """The file cut at line ends into spans of about `span_bytes` (SPAN_BYTES); one pass counts the
+    lines before each cut (~0.25 s for 400 MB), so every span knows its rows' line numbers."""
+    span_bytes = span_bytes or SPAN_BYTES
+    if path.stat().st_size <= span_bytes:
+        return [LineSpan()]
+    with path.open("rb") as f:
+        at = len(codecs.BOM_UTF8) if f.read(3) == codecs.BOM_UTF8 else 0  # line_chunks leaves it out
+    spans, start, first, lines = [], 0, 0, 0
+    for chunk, count in line_chunks(path):
+        at, lines = at + len(chunk), lines + count
+        if at - start >= span_bytes:
+            spans.append(LineSpan(start, at, first))
+            start, first = at, lines
+    if start < path.stat().st_size:
+        spans.append(LineSpan(start, None, first))
+    return spans
+
+
+def line_chunks(
+    path: Path, chunk_bytes: int | None = None, span: LineSpan | None = None
+) -> Iterator[tuple[memoryview, int]]:
+    """The file (or its `span`) in ranges of about `chunk_bytes` (CHUNK_BYTES) that end at a line end,
+    with their number of lines; a line longer than that is one range, and a UTF-8 byte-order mark
+    before the first line is not part of it. One buffer is read into again and again (no allocation
+    and page faults per range), so a range is only valid until the next one is asked for."""
+    span = span or LineSpan()
     buf = bytearray(chunk_bytes or CHUNK_BYTES)
     held = 0  # bytes of an unfinished line at the start of `buf`
+    left = float("inf") if span.end is None else span.end - span.start
+
+    def read_into(view: memoryview) -> int:
+        nonlocal left
+        got = f.readinto(view[: int(min(len(view), left))]) or 0
+        left -= got
+        return got
+
     with path.open("rb") as f:
-        read = f.readinto(buf)
-        if buf.startswith(codecs.BOM_UTF8):
+        f.seek(span.start)
+        read = read_into(memoryview(buf))
+        if span.start == 0 and buf.startswith(codecs.BOM_UTF8):
             buf[: read - 3] = buf[3:read]
             read -= 3
         while read:
@@ -92,16 +135,16 @@ def line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[me
                 held = end
             if held == len(buf):  # one line longer than the buffer: a bigger buffer
                 buf = buf + bytearray(len(buf))
-            read = f.readinto(memoryview(buf)[held:])
+            read = read_into(memoryview(buf)[held:])
         if held:
             yield memoryview(buf)[:held], 1
 
 
-def jsonl_frames(path: Path, paths: Paths) -> Iterator[pl.DataFrame]:
-    """Mapped frames of a JSONL file, `row` = line number - 1."""
+def jsonl_frames(path: Path, paths: Paths, span: LineSpan | None = None) -> Iterator[pl.DataFrame]:
+    """Mapped frames of a JSONL file (or of one span of it), `row` = line number - 1."""
     reader = _TableReader()
-    offset = 0
-    for chunk, lines in line_chunks(path):
+    offset = span.first_line if span else 0
+    for chunk, lines in line_chunks(path, span=span):
         frame = reader.read(chunk, lines) if reader.failures < GIVE_UP else None
         if frame is not None:
             yield map_frame(frame, paths, offset)

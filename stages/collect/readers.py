@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow.csv as pacsv
 
 from stages.collect.fields import parse_path
-from stages.collect.jsonl import jsonl_frames, jsonl_records
+from stages.collect.jsonl import LineSpan, jsonl_frames, jsonl_records, line_spans
 from stages.collect.mapping import Paths, Record, map_frame, record_frames
 from stages.collect.spec import SourceSpec
 from stages.store import stream_parquet
@@ -29,8 +29,8 @@ class SourceError(RuntimeError):
     """A source that cannot be read at all (missing file, unknown dataset)."""
 
 
-def read_source(spec: SourceSpec, batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Mapped frames for one source, at most `spec.limit` rows in all."""
+def read_source(spec: SourceSpec, batch_rows: int, span: LineSpan | None = None) -> Iterator[pl.DataFrame]:
+    """Mapped frames for one source (or one span of a JSONL source), at most `spec.limit` rows in all."""
     fmt = spec.resolved_format()
     _check_file(spec)
     paths: Paths = {t: parse_path(p) for t, p in spec.fields.paths().items()}
@@ -38,12 +38,22 @@ def read_source(spec: SourceSpec, batch_rows: int) -> Iterator[pl.DataFrame]:
         yield from _limit_frames(_columnar(spec, fmt, paths, batch_rows), spec.limit)
     elif fmt == "jsonl" and spec.hf is None:
         assert spec.path is not None
-        yield from _limit_frames(jsonl_frames(spec.path, paths), spec.limit)
+        yield from _limit_frames(jsonl_frames(spec.path, paths, span), spec.limit)
     else:
         records = _records(spec, fmt)
         if spec.limit is not None:
             records = islice(records, spec.limit)
         yield from record_frames(records, paths, batch_rows)
+
+
+def source_spans(spec: SourceSpec) -> list[LineSpan | None]:
+    """The parts of a source that can be collected in parallel: spans of a big local JSONL file read
+    whole (a `limit` counts across the file), else the whole source (None)."""
+    if spec.resolved_format() != "jsonl" or spec.path is None or spec.limit is not None:
+        return [None]
+    _check_file(spec)
+    spans = line_spans(spec.path)
+    return [None] if len(spans) == 1 else list(spans)
 
 
 def _check_file(spec: SourceSpec) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 from pydantic import Field
 
 from stages.answers import extract_answer, normalize_answers
+from stages.collect.jsonl import LineSpan
 from stages.collect.probe import check_fields
-from stages.collect.readers import read_source
+from stages.collect.readers import read_source, source_spans
 from stages.collect.spec import CollectConfig, SourceSpec
 from stages.records import DOMAINS, PROBLEM_SCHEMA, conform, detail_json
 from stages.stage import Context, Decision, Details, MapStage, Unit
@@ -41,9 +42,17 @@ class CollectDetails(Details):
     warnings: list[str]
 
 
+class SourcePart(NamedTuple):
+    """A unit of collection: a source, or one span of a big JSONL source."""
+
+    spec: SourceSpec
+    span: LineSpan | None
+
+
 class Collect(MapStage[CollectConfig]):
     """Read every source, keep usable problems, drop the rest with evidence; per-source counts.
-    One unit per source: sources are read in parallel, rows keep their order within a source."""
+    One unit per source, or per span of a big JSONL file: units are read in parallel, rows keep their
+    order within a source."""
 
     name = "collect"
     Config = CollectConfig
@@ -54,13 +63,14 @@ class Collect(MapStage[CollectConfig]):
             check_fields(spec)  # a mistyped field path is an error before any work, not 0 rows kept
 
     def units(self, config: CollectConfig) -> list[Unit]:
-        return [Unit(index, source=spec) for index, spec in enumerate(config.sources)]
+        parts = [SourcePart(spec, span) for spec in config.sources for span in source_spans(spec)]
+        return [Unit(index, source=part) for index, part in enumerate(parts)]
 
     def read(self, unit: Unit, config: CollectConfig) -> Iterator[pl.DataFrame]:
-        yield from read_source(unit.source, config.batch_rows)
+        yield from read_source(unit.source.spec, config.batch_rows, unit.source.span)
 
     def decide(self, mapped: pl.DataFrame, config: CollectConfig, ctx: Context) -> Decision:
-        spec: SourceSpec = ctx.unit.source
+        spec: SourceSpec = ctx.unit.source.spec
         kept, dropped = classify(mapped, spec, config)
         counts = {
             "rows": mapped.height,
