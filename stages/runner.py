@@ -355,12 +355,12 @@ def _execute(step: Step, engine: Engine, partial: Path) -> tuple[list[UnitResult
             if workers > 1:
                 ctx.map = engine.map
             plan: Plan = stage.reduce(parts, config, ctx)
-            if plan.decisions.height != ctx.rows:
-                raise InvariantError(
-                    f"stage {stage.name!r}: a plan of {plan.decisions.height} rows for {ctx.rows} input rows"
-                )
-            plan.decisions.write_parquet(partial / PLAN_FILE)
             try:
+                if plan.decisions.height != ctx.rows:
+                    raise InvariantError(
+                        f"stage {stage.name!r}: a plan of {plan.decisions.height} rows for {ctx.rows} input rows"
+                    )
+                plan.decisions.write_parquet(partial / PLAN_FILE)
                 results = mapper(jobs("apply"))
             finally:  # reduce's background work writes into the stage: done before it is published or removed
                 if plan.pending is not None:

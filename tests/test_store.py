@@ -3,6 +3,9 @@ carry a reason and evidence; a crash leaves no partial output."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from stages.engine import LocalEngine
 from stages.records import detail_json
 from stages.runner import Step, run_step
-from stages.stage import Context, Decision, MapStage
+from stages.stage import Context, Decision, Details, GlobalStage, MapStage, Plan, ReduceContext
 from stages.store import InvariantError, count_rows, fingerprint, read_shards, take_rows
 
 FRAME = pl.DataFrame({"uid": ["a", "b", "c"], "problem": ["x", "y", "z"]})
@@ -109,3 +112,43 @@ def test_take_rows_reads_chosen_rows_across_shards_and_row_groups(tmp_path):
     assert taken["uid"].to_list() == [f"u{i}" for i in rows]
     empty = take_rows(tmp_path, np.array([], dtype=np.int64), ["uid", "n"])
     assert empty.height == 0 and empty.schema == {"idx": pl.Int64, "uid": pl.String, "n": pl.Int64}
+
+
+class Background(GlobalStage[Mode]):
+    """Keeps every row; reduce leaves a slow background write into the stage (like the dedup plots)."""
+
+    name, Config, Details = "background", Mode, Details
+
+    def summarize(self, batch: pl.DataFrame, config: Mode, ctx: Context) -> int:
+        return batch.height
+
+    def reduce(self, parts: list[int], config: Mode, ctx: ReduceContext) -> Plan:
+        def write() -> None:
+            time.sleep(0.3)
+            ctx.out_dir.mkdir(parents=True, exist_ok=True)  # would bring a removed stage back
+            (ctx.out_dir / "figure.png").write_bytes(b"png")
+
+        pending = ThreadPoolExecutor(1).submit(write)
+        return Plan(
+            pl.DataFrame({"drop_reason": [None] * sum(parts)}, schema={"drop_reason": pl.String}),
+            Details(),
+            pending,
+        )
+
+    def apply(self, batch: pl.DataFrame, plan: pl.DataFrame, config: Mode, ctx: Context) -> Decision:
+        if config.mode == "crash":
+            raise RuntimeError("killed")
+        return super().apply(batch, plan, config, ctx)
+
+
+@pytest.mark.parametrize("mode", ["keep", "crash"])
+def test_background_work_of_reduce_is_done_before_the_stage_is_published_or_removed(shards, tmp_path, mode):
+    out = tmp_path / "03-background"
+    if mode == "crash":
+        with pytest.raises(RuntimeError, match="killed"):
+            run_step(Step(Background(), Mode(mode=mode), shards, out))
+        time.sleep(0.5)  # a write left running would land now
+        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+    else:
+        run_step(Step(Background(), Mode(mode=mode), shards, out))
+        assert (out / "figure.png").read_bytes() == b"png" and count_rows(out / "kept") == 6
