@@ -5,8 +5,6 @@ Every chart function returns PNG bytes; `img` turns them into an <img> tag, so p
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 
 import matplotlib
@@ -14,18 +12,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from stages.reports.figures import img as inline_img
+from stages.reports.figures import png as figure_png
+
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
 
 def png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    data = figure_png(fig, dpi=110)
     plt.close(fig)
-    return buffer.getvalue()
+    return data
 
 
 def img(data: bytes, alt: str = "chart") -> str:
-    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+    return inline_img(data, alt)
 
 
 def _axes(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (7, 3)):

@@ -14,6 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from stages.dedup import clusters, minhash, plots, report
+from stages.reports import figures
 from stages.text import SHINGLE_TOKEN_PATTERN, math_text, number_key
 from tests.conftest import shared_texts, write_jsonl
 
@@ -283,6 +284,6 @@ def test_report_embeds_the_plots_the_stage_drew(tmp_path, monkeypatch):
     png = (stage / plots.PLOTS_DIR / "1-cluster_sizes.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     monkeypatch.setattr(report, "plot_pngs", lambda d: pytest.fail("drawn again"))
-    assert report._plots(stage, details) == [report._img(png)]
+    assert report._plots(stage, details) == [figures.img(png)]
     monkeypatch.undo()
     assert len(report._plots(tmp_path / "older-stage", details)) == 1

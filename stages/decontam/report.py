@@ -8,15 +8,14 @@ the thresholds sit in a gap or cut through a mass of near misses.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from stages.reports.figures import img, png
 from stages.store import load_report
 
 TEXT_CHARS = 400
@@ -141,12 +140,11 @@ def _near(near: dict[str, Any], items: pl.DataFrame, texts: pl.DataFrame) -> dic
 
 
 def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
+    data = png(fig, dpi=90)
     plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"/>'
+    return img(data, "plot")
 
 
 def _per_benchmark_plot(details: dict[str, Any]) -> str:

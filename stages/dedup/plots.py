@@ -5,15 +5,16 @@ so matplotlib is off the critical path of a run."""
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stages.reports.figures import png
 from stages.stage import Details
 
+DPI = 90
 PLOTS_DIR = "plots"  # a dedup stage's plots as PNG files, next to its report.json
 _plotter = ThreadPoolExecutor(1, thread_name_prefix="dedup-plots")
 
@@ -47,14 +48,8 @@ def start_plots(details: Details, out_dir: Path) -> Future[None]:
 
 def write_plots(details: dict[str, Any], directory: Path) -> None:
     directory.mkdir(exist_ok=True)  # not its parents: a failed stage's directory is gone for good
-    for name, png in plot_pngs(details):
-        (directory / f"{name}.png").write_bytes(png)
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
+    for name, data in plot_pngs(details):
+        (directory / f"{name}.png").write_bytes(data)
 
 
 def plot_pngs(details: dict[str, Any]) -> list[tuple[str, bytes]]:
@@ -72,7 +67,7 @@ def plot_pngs(details: dict[str, Any]) -> list[tuple[str, bytes]]:
         ax.set(xlabel="cluster size (rows)", ylabel="clusters", title="cluster sizes", yscale="log")
         ax.tick_params(axis="x", labelsize=7, labelrotation=30)
         plain_log_labels(ax.yaxis)
-        out.append(("1-cluster_sizes", _png(fig)))
+        out.append(("1-cluster_sizes", png(fig, DPI)))
     sim = details.get("similarity_histogram")
     if sim and sum(sim["joined"]) + sum(sim["below_threshold"]) + sum(sim["number_guard"]):
         edges = np.asarray(sim["edges"])
@@ -94,7 +89,7 @@ def plot_pngs(details: dict[str, Any]) -> list[tuple[str, bytes]]:
             title=f"similarity around the threshold ({details['threshold']})",
         )
         ax.legend(fontsize=7)
-        out.append(("2-similarity", _png(fig)))
+        out.append(("2-similarity", png(fig, DPI)))
     matrix = details.get("source_matrix")
     if matrix and matrix["sources"] and np.asarray(matrix["counts"]).sum():
         counts = np.asarray(matrix["counts"])
@@ -107,5 +102,5 @@ def plot_pngs(details: dict[str, Any]) -> list[tuple[str, bytes]]:
         ax.set(xlabel="source of removed row", ylabel="source of kept row", title="who duplicates whom")
         for i, j in zip(*np.nonzero(counts), strict=True):
             ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7)
-        out.append(("3-sources", _png(fig)))
+        out.append(("3-sources", png(fig, DPI)))
     return out

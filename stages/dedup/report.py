@@ -10,7 +10,6 @@ the number guard kept apart, and which sources duplicate which.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
@@ -21,6 +20,7 @@ import polars as pl
 
 from stages.dedup.clusters import Pairs, take_rows
 from stages.dedup.plots import PLOTS_DIR, plot_pngs
+from stages.reports.figures import img
 from stages.stage import Details
 from stages.store import load_report, read_shards
 
@@ -355,14 +355,10 @@ def dedup_markdown(reports: list[tuple[Path, dict[str, Any]]]) -> str:
 # --- HTML (run report) ---------------------------------------------------------------------------
 
 
-def _img(png: bytes) -> str:
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
 def _plots(stage_dir: Path, details: dict[str, Any]) -> list[str]:
     """The stage's plots as <img> tags: its PNG files, or rendered now for a stage written without them."""
     files = sorted((stage_dir / PLOTS_DIR).glob("*.png"))
-    return [_img(f.read_bytes()) for f in files] if files else [_img(png) for _, png in plot_pngs(details)]
+    return [img(f.read_bytes()) for f in files] if files else [img(png) for _, png in plot_pngs(details)]
 
 
 def _cluster_html(cluster: dict[str, Any]) -> str:
