@@ -418,10 +418,10 @@ class UnitSummary:
 
 def summarize_batch(batch: pl.DataFrame, config: MinhashDedupConfig, evidence: Path) -> UnitSummary:
     """The per-row work of the stage on one batch: shingles, signatures, band keys, number keys."""
-    text = pl.col(config.field).fill_null("")
+    compared = pl.col(config.field).fill_null("")
     if config.normalize_math:  # the spacing rewrites change no word token: only characters see them
-        text = math_text(text, spacing=config.unit == "char")
-    text = batch.select(text).to_series()
+        compared = math_text(compared, spacing=config.unit == "char")
+    text = batch.select(compared).to_series()
     bands, rows = config.lsh_params()
     shingled = shingles(text, config.ngram, config.unit, config.seed)
     sig = MinHasher(config.num_perm, config.seed).signatures(shingled.keys, shingled.counts)
