@@ -3,10 +3,12 @@ with keys that cover all the code a stage imports."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import polars as pl
@@ -15,7 +17,7 @@ import yaml
 
 from flows.recipe import load_recipe
 from stages.codehash import closure, code_version
-from stages.engine import LocalEngine
+from stages.engine import LocalEngine, _Releasing
 from stages.registry import COLLECT, STAGES
 from stages.runner import StepResult, run_steps
 from stages.store import read_shards
@@ -48,6 +50,30 @@ def test_worker_count_changes_nothing(shared_data, tmp_path):
         parallel = run_steps(steps, tmp_path / "w4", four)
     assert max(r.report.workers for r in parallel) == 4, "the map phases did run on the pool"
     assert_same_runs(serial, parallel, "1 and 4 workers")
+
+
+class _Node:
+    pass
+
+
+def test_a_workers_release_collects_each_units_cycles_before_freezing():
+    """A pool worker collects after every unit and then freezes the survivors (so the next
+    collection skips them): a cycle a unit leaves behind is collected, also after earlier freezes,
+    never frozen into a leak."""
+    left: list[weakref.ref] = []
+
+    def unit(_: int) -> None:
+        node = _Node()
+        node.self = node  # a cycle: only the collector frees it
+        left.append(weakref.ref(node))
+
+    try:
+        for item in range(3):
+            _Releasing(unit)(item)
+            assert left[-1]() is None, f"unit {item}'s cycle outlived the release"
+        assert gc.get_freeze_count() > 0, "survivors are frozen"
+    finally:
+        gc.unfreeze()
 
 
 def sources_full_steps(shared_data: Path, limit: int) -> list:
