@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -17,6 +20,8 @@ from stages.dedup import clusters, minhash, plots, report
 from stages.reports import figures
 from stages.text import SHINGLE_TOKEN_PATTERN, math_text, number_key
 from tests.conftest import shared_texts, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
 
 SAME = [
     (r"Find $\dfrac{1}{2} + x^{2}$.", r"Determine \(\frac12+x^2\)?"),
@@ -89,6 +94,20 @@ def test_signatures_estimate_jaccard_and_exact_jaccard_is_exact():
     sets = minhash.ShingleSets(*_sets(keys, owner, len(texts)), np.arange(len(texts)))
     assert np.allclose(sets.jaccard(src, dst), truth)
     assert config.lsh_params() == minhash.optimal_bands(0.55, 128, 0.2)
+
+
+def test_exact_jaccard_does_not_import_pandas():
+    """pyarrow imports pandas (~0.5 s, on the driver's critical path) to check whether a NumPy array
+    given to `pa.array` is a pandas Series; the shingle sets are built without asking."""
+    code = (
+        "import sys, numpy as np\n"
+        "from stages.dedup.minhash import ShingleSets\n"
+        "sets = ShingleSets(np.array([1, 2, 3, 2, 3, 4], dtype=np.uint64), np.array([3, 3]), np.array([5, 9]))\n"
+        "assert sets.jaccard(np.array([5]), np.array([9])).tolist() == [0.5]\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def _sets(keys: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

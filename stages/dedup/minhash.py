@@ -375,10 +375,10 @@ class ShingleSets:
     sort of every candidate row's shingles."""
 
     def __init__(self, keys: np.ndarray, counts: np.ndarray, rows: np.ndarray):
-        offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int64))
-        self.lists = pl.Series(
-            pa.LargeListArray.from_arrays(offsets, pa.array(keys.astype(np.uint32, copy=False)))
-        )
+        # arrays made by polars: `pa.array(ndarray)` would import pandas (~0.5 s) to rule out a Series
+        offsets = pl.Series(np.r_[0, np.cumsum(counts)].astype(np.int64)).to_arrow()
+        values = pl.Series(keys.astype(np.uint32, copy=False)).to_arrow()
+        self.lists = pl.Series(pa.LargeListArray.from_arrays(offsets, values))
         self.sizes = self.lists.list.n_unique().to_numpy().astype(np.int64)
         self.rows = np.asarray(rows, dtype=np.int64)
 
