@@ -63,7 +63,8 @@ _SPACE_RUNS = r"[\s\x1c-\x1f]{2,}|[^\S ]|[\x1c-\x1f]"
 
 def canonical_text(expr: pl.Expr) -> pl.Expr:
     """`canonical` as a polars expression (NFKC only on the rows that are not ASCII, as there)."""
-    folded = pl.when(expr.str.contains(r"[^\x00-\x7f]")).then(expr.str.normalize("NFKC")).otherwise(expr)
+    ascii_only = expr.str.len_bytes() == expr.str.len_chars()  # 20x cheaper than a regex for [^\x00-\x7f]
+    folded = pl.when(ascii_only).then(expr).otherwise(expr.str.normalize("NFKC"))
     return folded.str.to_lowercase().str.replace_all(_SPACE_RUNS, " ").str.strip_chars(" ")
 
 
