@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 from xxhash import xxh3_64_hexdigest
 
 
@@ -77,7 +79,7 @@ def uid_expr(problem: pl.Expr) -> pl.Expr:
 # Ordered rewrites applied after `canonical_text`: a (pattern, replacement) regex (replacements are
 # literal except `$n`: a backslash in them is one backslash), or a {text: replacement} table of plain
 # strings replaced in one Aho-Corasick pass (`str.replace_many`: each regex pass costs ~5 ms per 25k
-# problems even where it matches nothing). Each one removes a way of writing the same problem
+# problems even where it matches nothing; a table of non-ASCII strings is searched in non-ASCII rows only). Each one removes a way of writing the same problem
 # differently; none of them touches a number, so a changed number still makes a different text
 # ("compute \binom{8}{4}" vs "compute \binom{9}{4}").
 _MATH_REWRITES: list[tuple[str, str] | dict[str, str]] = [
@@ -87,21 +89,15 @@ _MATH_REWRITES: list[tuple[str, str] | dict[str, str]] = [
     # math delimiters: $..$, $$..$$, \(..\), \[..\] all carry the same content
     (r"\\[()\[\]]|\$+", " "),
     # display variants of the same command (no \b after \dfrac: `\dfrac13` is common), signs
-    {
-        r"\dfrac": r"\frac",
-        r"\tfrac": r"\frac",
-        r"\dbinom": r"\binom",
-        r"\tbinom": r"\binom",
-        "≤": r"\leq ",
-        "≥": r"\geq ",
-        "≠": r"\neq ",
-        "±": r"\pm ",
-    },
+    (r"\\[dt](frac|binom)", r"\$1"),
+    {"≤": r"\leq ", "≥": r"\geq ", "≠": r"\neq ", "±": r"\pm "},
     (r"\\(?:left|right|big|bigg|big[lr]|bigg[lr]|displaystyle|textstyle)\b", ""),
     # \le, \leqslant -> \leq; \ge, \geqslant -> \geq; \ne -> \neq
     (r"\\(?:([lg])e(?:qslant)?|(n)e)\b", r"\${1}${2}eq"),
     (r"\\(?:text|textbf|textit|mathrm|mathbf|operatorname|mbox)\s*\{([^{}]*)\}", " $1 "),
-    {"°": r"^\circ", r"\%": "%", "{,}": ""},  # after \text{..}: `\text{1{,}000}` stays as it was
+    # after \text{..}: `\text{1{,}000}` stays as it was
+    {"°": r"^\circ"},
+    {r"\%": "%", "{,}": ""},
     # spacing commands
     (r"\\[,;:! ]|\\q?quad\b|~", " "),
     # empty groups (AIME's `$ABCD_{}^{}$` artefacts) carry nothing
@@ -145,10 +141,26 @@ def math_text(expr: pl.Expr, spacing: bool = True) -> pl.Expr:
     out = canonical_text(expr)
     for rewrite in _MATH_REWRITES + (_SPACING_REWRITES if spacing else []):
         if isinstance(rewrite, dict):
-            out = out.str.replace_many(list(rewrite), list(rewrite.values()))
+            out = _replace_table(out, rewrite)
         else:
             out = out.str.replace_all(*rewrite)
     return out.str.strip_chars() if spacing else out
+
+
+def _replace_table(text: pl.Expr, table: dict[str, str]) -> pl.Expr:
+    """One `replace_many` pass; a table of non-ASCII strings only on the rows that are not ASCII
+    (1 vs 11.5 ms per 25k problems). A Series function, not `when/then`: that would name the whole
+    expression so far three times, and an eager select evaluates each."""
+    if any(key.isascii() for key in table):
+        return text.str.replace_many(list(table), list(table.values()))
+
+    def replace(texts: pl.Series) -> pl.Series:
+        rows = (texts.str.len_bytes() != texts.str.len_chars()).arg_true()
+        if rows.is_empty():
+            return texts
+        return texts.scatter(rows, texts.gather(rows).str.replace_many(list(table), list(table.values())))
+
+    return text.map_batches(replace, return_dtype=pl.String, is_elementwise=True)
 
 
 def number_key(expr: pl.Expr) -> pl.Expr:
@@ -161,3 +173,38 @@ def number_key(expr: pl.Expr) -> pl.Expr:
 # The shingle tokens that `_GUARD_PATTERN` finds in `math_text(spacing=False)`: numbers (the only
 # tokens with a digit) and the signs; MinHash builds its number keys from the tokens.
 GUARD_TOKEN = r"^(?:\d|(?:\\(?:leq|geq|neq|pm|mp)|[<>+])$)"
+_SIGN_TOKENS = [r"\leq", r"\geq", r"\neq", r"\pm", r"\mp", "<", ">", "+"]
+
+
+def _string_views(tokens: pl.Series) -> np.ndarray | None:
+    """The Arrow string views of `tokens` as (n x 2) uint64, zero-copy: each view holds the length
+    (low 4 bytes) and then the string itself when it has <= 12 bytes (zero-padded), else its first 4
+    bytes. None if polars hands out another layout."""
+    array = tokens.to_arrow(compat_level=pl.CompatLevel.newest())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.type != pa.string_view() or array.null_count:
+        return None
+    views = np.frombuffer(array.buffers()[1], dtype=np.uint64)
+    return views[2 * array.offset : 2 * (array.offset + len(array))].reshape(-1, 2)
+
+
+def guard_tokens(tokens: pl.Series) -> np.ndarray:
+    """Which tokens match GUARD_TOKEN, read from the tokens' Arrow views instead of one regex call
+    per token (7 vs 28 ms for 1.4M tokens): a number is a token whose first byte is an ASCII digit
+    (a non-ASCII first character goes to the regex), a sign a view equal to a sign's (a token of
+    <= 4 bytes is all in the first 8 bytes of its view, the rest zero)."""
+    views = _string_views(tokens)
+    if views is None:
+        return tokens.str.contains(GUARD_TOKEN).to_numpy()
+    first = views.view(np.uint8)[:, 4]  # the string's first byte, inline or prefix
+    guard = (first - np.uint8(ord("0"))) < 10
+    signs = np.sort(_string_views(pl.Series(_SIGN_TOKENS))[:, 0])
+    starts = np.isin(first, np.frombuffer(b"\\<>+", dtype=np.uint8))
+    maybe = np.flatnonzero(starts & (views[:, 1] == 0))
+    at = np.minimum(np.searchsorted(signs, views[maybe, 0]), signs.size - 1)
+    guard[maybe[signs[at] == views[maybe, 0]]] = True
+    other = np.flatnonzero(first >= 0x80)
+    if other.size:
+        guard[other] = tokens.gather(other).str.contains(GUARD_TOKEN).to_numpy()
+    return guard

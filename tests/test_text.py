@@ -1,7 +1,7 @@
 import polars as pl
 import xxhash
 
-from stages.text import canonical, canonical_text, dedup_key, uid_expr, uid_of
+from stages.text import GUARD_TOKEN, canonical, canonical_text, dedup_key, guard_tokens, uid_expr, uid_of
 from tests.conftest import shared_texts
 
 
@@ -55,3 +55,13 @@ def test_canonical_text_is_canonical_on_every_shared_text(shared_data):
     expected = pl.Series([canonical(t) for t in texts])
     differ = got != expected
     assert not differ.any(), list(zip(texts.filter(differ).head(3), got.filter(differ).head(3), strict=True))
+
+
+def test_guard_tokens_match_the_guard_pattern():
+    """The view-based guard agrees with GUARD_TOKEN's regex: ASCII and non-ASCII digits, numbers
+    longer than a view's inline 12 bytes, the signs and the commands that only start like them."""
+    tokens = ["0", "12", "3.5", "12345678901234.5", "٣", "٣٤٥٦٧٨٩٠١٢٣٤٥", "²", "1a", "a1", "+", "<", ">",
+              "-", "=", r"\leq", r"\leqq", r"\leqslant", r"\geq", r"\neq", r"\ne", r"\pm", r"\pmod", r"\mp",
+              r"\frac", "x", "é", "日本", "\x00", "+<"]  # fmt: skip
+    for series in (pl.Series("token", tokens), pl.Series("token", tokens * 3).slice(5, 60)):
+        assert guard_tokens(series).tolist() == series.str.contains(GUARD_TOKEN).to_list()

@@ -45,7 +45,7 @@ from stages.dedup.pair_check import PAIR_CHECK_HELP
 from stages.dedup.policy import key_columns
 from stages.engine import release_memory
 from stages.stage import Context, GlobalStage, Plan, ReduceContext
-from stages.text import GUARD_TOKEN, SHINGLE_TOKEN_PATTERN, math_text
+from stages.text import SHINGLE_TOKEN_PATTERN, guard_tokens, math_text
 
 MASK32 = np.uint64((1 << 32) - 1)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -185,20 +185,12 @@ def _token_hashes(texts: pl.Series, seed: int) -> tuple[np.ndarray, np.ndarray, 
         .to_series()
     )
     lengths = tokens.list.len().to_numpy().astype(np.int64)
-    flat = (
-        tokens.explode(empty_as_null=False)
-        .drop_nulls()
-        .to_frame()
-        .select(
-            pl.col("token").hash(seed).alias("hash"),
-            pl.col("token").str.contains(GUARD_TOKEN).alias("guard"),
-            pl.col("token").hash(seed + 1).alias("number"),
-        )
-    )
-    guard = flat["guard"].to_numpy()
+    flat = tokens.explode(empty_as_null=False).drop_nulls()
+    guard = np.flatnonzero(guard_tokens(flat))
     numbers = np.zeros(lengths.size, dtype=np.uint64)
-    np.add.at(numbers, np.repeat(np.arange(lengths.size), lengths)[guard], flat["number"].to_numpy()[guard])
-    return lengths, flat["hash"].to_numpy(), numbers
+    owner = np.repeat(np.arange(lengths.size), lengths)[guard]
+    np.add.at(numbers, owner, flat.gather(guard).hash(seed + 1).to_numpy())
+    return lengths, flat.hash(seed).to_numpy(), numbers
 
 
 def _threads() -> int:
