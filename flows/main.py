@@ -6,6 +6,9 @@ from __future__ import annotations
 
 
 def main() -> None:
+    from stages.engine import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before polars, numpy and pyarrow start their threads
     from flows.cli import app
 
     app()

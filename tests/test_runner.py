@@ -17,10 +17,11 @@ import yaml
 
 from flows.recipe import load_recipe
 from stages.codehash import closure, code_version
-from stages.engine import LocalEngine, _Releasing
+from stages.engine import MALLOC_ARENAS, LocalEngine, _Releasing
 from stages.registry import COLLECT, STAGES
 from stages.runner import StepResult, run_steps
 from stages.store import read_shards
+from tests.arenas_probe import arenas_after_threads
 
 REPO = Path(__file__).resolve().parents[1]
 # what differs from run to run without changing the result: timings, workers, whether an index came from its cache
@@ -74,6 +75,25 @@ def test_a_workers_release_collects_each_units_cycles_before_freezing():
         assert gc.get_freeze_count() > 0, "survivors are frozen"
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc arenas")
+def test_pool_workers_keep_to_a_few_malloc_arenas():
+    """A worker's thread pools would each get a glibc arena (heaps malloc_trim cannot give back);
+    the pool's workers are limited to MALLOC_ARENAS. Without the limit the same probe sees more."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    free = subprocess.run(
+        [sys.executable, "-m", "tests.arenas_probe"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(free.stdout) > MALLOC_ARENAS, "the probe sees one arena per thread when nothing limits them"
+    with LocalEngine(2) as engine:
+        counts = engine.map(arenas_after_threads, range(2))
+    assert max(counts) <= MALLOC_ARENAS
 
 
 def sources_full_steps(shared_data: Path, limit: int) -> list:
