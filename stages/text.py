@@ -79,9 +79,9 @@ def uid_expr(problem: pl.Expr) -> pl.Expr:
 # Ordered rewrites applied after `canonical_text`: a (pattern, replacement) regex (replacements are
 # literal except `$n`: a backslash in them is one backslash), or a {text: replacement} table of plain
 # strings replaced in one Aho-Corasick pass (`str.replace_many`: each regex pass costs ~5 ms per 25k
-# problems even where it matches nothing; a table of non-ASCII strings is searched in non-ASCII rows only). Each one removes a way of writing the same problem
-# differently; none of them touches a number, so a changed number still makes a different text
-# ("compute \binom{8}{4}" vs "compute \binom{9}{4}").
+# problems even where it matches nothing; a table of non-ASCII strings only searches non-ASCII rows).
+# Each one removes a way of writing the same problem differently; none of them touches a number, so
+# a changed number still makes a different text ("compute \binom{8}{4}" vs "compute \binom{9}{4}").
 _MATH_REWRITES: list[tuple[str, str] | dict[str, str]] = [
     # leading problem labels: "problem 12.", "question 3:", "exercise 2.1)", "7.", "(3)", "a)"
     (r"^(?:(?:problem|question|exercise|example|task)\s*#?\s*\d+(?:\.\d+)*\s*[.:)\-]?\s*)", ""),
