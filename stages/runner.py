@@ -400,6 +400,8 @@ def run_steps(
     (the first on `input_dir`, or on its own units when None)."""
     results = []
     for index, (stage, config) in enumerate(steps, start=first_index):
+        if isinstance(engine, LocalEngine) and not any(s.parallel for s, _ in steps[index - first_index :]):
+            engine.close()  # no stage left runs on the pool: its idle workers (~170 MB each) go now
         step = Step(stage, config, input_dir, stage_dir(run_dir, index, stage.name))
         results.append(run_step(step, engine))
         if listener is not None:

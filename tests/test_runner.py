@@ -4,6 +4,7 @@ with keys that cover all the code a stage imports."""
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -94,6 +95,26 @@ def test_pool_workers_keep_to_a_few_malloc_arenas():
     with LocalEngine(2) as engine:
         counts = engine.map(arenas_after_threads, range(2))
     assert max(counts) <= MALLOC_ARENAS
+
+
+def test_pool_is_closed_once_no_stage_left_runs_on_it(shared_data, tmp_path, monkeypatch):
+    """collect (on the pool) then decontaminate (in the driver, last): the idle workers are gone
+    before decontamination; with export (on the pool) still to come they stay."""
+    steps = {stage.name: (stage, config) for stage, config in sources_full_steps(shared_data, limit=20)}
+    decontaminate = steps["decontaminate"][0]
+    alive: list[int] = []
+    reduce = type(decontaminate).reduce
+
+    def counting(self, *args, **kwargs):
+        alive.append(len(multiprocessing.active_children()))
+        return reduce(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(decontaminate), "reduce", counting)
+    with LocalEngine(2) as engine:
+        run_steps([steps["collect"], steps["decontaminate"]], tmp_path / "last", engine)
+        run_steps([steps["collect"], steps["decontaminate"], steps["export"]], tmp_path / "more", engine)
+    assert alive[0] == 0, "no worker waits through a driver-only last stage"
+    assert alive[1] == 2, "the pool stays for a later stage that runs on it"
 
 
 def sources_full_steps(shared_data: Path, limit: int) -> list:
