@@ -38,6 +38,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -274,6 +275,7 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float, float]]] = {"longcot": [], "open-r1": []}
     for _ in range(args.repeat):
         for name, cmd in (("open-r1", [*me, "--_open_r1"]), ("longcot", ours_cmd)):
+            shutil.rmtree(work / "longcot", ignore_errors=True)  # a rerun into it would reuse its stages
             wall, cpu, rss, _ = timed(cmd, env, work)
             runs[name].append((wall, cpu, rss))
             print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.2f} GB", flush=True)
