@@ -3,7 +3,8 @@
 
 Workers are spawned, not forked: polars and torch keep thread pools that a fork copies in a broken
 state. The pool is started on first use and reused by every stage of a run, so its start-up (importing
-polars and the stage modules, ~1 s a worker) is paid once.
+polars and the stage modules, ~1 s a worker) is paid once; `run_steps` closes it once no stage left
+runs on it, so idle workers do not wait through the driver-only stages at the end.
 """
 
 from __future__ import annotations
