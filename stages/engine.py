@@ -48,9 +48,15 @@ def limit_malloc_arenas() -> None:
     and the per-batch thread pools (numpy chunks, polars slices) left each worker ~100 MB of arena
     heaps that malloc_trim cannot give back. 1M-row minhash dedup: peak 1,394-1,435 MB -> 1,234-1,291
     MB, the same wall time. Call before threads allocate (worker start, CLI start)."""
-    if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        glibc_call("mallopt", _M_ARENA_MAX, MALLOC_ARENAS)
+
+
+def glibc_call(function: str, *args: int) -> None:
+    """Call one of glibc's malloc tuning functions (mallopt, malloc_trim); a no-op without glibc."""
+    if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+            getattr(ctypes.CDLL("libc.so.6"), function)(*args)
 
 
 def release_memory(freeze: bool = False) -> None:
@@ -66,9 +72,7 @@ def release_memory(freeze: bool = False) -> None:
         gc.freeze()
     if "pyarrow" in sys.modules:  # its allocator keeps freed blocks too (JSON reading, Parquet writing)
         sys.modules["pyarrow"].default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    glibc_call("malloc_trim", 0)
 
 
 class _Releasing:
