@@ -66,6 +66,7 @@ def run(
     """Run a recipe end to end and print the stage summary (and runs/<run>/run.log)."""
     from flows.build import build_dataset
     from flows.plan import print_plan
+    from flows.prefect_api import start_ephemeral_api
     from flows.recipe import load_recipe, validate_recipe
     from flows.summary import print_summary
 
@@ -85,6 +86,7 @@ def run(
 
             import_ray()
         say(f"[bold]longcot run[/bold] {recipe} → {target} (engine {chosen.name})")
+        start_ephemeral_api()
         with console.status(f"running {recipe} into {target} …"):
             manifest = build_dataset(
                 str(recipe),

@@ -14,6 +14,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, wait
@@ -75,6 +76,14 @@ def release_memory(freeze: bool = False) -> None:
     glibc_call("malloc_trim", 0)
 
 
+def _start_worker() -> None:
+    """A pool worker's set-up. A Ctrl-C reaches the whole process group: the driver stops the run and
+    reports it; a worker just ends (the default action, no KeyboardInterrupt traceback per worker),
+    so a unit still running stops writing before the driver removes its .partial/ directory."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    limit_malloc_arenas()
+
+
 class _Releasing:
     """`fn` run on a worker, then `release_memory` (picklable, unlike a closure)."""
 
@@ -110,7 +119,7 @@ class LocalEngine:
             return [fn(item) for item in todo]
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=limit_malloc_arenas
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
             )
         futures = [self._pool.submit(_Releasing(fn), item) for item in todo]
         try:
