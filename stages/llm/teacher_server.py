@@ -21,6 +21,12 @@ from pathlib import Path
 
 from stages.llm.teacher_models import DEFAULT_CACHE, resolve_model
 
+# llama.cpp keeps finished slots' states in RAM for prompt reuse, up to 8 GiB by default: the process
+# grew ~3 MB a request (1,019 -> 1,606 MB over 192 requests of ~350 tokens; a skywork_or1 run 1.4 ->
+# 3.9 GB in 40 minutes). Capped at 256 MiB the same 192 stopped at 1,347 MB. Our prompts are one-shot;
+# the reuse worth having is among one problem's concurrent samples, which 1 GiB holds many times over.
+PROMPT_CACHE_MIB = 1024
+
 
 class TeacherServerError(RuntimeError):
     pass
@@ -45,6 +51,7 @@ def cpu_teacher(
     params.model.path = str(resolve_model(model, cache_dir))
     params.n_parallel = parallel
     params.n_ctx = parallel * ctx_per_slot
+    params.cache_ram_mib = PROMPT_CACHE_MIB
     params.cpuparams.n_threads = threads or default_threads()
     params.cpuparams_batch.n_threads = params.cpuparams.n_threads
     params.hostnames = ["127.0.0.1"]
